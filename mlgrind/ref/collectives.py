@@ -66,7 +66,15 @@ class Comm:
         if len(arrays) != self.size:
             raise ValueError(f"{collective} needs one array per rank: {len(arrays)} != {self.size}")
         shapes = [a.shape for a in arrays]
-        record = Record(collective, algorithm, shapes, str(arrays[0].dtype), tag, [0] * self.size, [0] * self.size)
+        record = Record(
+            collective,
+            algorithm,
+            shapes,
+            str(arrays[0].dtype),
+            tag,
+            [0] * self.size,
+            [0] * self.size,
+        )
         self.log.append(record)
         return record
 
@@ -83,7 +91,9 @@ class Comm:
 
     # -- ring building blocks on chunks[rank][chunk] ----------------------------------------
 
-    def _ring_reduce_scatter(self, record: Record, chunks: list[list[np.ndarray]]) -> list[np.ndarray]:
+    def _ring_reduce_scatter(
+        self, record: Record, chunks: list[list[np.ndarray]]
+    ) -> list[np.ndarray]:
         """After S-1 steps rank r holds the full sum of chunk r."""
         S = self.size
         for t in range(S - 1):
@@ -120,7 +130,9 @@ class Comm:
         gathered = self._ring_all_gather(record, reduced)
         return [np.concatenate(c).reshape(xs[0].shape) for c in gathered]
 
-    def reduce_scatter(self, xs: list[np.ndarray], axis: int = 0, tag: str = "") -> list[np.ndarray]:
+    def reduce_scatter(
+        self, xs: list[np.ndarray], axis: int = 0, tag: str = ""
+    ) -> list[np.ndarray]:
         """Rank r gets block r (np.array_split along axis) of the elementwise sum."""
         self._same_shape("reduce_scatter", xs)
         record = self._begin("reduce_scatter", "ring", xs, tag)
@@ -145,7 +157,9 @@ class Comm:
         record.steps = S - 1
         return out
 
-    def broadcast(self, x: np.ndarray, root: int = 0, algorithm: str = "ring", tag: str = "") -> list[np.ndarray]:
+    def broadcast(
+        self, x: np.ndarray, root: int = 0, algorithm: str = "ring", tag: str = ""
+    ) -> list[np.ndarray]:
         """Every rank gets root's x, via a chain ("ring") or a binomial tree ("tree")."""
         S = self.size
         record = self._begin("broadcast", algorithm, [x] * S, tag)
@@ -180,7 +194,9 @@ class Comm:
     def send(self, x: np.ndarray, src: int, dst: int, tag: str = "") -> np.ndarray:
         """Point-to-point: dst receives a copy of src's x."""
         record = self._begin("send", "p2p", [x] * self.size, tag)
-        record.shapes = [x.shape if r == src else () for r in range(self.size)]  # only src has input
+        record.shapes = [
+            x.shape if r == src else () for r in range(self.size)
+        ]  # only src has input
         record.steps = int(src != dst)
         return self._move(record, src, dst, x)
 
@@ -216,7 +232,7 @@ def all_to_all_bytes(n_bytes: int, S: int) -> float:
 
 
 def broadcast_bytes(n_bytes: int, S: int, algorithm: str = "ring") -> int:
-    """Bytes the busiest rank sends; in both algorithms every non-root rank receives n_bytes once."""
+    """Bytes the busiest rank sends; with either algorithm each non-root rank receives n_bytes."""
     if S == 1:
         return 0
     if algorithm == "ring":

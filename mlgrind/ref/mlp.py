@@ -86,7 +86,7 @@ def mlp_backward_flops(B: int, D: int, F: int) -> int:
     return 2 * mlp_flops(B, D, F)
 
 
-# ---------------------------------------------------------------- row-parallel (w_out split along F)
+# ------------------------------------------------------------- row-parallel (w_out split along F)
 
 
 def row_parallel_forward(comm: Comm, x_BD, w_in_DF, w_out_FD_ranks):
@@ -111,7 +111,7 @@ def row_parallel_backward(comm: Comm, d_y_BD, saved):
     return d_x_BD, d_w_in_DF, d_w_out_FD_ranks
 
 
-# ---------------------------------------------------------------- column-parallel (w_in split along F)
+# ---------------------------------------------------------- column-parallel (w_in split along F)
 
 
 def column_parallel_forward(comm: Comm, x_BD, w_in_DF_ranks, w_out_FD):
@@ -153,7 +153,7 @@ def megatron_backward(comm: Comm, d_y_BD, saved_ranks):
     return d_x_BD, [g[1] for g in grads], [g[2] for g in grads]
 
 
-# ---------------------------------------------------------------- data-parallel (batch split along B)
+# ------------------------------------------------------------ data-parallel (batch split along B)
 
 
 def data_parallel_forward(x_BD_ranks, w_in_DF, w_out_FD):

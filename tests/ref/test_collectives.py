@@ -25,7 +25,11 @@ def test_all_reduce_sums_and_moves_ring_bytes(S, shape):
     record = comm.log[0]
     assert record.steps == 2 * (S - 1)
     # Every chunk makes S-1 hops in each half, so the total is exact even for uneven chunks.
-    assert sum(record.sent) == sum(record.received) == pytest.approx(S * co.ring_all_reduce_bytes(n_bytes, S))
+    assert (
+        sum(record.sent)
+        == sum(record.received)
+        == pytest.approx(S * co.ring_all_reduce_bytes(n_bytes, S))
+    )
     if math.prod(shape) % S == 0:
         assert record.sent == record.received == [co.ring_all_reduce_bytes(n_bytes, S)] * S
 

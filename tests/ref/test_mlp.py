@@ -28,7 +28,9 @@ def unsharded(x, w_in, w_out, target):
 def test_l2_loss_gradient():
     rng = np.random.default_rng(0)
     y, target = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
-    np.testing.assert_allclose(mlp.l2_loss(y, target)[1], numerical_grad(lambda v: mlp.l2_loss(v, target)[0], y), atol=1e-8)
+    np.testing.assert_allclose(
+        mlp.l2_loss(y, target)[1], numerical_grad(lambda v: mlp.l2_loss(v, target)[0], y), atol=1e-8
+    )
 
 
 def test_one_example_backward_matches_finite_differences():
@@ -43,7 +45,9 @@ def test_one_example_backward_matches_finite_differences():
     d_x, d_w_in, d_w_out = mlp.mlp_backward_D(mlp.l2_loss(y, target)[1], saved)
     np.testing.assert_allclose(d_x, numerical_grad(lambda v: loss(v, w_in, w_out), x), atol=1e-7)
     np.testing.assert_allclose(d_w_in, numerical_grad(lambda v: loss(x, v, w_out), w_in), atol=1e-7)
-    np.testing.assert_allclose(d_w_out, numerical_grad(lambda v: loss(x, w_in, v), w_out), atol=1e-7)
+    np.testing.assert_allclose(
+        d_w_out, numerical_grad(lambda v: loss(x, w_in, v), w_out), atol=1e-7
+    )
 
 
 def test_batched_backward_matches_finite_differences_and_per_example_sum():
@@ -56,10 +60,16 @@ def test_batched_backward_matches_finite_differences_and_per_example_sum():
     y, d_y, (d_x, d_w_in, d_w_out) = unsharded(x, w_in, w_out, target)
     np.testing.assert_allclose(d_x, numerical_grad(lambda v: loss(v, w_in, w_out), x), atol=1e-7)
     np.testing.assert_allclose(d_w_in, numerical_grad(lambda v: loss(x, v, w_out), w_in), atol=1e-7)
-    np.testing.assert_allclose(d_w_out, numerical_grad(lambda v: loss(x, w_in, v), w_out), atol=1e-7)
+    np.testing.assert_allclose(
+        d_w_out, numerical_grad(lambda v: loss(x, w_in, v), w_out), atol=1e-7
+    )
     # The batch dimension is a loop over examples; the weight gradient sums over them.
-    per_example = [mlp.mlp_backward_D(d_y[b], mlp.mlp_forward_D(x[b], w_in, w_out)[1]) for b in range(B)]
-    np.testing.assert_allclose(y, [mlp.mlp_forward_D(x[b], w_in, w_out)[0] for b in range(B)], atol=1e-12)
+    per_example = [
+        mlp.mlp_backward_D(d_y[b], mlp.mlp_forward_D(x[b], w_in, w_out)[1]) for b in range(B)
+    ]
+    np.testing.assert_allclose(
+        y, [mlp.mlp_forward_D(x[b], w_in, w_out)[0] for b in range(B)], atol=1e-12
+    )
     np.testing.assert_allclose(d_w_in, sum(g[1] for g in per_example), atol=1e-12)
 
 
@@ -77,7 +87,10 @@ def test_row_parallel_equals_unsharded(S):
     np.testing.assert_allclose(np.concatenate(d_w_out_ranks, axis=0), d_w_out, atol=1e-10)
     fwd, bwd = comm.log
     assert (fwd.collective, fwd.shapes) == ("all_reduce", [(B, D)] * S)
-    assert (bwd.collective, bwd.shapes) == ("all_gather", [(B, w.shape[0]) for w in shard(w_out, S)])
+    assert (bwd.collective, bwd.shapes) == (
+        "all_gather",
+        [(B, w.shape[0]) for w in shard(w_out, S)],
+    )
     assert sum(bwd.received) == pytest.approx(S * ring_all_gather_bytes(B * F * 8, S))
 
 
@@ -94,7 +107,10 @@ def test_column_parallel_equals_unsharded(S):
     np.testing.assert_allclose(np.concatenate(d_w_in_ranks, axis=1), d_w_in, atol=1e-10)
     np.testing.assert_allclose(d_w_out_s, d_w_out, atol=1e-10)
     fwd, bwd = comm.log
-    assert (fwd.collective, fwd.shapes) == ("all_gather", [(B, w.shape[1]) for w in shard(w_in, S, axis=1)])
+    assert (fwd.collective, fwd.shapes) == (
+        "all_gather",
+        [(B, w.shape[1]) for w in shard(w_in, S, axis=1)],
+    )
     assert (bwd.collective, bwd.shapes) == ("all_reduce", [(B, D)] * S)
 
 
@@ -136,7 +152,10 @@ def test_data_parallel_equals_unsharded(S):
     np.testing.assert_allclose(np.concatenate(d_x_ranks), d_x, atol=1e-10)
     np.testing.assert_allclose(d_w_in_s, d_w_in, atol=1e-10)
     np.testing.assert_allclose(d_w_out_s, d_w_out, atol=1e-10)
-    assert [(r.tag, r.shapes) for r in comm.log] == [("d_w_in_DF", [(D, F)] * S), ("d_w_out_FD", [(F, D)] * S)]
+    assert [(r.tag, r.shapes) for r in comm.log] == [
+        ("d_w_in_DF", [(D, F)] * S),
+        ("d_w_out_FD", [(F, D)] * S),
+    ]
     if (D * F) % S == 0:
         assert comm.sent == [2 * ring_all_reduce_bytes(D * F * 8, S)] * S
 
