@@ -64,7 +64,10 @@ def poisson_requests(
     arrivals = np.cumsum(rng.exponential(1 / rate, size=n))
     prompts = rng.integers(prompt_lengths[0], prompt_lengths[1] + 1, size=n)
     outputs = rng.integers(output_lengths[0], output_lengths[1] + 1, size=n)
-    return [Request(float(a), int(p), int(o)) for a, p, o in zip(arrivals, prompts, outputs)]
+    return [
+        Request(float(a), int(p), int(o))
+        for a, p, o in zip(arrivals, prompts, outputs, strict=True)
+    ]
 
 
 def _empty_timeline(n: int) -> Timeline:

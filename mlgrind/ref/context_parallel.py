@@ -51,7 +51,9 @@ def ring_attention(q_shards_BLHK, k_shards_BMHK, v_shards_BMHK, comm: Comm):
     """
     S = comm.size
     ends = np.cumsum([q.shape[1] for q in q_shards_BLHK])
-    positions = [np.arange(end - q.shape[1], end) for q, end in zip(q_shards_BLHK, ends)]
+    positions = [
+        np.arange(end - q.shape[1], end) for q, end in zip(q_shards_BLHK, ends, strict=True)
+    ]
     out = [np.zeros_like(q) for q in q_shards_BLHK]
     # lse = −inf: "no keys seen yet", which merge turns into a zero weight.
     lse = [np.full((q.shape[0], q.shape[2], q.shape[1]), -np.inf) for q in q_shards_BLHK]
