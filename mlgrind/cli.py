@@ -1,0 +1,116 @@
+"""The `mlgrind` command: build, check, schema.
+
+Exit status: 0 success, 1 content errors (each printed as file:line:col: message), 2 usage
+errors. A user's mistake never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .build import PAPERS, Project, UsageError, build, compile_project
+from .errors import ContentError
+
+err = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False)
+
+ROOT = click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+                    show_default=True, help="Project folder (holds onepagers/, cards/, templates/).")
+
+
+def _project(root: Path) -> Project:
+    try:
+        return Project.at(root)
+    except UsageError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def _report(error: ContentError) -> None:
+    for problem in error.problems:
+        err.print(str(problem), markup=False, soft_wrap=True)
+    n = len(error.problems)
+    err.print(f"[red]✗ {n} problem{'s' * (n != 1)}[/red]; nothing was written")
+    sys.exit(1)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:,.0f} kB" if n >= 1024 else f"{n} B"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mlgrind")
+def main() -> None:
+    """mlgrind: YAML study sources → printable one-pagers (PDF) and an Anki deck.
+
+    Run it in the project folder: `mlgrind build` writes build/; `mlgrind check` validates.
+    """
+
+
+@main.command("build")
+@click.option("--paper", type=click.Choice(["a4", "letter", "both"]), default="both",
+              show_default=True, help="Paper size of the PDFs.")
+@click.option("--only", "only", multiple=True, metavar="NAME",
+              help="Render only this sheet (id, number or file stem); repeat for more. "
+                   "The deck always holds every card.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder  [default: ROOT/build]")
+@ROOT
+def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Path) -> None:
+    """Write the Anki deck and the one-page PDFs.
+
+    Outputs: OUT/mlgrind.apkg and OUT/onepagers/NN-name-{a4,letter}.pdf (NN = place in the
+    seed's sequence). Nothing is written unless everything builds; files whose bytes did not
+    change are left untouched, and unchanged sheets come from a cache in OUT/.cache/.
+    """
+    project = _project(root)
+    out_dir = out if out is not None else project.root / "build"
+    papers = PAPERS if paper == "both" else (paper,)
+    start = time.perf_counter()
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[item]}"),
+                        TimeElapsedColumn(), console=err, transient=True)
+    task = progress.add_task("building", total=None, item="")
+    try:
+        with progress:
+            outputs = build(project, out_dir, papers=papers, only=list(only),
+                            progress=lambda item: progress.update(task, item=item, advance=1))
+    except ContentError as error:
+        _report(error)
+    except UsageError as error:
+        raise click.UsageError(str(error)) from None
+    for o in outputs:
+        state = "written" if o.written else "unchanged"
+        how = "cached" if o.cached else f"{o.seconds:.2f} s"
+        stdout.print(f"  {state:9} {out_dir / o.path}  [dim]{_size(len(o.data))}, {how}[/dim]")
+    err.print(f"[green]✓[/green] {len(outputs)} files in {time.perf_counter() - start:.2f} s")
+
+
+@main.command("check")
+@ROOT
+def check_command(root: Path) -> None:
+    """Validate everything (schema, ids, computed values, one-page fit); write nothing."""
+    project = _project(root)
+    start = time.perf_counter()
+    try:
+        with err.status("checking…"):
+            outputs = compile_project(project, cache=project.root / "build" / ".cache",
+                                      write_cache=False)
+    except ContentError as error:
+        _report(error)
+    sheets = sum(o.path.endswith(".pdf") for o in outputs)
+    err.print(f"[green]✓[/green] all good: {sheets} sheet PDFs fit one page, deck builds "
+              f"({time.perf_counter() - start:.2f} s)")
+
+
+@main.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of the YAML sources (for yaml-language-server and editors)."""
+    from .schema import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))

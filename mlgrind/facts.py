@@ -1,0 +1,173 @@
+"""The registered computations: every number or shape on a sheet or card comes from here.
+
+YAML calls these by name, `${ calc.broadcast((9, 1, 3), (4, 1)) }`, and a table can take its
+rows from a registered table, `rows_from: suffix_letters`. Nothing else is callable from YAML.
+Each function computes with NumPy or the reference package (`mlgrind.ref`), never from a typed
+answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .ref import einsum as ref_einsum
+from .ref.notation import LETTERS, split_suffix
+
+CALC: dict[str, Callable[..., Any]] = {}
+TABLES: dict[str, Callable[[], list[list[str]]]] = {}
+
+
+def calc(fn: Callable[..., Any]) -> Callable[..., Any]:
+    CALC[fn.__name__] = fn
+    return fn
+
+
+def table(fn: Callable[[], list[list[str]]]) -> Callable[[], list[list[str]]]:
+    TABLES[fn.__name__] = fn
+    return fn
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+# Seed step 1: shape suffixes and einsum ----------------------------------------------------------
+
+
+@table
+def suffix_letters() -> list[list[str]]:
+    """The suffix table: letter, meaning, and whether Shazeer's post defines it."""
+    return [[f"[{e.letter}]{{.{e.family}}}", e.meaning + ("" if e.shazeer else " *(ours)*")]
+            for e in LETTERS.values()]
+
+
+@calc
+def letter(name: str) -> str:
+    return LETTERS[name].meaning
+
+
+def _einsum_of(names: str) -> tuple[str, list[str], str]:
+    """`"x_BLD, w_in_DF -> h_BLF"` → ("bld,df->blf", ["BLD", "DF"], "BLF"), checked by running it."""
+    lhs, arrow, rhs = names.partition("->")
+    suffixes = []
+    for name in [*lhs.split(","), rhs]:
+        parts = split_suffix(name.strip())
+        if not arrow or parts is None:
+            raise ValueError(f"expected 'a_XY, b_YZ -> c_XZ' with suffix letters, got {names!r}")
+        suffixes.append(parts[1])
+    *inputs, output = suffixes
+    spec = ",".join(s.lower() for s in inputs) + "->" + output.lower()
+    # Distinct sizes per letter, so a wrong spec cannot pass by coincidence.
+    sizes = {c: i + 2 for i, c in enumerate(dict.fromkeys("".join(suffixes)))}
+    arrays = [np.zeros([sizes[c] for c in s]) for s in inputs]
+    if np.einsum(spec, *arrays).shape != tuple(sizes[c] for c in output):
+        raise ValueError(f"{spec} does not produce {output}")
+    return spec, inputs, output
+
+
+@calc
+def einsum_spec(names: str) -> str:
+    return _einsum_of(names)[0]
+
+
+@calc
+def einsum_contracted(names: str) -> str:
+    """The letters summed over (in an input, absent from the output), marked as contracted."""
+    _, inputs, output = _einsum_of(names)
+    summed = [c for c in dict.fromkeys("".join(inputs)) if c not in output]
+    return " ".join(f"[{c}]{{.contract}}" for c in summed) or "none"
+
+
+# Each idiom: einsum spec, the NumPy spelling shown, and a function computing that spelling.
+_IDIOMS: list[tuple[str, str, Callable[..., np.ndarray]]] = [
+    ("ij,jk->ik", "A @ B", lambda a, b: a @ b),
+    ("bij,bjk->bik", "A @ B (batched)", lambda a, b: a @ b),
+    ("i,i->", "a @ b (dot)", lambda a, b: a @ b),
+    ("i,j->ij", "np.outer(a, b)", np.outer),
+    ("ij->ji", "A.T", lambda a: a.T),
+    ("ij->i", "A.sum(axis=1)", lambda a: a.sum(axis=1)),
+    ("ij->", "A.sum()", lambda a: a.sum()),
+    ("ii->i", "np.diag(A)", np.diag),
+    ("ii->", "np.trace(A)", np.trace),
+    ("ij,ij->ij", "A * B", lambda a, b: a * b),
+]
+
+
+@table
+def einsum_idioms() -> list[list[str]]:
+    """einsum next to its NumPy spelling, each pair checked equal on random arrays."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for spec, spelling, fn in _IDIOMS:
+        inputs, _ = ref_einsum.parse(spec)
+        n = 3 if any(len(set(t)) < len(t) for t in inputs) else None  # repeated index: square
+        sizes = {c: n or 2 + i for i, c in enumerate(dict.fromkeys("".join(inputs)))}
+        arrays = [rng.standard_normal([sizes[c] for c in term]) for term in inputs]
+        if not np.allclose(np.einsum(spec, *arrays), fn(*arrays)):
+            raise AssertionError(f"{spec} is not {spelling}")
+        rows.append([f"`{spec}`", f"`{spelling}`"])
+    return rows
+
+
+@calc
+def einsum_flops(names: str) -> str:
+    """2 × the product of every letter's size, as a formula, checked against the FLOP counter."""
+    spec, inputs, output = _einsum_of(names)
+    letters = list(dict.fromkeys("".join(inputs) + output))
+    sizes = {c.lower(): p for c, p in zip(letters, (2, 3, 5, 7, 11, 13, 17, 19, 23))}
+    assert ref_einsum.flops(spec, sizes) == 2 * math.prod(sizes.values())
+    return "2·" + "·".join(letters)
+
+
+# Appendix: NumPy broadcasting, matmul shapes, reshape -----------------------------------------
+
+
+@calc
+def broadcast(*shapes: tuple[int, ...]) -> str:
+    return shape_text(np.broadcast_shapes(*shapes))
+
+
+@calc
+def right_aligned(shape: tuple[int, ...], *others: tuple[int, ...]) -> str:
+    """`shape` padded on the left with 1s to the rank of the longest: the first broadcast rule."""
+    rank = max(len(s) for s in (shape, *others))
+    return " × ".join(map(str, (1,) * (rank - len(shape)) + tuple(shape)))
+
+
+# Symbolic dims get distinct sizes; "..." stands for two extra leading dims.
+_SYMBOL_SIZES = {"M": 2, "K": 3, "N": 5}
+_ELLIPSIS = (7, 11)
+
+
+def _symbolic(dims: str) -> np.ndarray:
+    shape: list[int] = []
+    for dim in dims.split():
+        shape += _ELLIPSIS if dim == "..." else [_SYMBOL_SIZES[dim]]
+    return np.zeros(shape)
+
+
+@calc
+def matmul(a: str, b: str) -> str:
+    """Result shape of `a @ b` for symbolic shapes like "... M K", computed by np.matmul."""
+    shape = (_symbolic(a) @ _symbolic(b)).shape
+    if not shape:
+        return "scalar"
+    names = {size: dim for dim, size in _SYMBOL_SIZES.items()}
+    dims = []
+    if shape[: len(_ELLIPSIS)] == _ELLIPSIS:
+        dims, shape = ["..."], shape[len(_ELLIPSIS):]
+    return " ".join(dims + [names[size] for size in shape])
+
+
+@calc
+def reshape(shape: tuple[int, ...], new: tuple[int, ...] | int) -> str:
+    return shape_text(np.zeros(shape).reshape(new).shape)
+
+
+@calc
+def size(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)

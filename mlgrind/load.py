@@ -1,0 +1,110 @@
+"""Stage 1, load: read YAML sources safely and remember where every value came from.
+
+Only YAML's safe subset is accepted (no `!!python/...` tags), aliases are refused outright (a
+"billion laughs" document fails at its first `*alias`, before anything is expanded) and duplicate
+keys are errors rather than silently overwritten. Every value's line and column is kept in a
+`Positions` map so later stages can point at it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, SequenceNode
+
+from .errors import Problem
+
+MAX_BYTES = 1_000_000  # a study sheet is a few kB; anything this big is a mistake
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass
+class Source:
+    """One YAML file: its data, and the position of every value and key in it."""
+
+    path: Path
+    name: str  # as shown in messages, relative to the project
+    data: Any
+    values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+
+    def problem(self, loc: Loc, message: str, *, at_key: bool = False) -> Problem:
+        """A problem at `loc`, or at its nearest enclosing value that has a position."""
+        table = self.keys if at_key else self.values
+        for end in range(len(loc), -1, -1):
+            where = table.get(loc[:end]) or self.values.get(loc[:end])
+            if where:
+                return Problem(self.name, *where, message)
+        return Problem(self.name, 1, 1, message)
+
+
+class _Loader(yaml.SafeLoader):
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                problem=f"aliases (*{event.anchor}) are not allowed in mlgrind sources; "
+                "write the value out",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _mark(node: Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _walk(node: Node, loc: Loc, source: Source, problems: list[Problem]) -> None:
+    source.values[loc] = _mark(node)
+    if isinstance(node, MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                problems.append(Problem(source.name, *_mark(key_node), f"duplicate key {key!r}"))
+            seen.add(key)
+            source.keys[loc + (key,)] = _mark(key_node)
+            _walk(value_node, loc + (key,), source, problems)
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, loc + (index,), source, problems)
+
+
+def load_yaml(path: Path, name: str) -> tuple[Source | None, list[Problem]]:
+    """Parse one file; on any problem return None and the problems, never raise."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        return None, [Problem(name, 0, 0, f"cannot read: {error.strerror}")]
+    if len(raw) > MAX_BYTES:
+        return None, [Problem(name, 0, 0, f"file is {len(raw):,} bytes; the limit is {MAX_BYTES:,}")]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return None, [Problem(name, 0, 0, f"not UTF-8 text (byte {error.start})")]
+
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, [Problem(name, 1, 1, "file is empty; expected a mapping")]
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        message = " ".join(str(part) for part in (error.context, error.problem) if part)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        return None, [Problem(name, line, col, f"invalid YAML: {message}")]
+    except yaml.YAMLError as error:
+        return None, [Problem(name, 1, 1, f"invalid YAML: {error}")]
+    finally:
+        loader.dispose()
+
+    source = Source(path=path, name=name, data=data)
+    problems: list[Problem] = []
+    _walk(node, (), source, problems)
+    return (None if problems else source), problems

@@ -1,0 +1,92 @@
+"""Inline markup of text fields → safe HTML, the same for sheets and cards.
+
+CommonMark inline syntax with raw HTML switched off (so `<` in a shape stays text), plus
+`[text]{.role}` spans limited to palette roles and `\\( … \\)` / `\\[ … \\]` maths. Inside code,
+every suffixed name (`x_BLD`) gets its dimension letters coloured by their family, so the
+notation reads the same wherever it appears.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Literal
+
+from markdown_it import MarkdownIt
+from mdit_py_plugins.attrs import attrs_plugin
+from mdit_py_plugins.texmath import texmath_plugin
+
+from .palette import ROLES
+from .ref.notation import LETTERS, split_suffix
+
+Target = Literal["sheet", "card"]
+
+_SUFFIXED = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*_[A-Z]+\b")
+# An einsum spec whose letters are all notation letters ("bld,df->blf"), not "ij,jk->ik".
+_SPEC = re.compile(r"\b[a-z]+(?:,[a-z]+)*->[a-z]*")
+
+
+def _letter(c: str) -> str:
+    return f'<span class="r-{LETTERS[c.upper()].family}">{c}</span>'
+
+
+class MarkupError(ValueError):
+    pass
+
+
+def colour_suffixes(code: str) -> str:
+    """Escaped code with the letters of suffixes (`x_BLD`) and einsum specs in their roles."""
+    out, last = [], 0
+    for match in re.finditer(f"{_SUFFIXED.pattern}|{_SPEC.pattern}", code):
+        text = match.group()
+        if "->" in text:
+            if not all(c.upper() in LETTERS for c in text if c.isalpha()):
+                continue
+            coloured = "".join(_letter(c) if c.isalpha() else html.escape(c) for c in text)
+        else:
+            parts = split_suffix(text)
+            if parts is None:
+                continue
+            coloured = html.escape(parts[0]) + "_" + "".join(map(_letter, parts[1]))
+        out.append(html.escape(code[last:match.start()]) + coloured)
+        last = match.end()
+    out.append(html.escape(code[last:]))
+    return "".join(out)
+
+
+def _parser(target: Target) -> MarkdownIt:
+    md = (MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+          .disable(["link", "image", "autolink"])
+          .use(attrs_plugin, spans=True)
+          .use(texmath_plugin, delimiters="brackets"))
+
+    def span_open(self, tokens, idx, options, env):  # type: ignore[no-untyped-def]
+        attrs = dict(tokens[idx].attrs)
+        roles = str(attrs.pop("class", "")).split()
+        if attrs or len(roles) != 1 or roles[0] not in ROLES:
+            raise MarkupError(
+                f"a span takes exactly one role, like [text]{{.key}}; got {tokens[idx].attrs!r}; "
+                f"roles: {', '.join(ROLES)}")
+        return f'<span class="r-{roles[0]}">'
+
+    def code_inline(self, tokens, idx, options, env):  # type: ignore[no-untyped-def]
+        return f"<code>{colour_suffixes(tokens[idx].content)}</code>"
+
+    def math(open_: str, close: str, css: str):  # type: ignore[no-untyped-def]
+        if target == "card":  # Anki's MathJax reads these delimiters
+            return lambda self, tokens, idx, *_: html.escape(open_ + tokens[idx].content + close)
+        return lambda self, tokens, idx, *_: f'<span class="{css}">{html.escape(tokens[idx].content)}</span>'
+
+    md.add_render_rule("span_open", span_open)
+    md.add_render_rule("code_inline", code_inline)
+    md.add_render_rule("math_inline", math(r"\(", r"\)", "math"))
+    md.add_render_rule("math_block", math(r"\[", r"\]", "math display"))
+    return md
+
+
+_PARSERS = {target: _parser(target) for target in ("sheet", "card")}
+
+
+def inline(text: str, target: Target = "sheet") -> str:
+    """One line (or paragraph) of markup as HTML, without a wrapping <p>."""
+    return _PARSERS[target].renderInline(text).strip()

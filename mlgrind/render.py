@@ -1,0 +1,158 @@
+"""Stage 4, render: validated sources → HTML for sheets and card fields.
+
+Text fields go through compute (`${ … }`) then markup; every failure is reported against the
+YAML position of the field it came from. Page HTML comes from the project's Jinja templates in a
+sandboxed, autoescaping environment with `StrictUndefined`: a template that names something the
+view does not hold is an error naming the template and line, not a blank on the page.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+from . import palette
+from .compute import ExpressionError, expand, table_rows
+from .errors import Problem
+from .load import Loc, Source
+from .markup import MarkupError, Target, colour_suffixes, inline
+from .schema import CardSet, CodeBlock, FormulaBlock, ListBlock, NoteBlock, Sheet, TableBlock
+
+
+class Texts:
+    """Renders text fields of one source, collecting problems instead of stopping at the first."""
+
+    def __init__(self, source: Source, problems: list[Problem], target: Target):
+        self.source, self.problems, self.target = source, problems, target
+
+    def __call__(self, text: str | None, loc: Loc, *, code: bool = False) -> Markup | None:
+        if text is None:
+            return None
+        try:
+            expanded = expand(text)
+            return Markup(colour_suffixes(expanded) if code else inline(expanded, self.target))
+        except (ExpressionError, MarkupError) as error:
+            self.problems.append(self.source.problem(loc, str(error)))
+            return Markup("")
+
+
+# Sheets ---------------------------------------------------------------------------------------
+
+
+def sheet_view(sheet: Sheet, source: Source, problems: list[Problem]) -> dict[str, Any]:
+    """The sheet with every text field rendered: what the page template sees."""
+    text = Texts(source, problems, "sheet")
+    panels = []
+    for p, panel in enumerate(sheet.panels):
+        at: Loc = ("panels", p)
+        blocks = []
+        for b, block in enumerate(panel.blocks):
+            here = at + ("blocks", b)
+            if isinstance(block, TableBlock):
+                blocks.append(_table(block, here + ("table",), text, source, problems))
+            elif isinstance(block, FormulaBlock):
+                blocks.append({"kind": "formula", "formula": text(block.formula, here + ("formula",)),
+                               "label": text(block.label, here + ("label",))})
+            elif isinstance(block, CodeBlock):
+                blocks.append({"kind": "code", "code": text(block.code, here + ("code",), code=True),
+                               "caption": text(block.caption, here + ("caption",))})
+            elif isinstance(block, ListBlock):
+                blocks.append({"kind": "list", "ordered": block.ordered,
+                               "entries": [text(i, here + ("list", n)) for n, i in enumerate(block.list)]})
+            elif isinstance(block, NoteBlock):
+                blocks.append({"kind": "note", "role": block.role,
+                               "note": text(block.note, here + ("note",))})
+        panels.append({"title": text(panel.title, at + ("title",)), "role": panel.role,
+                       "span": panel.span, "blocks": blocks})
+    used = set(_ROLE_CLASS.findall(repr(panels))) | {p.role for p in sheet.panels if p.role}
+    return {"id": sheet.id, "title": sheet.title, "number": f"{sheet.position:02d}",
+            "seed": sheet.seed, "orientation": sheet.orientation, "columns": sheet.columns,
+            "panels": panels, "legend": [role for role in palette.ROLES if role in used]}
+
+
+_ROLE_CLASS = re.compile(r'class="r-([a-z-]+)"')
+
+
+def _table(block: TableBlock, at: Loc, text: Texts, source: Source,
+           problems: list[Problem]) -> dict[str, Any]:
+    table = block.table
+    if (table.rows is None) == (table.rows_from is None):
+        problems.append(source.problem(at, "a table needs exactly one of 'rows' or 'rows_from'"))
+        rows: list[list[str]] = []
+    elif table.rows_from is not None:
+        try:
+            rows = table_rows(table.rows_from)
+        except ExpressionError as error:
+            problems.append(source.problem(at + ("rows_from",), str(error)))
+            rows = []
+    else:
+        rows = table.rows or []
+    width = len(table.header) if table.header else None
+    for r, row in enumerate(rows):
+        if width is not None and len(row) != width:
+            problems.append(source.problem(
+                at + ("rows", r), f"row has {len(row)} cells; the header has {width}"))
+    # Computed rows have no YAML position of their own: their problems point at `rows_from`.
+    cell_at = (lambda r, c: at + ("rows", r, c)) if table.rows is not None else (
+        lambda r, c: at + ("rows_from",))
+    return {
+        "kind": "table",
+        "header": [text(h, at + ("header", c)) for c, h in enumerate(table.header or [])],
+        "rows": [[text(cell, cell_at(r, c)) for c, cell in enumerate(row)] for r, row in enumerate(rows)],
+        "caption": text(table.caption, at + ("caption",)),
+    }
+
+
+# Cards ----------------------------------------------------------------------------------------
+
+
+def card_fields(cards: CardSet, source: Source, problems: list[Problem]) -> list[dict[str, Any]]:
+    """Each note's fields as HTML, in file order."""
+    text = Texts(source, problems, "card")
+    notes = []
+    for n, note in enumerate(cards.notes):
+        at: Loc = ("notes", n)
+        fields = {name: text(getattr(note, name), at + (name,))
+                  for name in ("front", "back", "text", "extra", "source") if hasattr(note, name)}
+        notes.append({"note": note, "fields": fields})
+    return notes
+
+
+# Templates ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Templates:
+    """The project's `templates/` folder as a sandboxed, autoescaping Jinja environment."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(self.root), autoescape=True, undefined=StrictUndefined,
+            trim_blocks=True, lstrip_blocks=True)
+        self.env.globals["palette_css"] = Markup(palette.css())
+        self.env.globals["roles"] = palette.ROLES
+
+    def render(self, name: str, **context: Any) -> tuple[str | None, list[Problem]]:
+        try:
+            return self.env.get_template(name).render(**context), []
+        except TemplateSyntaxError as error:
+            return None, [Problem(f"templates/{error.name or name}", error.lineno or 0, 1,
+                                  f"template syntax error: {error.message}")]
+        except Exception as error:  # a template is user content: any failure is theirs to fix
+            frame = next((f for f in reversed(traceback.extract_tb(error.__traceback__))
+                          if f.filename.startswith(str(self.root))), None)
+            where = (f"templates/{Path(frame.filename).relative_to(self.root)}", frame.lineno or 0) \
+                if frame else (f"templates/{name}", 0)
+            return None, [Problem(*where, 1, f"template error: {error}")]
+
+    def read(self, name: str) -> str:
+        return (self.root / name).read_text(encoding="utf-8")
