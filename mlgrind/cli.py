@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .build import PAPERS, Project, UsageError, build, compile_project
-from .errors import ContentError
+from .errors import ContentError, display_path
 
 err = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
@@ -38,6 +38,10 @@ def _report(error: ContentError) -> None:
     n = len(error.problems)
     err.print(f"[red]✗ {n} problem{'s' * (n != 1)}[/red]; nothing was written")
     sys.exit(1)
+
+
+def _shown(path: Path) -> str:
+    return display_path(path, Path.cwd())
 
 
 def _size(n: int) -> str:
@@ -87,7 +91,8 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
     for o in outputs:
         state = "written" if o.written else "unchanged"
         how = "cached" if o.cached else f"{o.seconds:.2f} s"
-        stdout.print(f"  {state:9} {out_dir / o.path}  [dim]{_size(len(o.data))}, {how}[/dim]")
+        stdout.print(f"  {state:9} {_shown(out_dir / o.path)}  [dim]{_size(len(o.data))}, {how}[/dim]",
+                     soft_wrap=True)
     err.print(f"[green]✓[/green] {len(outputs)} files in {time.perf_counter() - start:.2f} s")
 
 

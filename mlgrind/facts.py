@@ -132,6 +132,18 @@ def broadcast(*shapes: tuple[int, ...]) -> str:
 
 
 @calc
+def broadcast_or_error(*shapes: tuple[int, ...]) -> str:
+    """The broadcast shape, or which dimensions clash (read off NumPy's own refusal)."""
+    try:
+        return broadcast(*shapes)
+    except ValueError:
+        rank = max(map(len, shapes))
+        padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+        clash = next(sizes for sizes in zip(*padded) if len({n for n in sizes if n != 1}) > 1)
+        return "error: " + " vs ".join(str(n) for n in clash if n != 1)
+
+
+@calc
 def right_aligned(shape: tuple[int, ...], *others: tuple[int, ...]) -> str:
     """`shape` padded on the left with 1s to the rank of the longest: the first broadcast rule."""
     rank = max(len(s) for s in (shape, *others))
@@ -166,6 +178,20 @@ def matmul(a: str, b: str) -> str:
 @calc
 def reshape(shape: tuple[int, ...], new: tuple[int, ...] | int) -> str:
     return shape_text(np.zeros(shape).reshape(new).shape)
+
+
+@calc
+def reshape_is_view(shape: tuple[int, ...], new: tuple[int, ...] | int, transposed: bool = False) -> str:
+    """Whether `reshape` returns a view (shares memory) or had to copy."""
+    x = np.zeros(shape)
+    x = x.T if transposed else x
+    return "view" if np.shares_memory(x, x.reshape(new)) else "copy"
+
+
+@calc
+def contiguous(shape: tuple[int, ...], transposed: bool = False) -> str:
+    x = np.zeros(shape)
+    return "yes" if (x.T if transposed else x).flags.c_contiguous else "no"
 
 
 @calc
