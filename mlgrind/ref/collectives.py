@@ -5,7 +5,7 @@ passing chunks between ranks, step by step, under a named algorithm, and records
 sent and received. Those records, not the closed forms below, are where the curriculum's "bytes per
 rank" facts come from; the closed forms are checked against them.
 
-Algorithms modelled (one `steps` = one round in which every rank sends at most one message):
+Algorithms modelled (a step is one round in which each rank sends at most one message):
 - all-reduce: ring, = ring reduce-scatter then ring all-gather; 2(S-1) steps.
 - reduce-scatter, all-gather: ring; S-1 steps, each rank passes one chunk to its right neighbour.
 - all-to-all: pairwise exchange; in step t rank r sends its chunk for rank r+t directly.

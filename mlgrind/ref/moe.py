@@ -7,7 +7,8 @@ Only the chosen experts run, so FLOPs grow with k while parameters grow with E.
 Expert parallel puts each rank in charge of a block of experts and of a block of the tokens. A
 rank routes its own tokens, sends each (token, expert) pair to the rank owning that expert with
 an all-to-all (dispatch), the experts run, and a second all-to-all brings the outputs back
-(combine), where the owner of the token applies the gates. Gates never travel.
+(combine), where the owner of the token applies the gates. Gates never travel. Backward runs the
+two all-to-alls in reverse and all-reduces the gradient of the replicated router.
 
 Gates are kept dense as gates_BE, zero outside each token's top k, so no new letter is needed.
 """
@@ -27,12 +28,21 @@ def route(x_BD, w_router_DE, k: int):
     if not 1 <= k <= E:
         raise ValueError(f"top-k needs 1 <= k <= E = {E}, not k = {k}")
     logits_BE = einsum("bd,de->be", x_BD, w_router_DE)
-    top_Bk = np.argsort(-logits_BE, axis=1)[:, :k]
+    top = np.argsort(-logits_BE, axis=1)[:, :k]  # each token's k best experts, B × k
     chosen_BE = np.zeros(logits_BE.shape, dtype=bool)
-    np.put_along_axis(chosen_BE, top_Bk, True, axis=1)
+    np.put_along_axis(chosen_BE, top, True, axis=1)
     # Subtracting the row max keeps exp finite; unchosen experts get exactly zero weight.
     e_BE = np.where(chosen_BE, np.exp(logits_BE - logits_BE.max(axis=1, keepdims=True)), 0.0)
     return e_BE / e_BE.sum(axis=1, keepdims=True)
+
+
+def route_backward(d_gates_BE, gates_BE, x_BD, w_router_DE):
+    """Softmax over the chosen logits: d_logit = g (d_g - sum g d_g); unchosen have g = 0."""
+    dot_B = einsum("be,be->b", gates_BE, d_gates_BE)
+    d_logits_BE = gates_BE * (d_gates_BE - dot_B[:, None])
+    d_x_BD = einsum("be,de->bd", d_logits_BE, w_router_DE)
+    d_w_router_DE = einsum("bd,be->de", x_BD, d_logits_BE)
+    return d_x_BD, d_w_router_DE
 
 
 def moe_forward(x_BD, w_router_DE, w_in_EDF, w_out_EFD, k: int):
@@ -59,12 +69,8 @@ def moe_backward(d_y_BD, saved):
         d_x_BD[tokens] += d_x_part_BD  # a token visits each expert at most once
         d_w_in.append(d_w_in_DF)
         d_w_out.append(d_w_out_FD)
-    # Softmax over the chosen logits: d_logit = g (d_g - sum g d_g); unchosen have g = 0.
-    dot_B = einsum("be,be->b", gates_BE, d_gates_BE)
-    d_logits_BE = gates_BE * (d_gates_BE - dot_B[:, None])
-    d_w_router_DE = einsum("bd,be->de", x_BD, d_logits_BE)
-    d_x_BD += einsum("be,de->bd", d_logits_BE, w_router_DE)
-    return d_x_BD, d_w_router_DE, np.stack(d_w_in), np.stack(d_w_out)
+    d_x_router_BD, d_w_router_DE = route_backward(d_gates_BE, gates_BE, x_BD, w_router_DE)
+    return d_x_BD + d_x_router_BD, d_w_router_DE, np.stack(d_w_in), np.stack(d_w_out)
 
 
 def moe_flops(B: int, D: int, F: int, E: int, k: int) -> int:
@@ -72,17 +78,32 @@ def moe_flops(B: int, D: int, F: int, E: int, k: int) -> int:
     return 2 * B * D * E + k * mlp.mlp_flops(B, D, F)
 
 
+def per_expert(blocks, counts, fn):
+    """On an expert rank: blocks[src] holds the rows src sent, grouped by local expert, counts[src]
+    rows per expert. Applies fn(j, rows_BD) once per local expert j to the rows every source sent
+    it (one matmul per expert, not per source) and lays the results out like blocks."""
+    pieces = [np.split(x, np.cumsum(c)[:-1]) for x, c in zip(blocks, counts)]
+    outs = [[] for _ in blocks]
+    for j in range(len(counts[0])):
+        rows = [p[j] for p in pieces]
+        out = fn(j, np.concatenate(rows))
+        for src, o in enumerate(np.split(out, np.cumsum([len(r) for r in rows])[:-1])):
+            outs[src].append(o)
+    return [np.concatenate(o) for o in outs]
+
+
 def expert_parallel_forward(
     comm: Comm, x_BD_ranks, w_router_DE, w_in_EDF_ranks, w_out_EFD_ranks, k
 ):
-    """Rank s holds tokens x_BD_ranks[s] and experts w_in_EDF_ranks[s] (a block along E)."""
+    """Rank s holds tokens x_BD_ranks[s], the router (replicated) and a block of the experts,
+    w_in_EDF_ranks[s] and w_out_EFD_ranks[s]. Returns each rank's y_BD and what backward needs."""
     S = comm.size
     n_local = [w.shape[0] for w in w_in_EDF_ranks]
     owner_E = np.repeat(np.arange(S), n_local)
     first = np.cumsum([0] + n_local[:-1])  # global index of each rank's first expert
 
-    # Dispatch. For each destination: the tokens of the pairs (token b, expert e) whose expert it
-    # owns, grouped by expert, and how many each of its experts gets so it can cut them apart.
+    # Dispatch: to each rank, the tokens of the (token b, expert e) pairs whose expert it owns,
+    # grouped by expert, and how many each of its experts gets.
     gates_BE_ranks, pairs, tokens, counts = [], [], [], []
     for x_BD in x_BD_ranks:
         gates_BE = route(x_BD, w_router_DE, k)
@@ -97,26 +118,80 @@ def expert_parallel_forward(
     received = comm.all_to_all(tokens, tag="dispatch")  # received[d][src]
     received_counts = comm.all_to_all(counts, tag="counts")
 
-    outputs = []  # outputs[d][src]: expert outputs in the order received[d][src] arrived
+    expert_saved = [[None] * n for n in n_local]
+    outputs = []
     for d in range(S):
-        pieces = [np.split(x, np.cumsum(c)[:-1]) for x, c in zip(received[d], received_counts[d])]
-        outs = [[] for _ in range(S)]
-        for j in range(n_local[d]):
-            # One matmul per expert over the tokens every source sent it.
-            x_BD = np.concatenate([pieces[src][j] for src in range(S)])
-            out_BD, _ = mlp.mlp_forward(x_BD, w_in_EDF_ranks[d][j], w_out_EFD_ranks[d][j])
-            sizes = [len(pieces[src][j]) for src in range(S)]
-            for src, out in enumerate(np.split(out_BD, np.cumsum(sizes)[:-1])):
-                outs[src].append(out)
-        outputs.append([np.concatenate(o) for o in outs])
+
+        def expert_forward(j, x_BD, d=d):
+            out_BD, expert_saved[d][j] = mlp.mlp_forward(
+                x_BD, w_in_EDF_ranks[d][j], w_out_EFD_ranks[d][j]
+            )
+            return out_BD
+
+        outputs.append(per_expert(received[d], received_counts[d], expert_forward))
 
     # Combine: outputs go back to their tokens' ranks, which apply the gates.
-    returned = comm.all_to_all(outputs, tag="combine")  # returned[src][d]
+    returned = comm.all_to_all(outputs, tag="combine")  # returned[s][d]
     y_BD_ranks = []
     for s, (x_BD, gates_BE) in enumerate(zip(x_BD_ranks, gates_BE_ranks)):
         y_BD = np.zeros_like(x_BD)
-        for d in range(S):
-            b, e = pairs[s][d]
+        for d, (b, e) in enumerate(pairs[s]):
             np.add.at(y_BD, b, gates_BE[b, e, None] * returned[s][d])
         y_BD_ranks.append(y_BD)
-    return y_BD_ranks
+    saved = (
+        x_BD_ranks,
+        w_router_DE,
+        gates_BE_ranks,
+        pairs,
+        returned,
+        received_counts,
+        expert_saved,
+    )
+    return y_BD_ranks, saved
+
+
+def expert_parallel_backward(comm: Comm, d_y_BD_ranks, saved):
+    """The forward's all-to-alls in reverse (gradients of outputs to the experts, gradients of
+    inputs back), plus one all-reduce of the replicated router's gradient."""
+    x_BD_ranks, w_router_DE, gates_BE_ranks, pairs, returned, received_counts, expert_saved = saved
+    S = comm.size
+    d_out_blocks, d_gates_BE_ranks = [], []
+    for s, (d_y_BD, gates_BE) in enumerate(zip(d_y_BD_ranks, gates_BE_ranks)):
+        d_gates_BE = np.zeros_like(gates_BE)
+        blocks = []
+        for d, (b, e) in enumerate(pairs[s]):
+            d_gates_BE[b, e] = einsum("bd,bd->b", d_y_BD[b], returned[s][d])
+            blocks.append(gates_BE[b, e, None] * d_y_BD[b])
+        d_out_blocks.append(blocks)
+        d_gates_BE_ranks.append(d_gates_BE)
+    d_out_received = comm.all_to_all(d_out_blocks, tag="combine backward")
+
+    d_w_in = [[None] * len(e) for e in expert_saved]
+    d_w_out = [[None] * len(e) for e in expert_saved]
+    d_x_blocks = []
+    for d in range(S):
+
+        def expert_backward(j, d_out_BD, d=d):
+            d_x_BD, d_w_in[d][j], d_w_out[d][j] = mlp.mlp_backward(d_out_BD, expert_saved[d][j])
+            return d_x_BD
+
+        d_x_blocks.append(per_expert(d_out_received[d], received_counts[d], expert_backward))
+    d_x_returned = comm.all_to_all(d_x_blocks, tag="dispatch backward")
+
+    d_x_BD_ranks, d_w_router_parts = [], []
+    for s, x_BD in enumerate(x_BD_ranks):
+        d_x_BD, d_w_router_DE = route_backward(
+            d_gates_BE_ranks[s], gates_BE_ranks[s], x_BD, w_router_DE
+        )
+        for d, (b, _) in enumerate(pairs[s]):
+            np.add.at(d_x_BD, b, d_x_returned[s][d])
+        d_x_BD_ranks.append(d_x_BD)
+        d_w_router_parts.append(d_w_router_DE)
+    # The router is replicated and sees every rank's tokens: data parallel for its gradient.
+    d_w_router_DE = comm.all_reduce(d_w_router_parts, tag="d_w_router_DE")[0]
+    return (
+        d_x_BD_ranks,
+        d_w_router_DE,
+        [np.stack(w) for w in d_w_in],
+        [np.stack(w) for w in d_w_out],
+    )

@@ -81,7 +81,7 @@ def test_expert_parallel_equals_unsharded(S, k):
     comm = Comm(S)
     x_ranks = shard(x, S)
     with count_flops() as sharded:
-        y_ranks = moe.expert_parallel_forward(
+        y_ranks, _ = moe.expert_parallel_forward(
             comm, x_ranks, w_router, shard(w_in, S), shard(w_out, S), k
         )
     assert sharded.total == unsharded.total  # same tokens through the same experts, moved
@@ -98,6 +98,33 @@ def test_expert_parallel_equals_unsharded(S, k):
     assert dispatch.sent == remote
     assert combine.received == remote
     assert combine.sent == dispatch.received
+
+
+@pytest.mark.parametrize("S", [1, 2, 3, 5])
+def test_expert_parallel_backward_equals_unsharded(S):
+    rng = np.random.default_rng(S)
+    x, w_router, w_in, w_out = make(rng)
+    d_y = rng.standard_normal((B, D))
+    _, saved = moe.moe_forward(x, w_router, w_in, w_out, 2)
+    d_x, d_w_router, d_w_in, d_w_out = moe.moe_backward(d_y, saved)
+    comm = Comm(S)
+    _, saved_ranks = moe.expert_parallel_forward(
+        comm, shard(x, S), w_router, shard(w_in, S), shard(w_out, S), 2
+    )
+    forward_log = list(comm.log)
+    d_x_ranks, d_w_router_s, d_w_in_ranks, d_w_out_ranks = moe.expert_parallel_backward(
+        comm, shard(d_y, S), saved_ranks
+    )
+    np.testing.assert_allclose(np.concatenate(d_x_ranks), d_x, atol=1e-10)
+    np.testing.assert_allclose(d_w_router_s, d_w_router, atol=1e-10)
+    np.testing.assert_allclose(np.concatenate(d_w_in_ranks), d_w_in, atol=1e-10)
+    np.testing.assert_allclose(np.concatenate(d_w_out_ranks), d_w_out, atol=1e-10)
+    # Backward retraces the forward's all-to-alls with the roles of sender and receiver swapped.
+    dispatch, _, combine = forward_log
+    combine_back, dispatch_back, router = comm.log[len(forward_log) :]
+    assert (combine_back.sent, combine_back.received) == (combine.received, combine.sent)
+    assert (dispatch_back.sent, dispatch_back.received) == (dispatch.received, dispatch.sent)
+    assert (router.collective, router.shapes) == ("all_reduce", [(D, E)] * S)
 
 
 @pytest.mark.parametrize("S", [2, 4])
