@@ -83,7 +83,9 @@ def load_content(project: Project) -> Content:
                 problems += found
                 if parsed is not None:
                     into.append((source, parsed))  # type: ignore[arg-type]
-    problems += cross_check(sheets, cardsets)
+    # A sheet that failed to load has an unknown id: don't also blame the cards that name it.
+    sheets_complete = len(sheets) == len(project.sources("onepagers"))
+    problems += cross_check(sheets, cardsets, sheets_complete=sheets_complete)
 
     content = Content()
     for source, sheet in sorted(sheets, key=lambda s: s[1].position):
@@ -92,11 +94,12 @@ def load_content(project: Project) -> Content:
     from .deck import DECK_ROOT, DeckSpec
 
     by_id = {sheet.id: sheet for _, sheet in sheets}
-    for source, cards in sorted(cardsets, key=lambda c: (by_id[c[1].sheet].position if c[1].sheet in by_id else 0)):
+    for source, cards in sorted(cardsets, key=lambda c: by_id[c[1].sheet].position
+                                if c[1].sheet in by_id else 0):
+        notes = card_fields(cards, source, problems)
         sheet = by_id.get(cards.sheet)
         if sheet is None:
             continue
-        notes = card_fields(cards, source, problems)
         for item in notes:
             note = item["note"]
             where = f" · {note.panel}" if note.panel else ""

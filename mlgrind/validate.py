@@ -85,11 +85,17 @@ def to_model(source: Source, model: type[M]) -> tuple[M | None, list[Problem]]:
     try:
         return model.model_validate(source.data), []
     except ValidationError as error:
-        problems = []
-        for e in error.errors():
-            loc = _data_loc(source.data, e["loc"])
-            problems.append(_problem(source, model, e, loc))
-        return None, problems
+        errors = error.errors()
+    # A misspelt key is one mistake, not two: drop "missing 'title'" beside "unknown 'titel'".
+    misspelt = {(e["loc"][:-1], match) for e in errors if e["type"] == "extra_forbidden"
+                for match in _close_keys(model, e["loc"])}
+    return None, [_problem(source, model, e, _data_loc(source.data, e["loc"])) for e in errors
+                  if not (e["type"] == "missing" and (e["loc"][:-1], e["loc"][-1]) in misspelt)]
+
+
+def _close_keys(model: type[BaseModel], loc: Loc) -> list[str]:
+    parent = _model_at(model, loc[:-1])
+    return difflib.get_close_matches(str(loc[-1]), list(parent.model_fields) if parent else [], n=1)
 
 
 def _problem(source: Source, model: type[BaseModel], e: dict[str, Any], loc: Loc) -> Problem:
@@ -97,7 +103,7 @@ def _problem(source: Source, model: type[BaseModel], e: dict[str, Any], loc: Loc
     if kind == "extra_forbidden":
         parent = _model_at(model, e["loc"][:-1])
         allowed = list(parent.model_fields) if parent else []
-        close = difflib.get_close_matches(str(key), allowed, n=1)
+        close = _close_keys(model, e["loc"])
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return source.problem(loc, f"unknown key {key!r}{hint} (allowed: {', '.join(allowed)})",
                               at_key=True)
@@ -111,8 +117,8 @@ def _problem(source: Source, model: type[BaseModel], e: dict[str, Any], loc: Loc
     return source.problem(loc, f"{where}{message} (got {_describe(e['input'])})")
 
 
-def cross_check(sheets: list[tuple[Source, Sheet]],
-                cardsets: list[tuple[Source, CardSet]]) -> list[Problem]:
+def cross_check(sheets: list[tuple[Source, Sheet]], cardsets: list[tuple[Source, CardSet]], *,
+                sheets_complete: bool) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, str] = {}
 
@@ -135,7 +141,7 @@ def cross_check(sheets: list[tuple[Source, Sheet]],
     by_id = {sheet.id: sheet for _, sheet in sheets}
     for source, cards in cardsets:
         sheet = by_id.get(cards.sheet)
-        if sheet is None:
+        if sheet is None and sheets_complete:
             problems.append(source.problem(
                 ("sheet",), f"no one-pager has id {cards.sheet!r} (known: {', '.join(sorted(by_id))})"))
         panels = {p.title for p in sheet.panels} if sheet else set()

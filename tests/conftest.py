@@ -1,0 +1,41 @@
+"""Shared fixtures: a private copy of the bundled project, and the CLI run in-process."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mlgrind.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The bundled content, templates and all, copied where a test may break it."""
+    for folder in ("onepagers", "cards", "templates"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def pdf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One PDF cache for the whole run: unchanged sheets render once, as for a user."""
+    return tmp_path_factory.mktemp("pdf-cache")
+
+
+def run(*args: str | Path) -> Result:
+    """`mlgrind ARGS`, in-process. An uncaught exception fails the test instead of exiting 1."""
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return Result(result.exit_code, result.stdout, result.stderr)

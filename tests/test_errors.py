@@ -1,0 +1,164 @@
+"""Bad input: every mistake names file:line:col and what was expected, exits 1, no traceback."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import run
+
+SHEET = "onepagers/01-suffixes-einsum.yaml"
+CARDS = "cards/01-suffixes-einsum.yaml"
+
+
+def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
+    def apply(project: Path) -> None:
+        file = project / path
+        text = file.read_text()
+        assert old in text, f"test setup: {old!r} not in {path}"
+        file.write_text(text.replace(old, new, 1))
+    return apply
+
+
+def write(path: str, text: str) -> Callable[[Path], None]:
+    return lambda project: (project / path).write_text(text)
+
+
+def line_of(path: str, needle: str) -> int:
+    """The 1-based line of `needle` in the bundled file, so the expected line is not hard-coded."""
+    lines = (Path(__file__).parent.parent / path).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if needle in line)
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+    for p, c in zip("abcdefgh", "bcdefghi"))
+
+CASES = {
+    "malformed YAML": (
+        write("cards/broken.yaml", "sheet: suffixes-einsum\nnotes: [\n  - id: x\n"),
+        r"cards/broken\.yaml:\d+:\d+: invalid YAML"),
+    "unknown key": (
+        edit(SHEET, "title: Shape suffixes & einsum", "titel: Shape suffixes & einsum"),
+        rf"{SHEET}:{line_of(SHEET, 'title: Shape suffixes')}:1: unknown key 'titel'; did you mean 'title'\?"),
+    "wrong type": (
+        edit(SHEET, "position: 1", "position: first"),
+        rf"{SHEET}:{line_of(SHEET, 'position: 1')}:11: 'position': input should be a valid integer"),
+    "missing id": (
+        edit(CARDS, "  - id: naming-rule\n    type: cloze", "  - type: cloze"),
+        rf"{CARDS}:{line_of(CARDS, 'id: naming-rule')}:\d+: missing required key 'id'"),
+    "duplicate id across files": (
+        edit("cards/90-numpy-shapes.yaml", "id: broadcast-rules", "id: naming-rule"),
+        rf"cards/90-numpy-shapes\.yaml:\d+:\d+: duplicate note id 'naming-rule' \(first used at {CARDS}:\d+\)"),
+    "unknown colour role": (
+        edit(SHEET, "role: dim-batch", "role: blue"),
+        rf"{SHEET}:{line_of(SHEET, 'role: dim-batch')}:11: 'role': input should be 'dim-batch'"),
+    "unknown role in a span": (
+        edit(SHEET, "[summed over]{.contract}", "[summed over]{.red}"),
+        rf"{SHEET}:\d+:\d+: a span takes exactly one role"),
+    "unknown computed value": (
+        edit(CARDS, "calc.letter('B')", "calc.lettre('B')"),
+        rf"{CARDS}:{line_of(CARDS, 'calc.letter(' + chr(39) + 'B')}:11: unknown computed value calc.lettre"),
+    "code in an expression": (
+        edit(CARDS, "${ calc.letter('B') }", "${ calc.letter.__globals__ }"),
+        rf"{CARDS}:\d+:11: .*calc.<name>"),
+    "computation rejects its arguments": (
+        edit("onepagers/90-numpy-shapes.yaml", "calc.broadcast((9, 1, 3), (4, 1))", "calc.broadcast((9, 2, 3), (4, 1))"),
+        r"onepagers/90-numpy-shapes\.yaml:\d+:\d+: computation failed: ValueError"),
+    "python tag": (
+        write("cards/evil.yaml", "sheet: !!python/object/apply:os.system ['touch /tmp/mlgrind-pwned']\n"),
+        r"cards/evil\.yaml:1:8: invalid YAML: could not determine a constructor"),
+    "billion laughs": (
+        write("cards/bomb.yaml", BOMB),
+        r"cards/bomb\.yaml:2:\d+: invalid YAML: aliases \(\*a\) are not allowed"),
+    "duplicate key": (
+        edit(SHEET, "position: 1\n", "position: 1\nposition: 2\n"),
+        rf"{SHEET}:{line_of(SHEET, 'position: 1') + 1}:1: duplicate key 'position'"),
+    "card set names no sheet": (
+        edit(CARDS, "sheet: suffixes-einsum", "sheet: suffix-einsum"),
+        rf"{CARDS}:\d+:8: no one-pager has id 'suffix-einsum'"),
+    "back link to a missing panel": (
+        edit(CARDS, "panel: The naming rule", "panel: Naming rules"),
+        rf"{CARDS}:\d+:12: sheet 'suffixes-einsum' has no panel titled 'Naming rules'"),
+    "table without rows": (
+        edit(SHEET, "rows_from: suffix_letters", "rows_from: suffix_letter"),
+        rf"{SHEET}:\d+:\d+: unknown table 'suffix_letter'"),
+    "unknown block kind": (
+        edit(SHEET, "      - note: \"The letters", "      - nota: \"The letters"),
+        rf"{SHEET}:\d+:\d+: a block needs one of the keys: table, formula, code, list, note"),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_input_is_reported_with_its_location(project: Path, case: str) -> None:
+    mutate, expected = CASES[case]
+    mutate(project)
+    start = time.perf_counter()
+    result = run("check", "--root", project)
+    assert result.code == 1, result.err
+    assert re.search(expected, result.err), result.err
+    assert "Traceback" not in result.err + result.out
+    assert time.perf_counter() - start < 10  # the alias bomb fails at once, without expanding
+    assert not Path("/tmp/mlgrind-pwned").exists()
+
+
+def test_all_problems_of_a_run_are_reported_together(project: Path) -> None:
+    for case in ("unknown key", "unknown computed value", "python tag"):
+        CASES[case][0](project)
+    result = run("check", "--root", project)
+    assert result.code == 1
+    for case in ("unknown key", "unknown computed value", "python tag"):
+        assert re.search(CASES[case][1], result.err), (case, result.err)
+    assert "3 problems" in result.err
+
+
+def test_overflowing_sheet_names_sheet_and_paper(project: Path) -> None:
+    sheet = project / SHEET
+    text = sheet.read_text()
+    block = "      - note: \"The letters are defined once (left); code, sheets and cards all read that one table.\"\n"
+    sheet.write_text(text.replace(block, block * 60))
+    result = run("check", "--root", project)
+    assert result.code == 1
+    assert re.search(rf"{SHEET}:\d+:\d+: sheet 'suffixes-einsum' overflows on a4: \d+ pages", result.err), result.err
+    assert "overflows on letter" in result.err
+
+
+def test_template_with_undefined_variable_names_template_line(project: Path) -> None:
+    template = project / "templates/sheet.html.j2"
+    lines = template.read_text().splitlines(keepends=True)
+    lines.insert(3, "<meta name=x content=\"{{ sheet.subtitle }}\">\n")
+    template.write_text("".join(lines))
+    result = run("check", "--root", project)
+    assert result.code == 1
+    assert re.search(r"templates/sheet\.html\.j2:4:1: template error: .*subtitle", result.err), result.err
+
+
+def test_asset_outside_the_project_is_refused(project: Path) -> None:
+    (project / "secret.png").write_bytes(b"not for the sheet")
+    template = project / "templates/sheet.html.j2"
+    template.write_text(template.read_text().replace(
+        "<main", '<img src="../secret.png"><main', 1))
+    result = run("check", "--root", project)
+    assert result.code == 1
+    assert re.search(r"refused to fetch 'file://.*/secret\.png'", result.err), result.err
+
+
+def test_usage_errors_exit_2(project: Path) -> None:
+    assert run("build", "--paper", "a5", "--root", project).code == 2
+    result = run("build", "--only", "nope", "--root", project)
+    assert result.code == 2 and "01-suffixes-einsum" in result.err
+    assert run("check", "--root", project / "cards").code == 2
+
+
+def test_no_traceback_from_the_real_command(project: Path) -> None:
+    CASES["python tag"][0](project)
+    proc = subprocess.run([sys.executable, "-m", "mlgrind", "check", "--root", str(project)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1
+    assert "cards/evil.yaml:1:8" in proc.stderr and "Traceback" not in proc.stderr
