@@ -1,0 +1,131 @@
+"""The build end to end: one-page PDFs on both papers, atomic writes, a fetcher that refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from conftest import run
+from mlgrind.pdf import RefusedURL, render_pdf
+
+SHEETS = sorted(p.stem for p in (Path(__file__).parent.parent / "onepagers").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One full build of the bundled project, shared by the read-only tests below."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("built")
+    for folder in ("onepagers", "cards", "templates"):
+        shutil.copytree(Path(__file__).parent.parent / folder, root / folder)
+    result = run("build", "--root", root)
+    assert result.code == 0, result.err
+    return root
+
+
+def test_build_writes_the_deck_and_a_pdf_per_sheet_and_paper(built: Path) -> None:
+    pdfs = sorted(p.name for p in (built / "build/onepagers").glob("*.pdf"))
+    assert pdfs == sorted(f"{s}-{paper}.pdf" for s in SHEETS for paper in ("a4", "letter"))
+    assert (built / "build/mlgrind.apkg").stat().st_size > 0
+
+
+@pytest.mark.parametrize("sheet", SHEETS)
+@pytest.mark.parametrize("paper,width_mm", [("a4", (210, 297)), ("letter", (215.9, 279.4))])
+def test_each_pdf_is_one_page_of_its_paper(built: Path, sheet: str, paper: str,
+                                            width_mm: tuple[float, float]) -> None:
+    reader = PdfReader(built / f"build/onepagers/{sheet}-{paper}.pdf")
+    assert len(reader.pages) == 1
+    box = reader.pages[0].mediabox
+    size_mm = sorted(round(float(v) * 25.4 / 72, 1) for v in (box.width, box.height))
+    assert size_mm == pytest.approx(sorted(width_mm), abs=0.5)
+
+
+def test_pdf_text_holds_computed_values(built: Path) -> None:
+    import numpy as np
+
+    text = PdfReader(built / "build/onepagers/90-numpy-shapes-a4.pdf").pages[0].extract_text()
+    assert str(np.broadcast_shapes((9, 1, 3), (4, 1))) in text
+    assert str(np.zeros((32, 3, 224, 224)).reshape(32, -1).shape) in text
+
+
+def test_rebuild_with_no_change_rewrites_no_pdf(built: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in (built / "build/onepagers").glob("*.pdf")}
+    result = run("build", "--root", built)
+    assert result.code == 0
+    assert "cached" in result.out
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_failed_build_leaves_previous_outputs_byte_identical(built: Path, tmp_path: Path) -> None:
+    out = built / "build"
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and ".cache" not in p.parts}
+    # Break the deck's card template: every PDF renders fine first, then the build fails.
+    card_template = built / "templates/anki/cloze-back.html"
+    saved = card_template.read_bytes()
+    card_template.unlink()
+    try:
+        sheet = built / "onepagers/90-numpy-shapes.yaml"
+        sheet_text = sheet.read_text()
+        sheet.write_text(sheet_text.replace("Adding a bias", "Adding a bias vector"))
+        result = run("build", "--root", built)
+        assert result.code == 1
+        assert "cloze-back.html" in result.err
+        after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and ".cache" not in p.parts}
+        assert after == before
+    finally:
+        card_template.write_bytes(saved)
+        sheet.write_text(sheet_text)
+
+
+def test_only_renders_the_named_sheet(project: Path) -> None:
+    result = run("build", "--only", "90", "--paper", "letter", "--root", project)
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in (project / "build/onepagers").iterdir()) == [
+        "90-numpy-shapes-letter.pdf"]
+    assert (project / "build/mlgrind.apkg").exists()
+
+
+def test_out_option_writes_elsewhere(project: Path, tmp_path: Path) -> None:
+    out = tmp_path / "elsewhere"
+    assert run("build", "--only", "90", "--paper", "a4", "--out", out, "--root", project).code == 0
+    assert (out / "onepagers/90-numpy-shapes-a4.pdf").exists()
+    assert not (project / "build").exists()
+
+
+# The URL fetcher ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("html", [
+    '<link rel="attachment" href="file:///etc/passwd"><p>x</p>',
+    '<img src="http://example.com/x.png"><p>x</p>',
+    '<img src="https://example.com/x.png"><p>x</p>',
+    '<img src="data:image/png;base64,iVBORw0KGgo="><p>x</p>',
+    '<link rel="stylesheet" href="../../../etc/passwd"><p>x</p>',
+])
+def test_fetcher_refuses_everything_outside_templates(project: Path, html: str) -> None:
+    with pytest.raises(RefusedURL):
+        render_pdf(html, project / "templates", title="t")
+
+
+def test_refused_attachment_never_reaches_a_pdf(project: Path) -> None:
+    template = project / "templates/sheet.html.j2"
+    template.write_text(template.read_text().replace(
+        "<main", '<link rel="attachment" href="file:///etc/passwd"><main', 1))
+    result = run("build", "--root", project)
+    assert result.code == 1
+    assert "refused to fetch 'file:///etc/passwd'" in result.err
+    assert not (project / "build/onepagers").exists()
+
+
+def test_fetcher_serves_the_projects_own_assets(project: Path) -> None:
+    # A 1×1 PNG inside templates/ is allowed and embedded.
+    png = bytes.fromhex(
+        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+        "0000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+    (project / "templates/assets/dot.png").write_bytes(png)
+    rendered, warnings = render_pdf('<img src="assets/dot.png">', project / "templates", title="t")
+    assert rendered.pages == 1 and warnings == []
+    assert b"/Image" in rendered.data
