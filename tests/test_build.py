@@ -125,6 +125,7 @@ def test_fetcher_serves_the_projects_own_assets(project: Path) -> None:
     png = bytes.fromhex(
         "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
         "0000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+    (project / "templates/assets").mkdir(exist_ok=True)
     (project / "templates/assets/dot.png").write_bytes(png)
     rendered, warnings = render_pdf('<img src="assets/dot.png">', project / "templates", title="t")
     assert rendered.pages == 1 and warnings == []
