@@ -6,6 +6,8 @@ only when it succeeds does `build` write, so a failed build never leaves half it
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,7 +137,7 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
                     cache: Path | None = None, write_cache: bool = True,
                     progress: Progress | None = None, with_deck: bool = True) -> list[Output]:
     """Every output in memory, or ContentError with every problem found."""
-    from . import deck  # genanki (and WeasyPrint, below) load only when something is rendered
+    from . import deck  # genanki loads only when a deck is built
 
     content = load_content(project)
     templates = Templates(project.templates)
@@ -151,19 +153,17 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
             problems += found
             if html is None:
                 continue
-            result = _cached_pdf(html, project, cache, write_cache,
-                                 title=f"{sheet.position:02d} {sheet.title}")
-            if isinstance(result, Problem):
-                problems.append(Problem(source.name, 0, 0, result.message))
+            try:
+                data, pages, cached = _sheet_pdf(html, project, cache, write_cache,
+                                                 title=f"{sheet.position:02d} {sheet.title}")
+            except SheetError as error:
+                problems.append(source.problem((), f"sheet {sheet.id!r} on {paper}: {error}"))
                 continue
-            rendered, cached = result
-            if rendered.pages != 1:
-                problems.append(source.problem(
-                    (), f"sheet {sheet.id!r} overflows on {paper}: {rendered.pages} pages, must be 1 "
-                        "(shorten it, or drop a panel)"))
+            if pages != 1:
+                problems.append(source.problem((), f"sheet {sheet.id!r} overflows on {paper}: "
+                                               f"{pages} pages, must be 1 (shorten it, or drop a panel)"))
                 continue
-            outputs.append(Output(pdf_name(sheet, paper), rendered.data,
-                                  time.perf_counter() - start, cached))
+            outputs.append(Output(pdf_name(sheet, paper), data, time.perf_counter() - start, cached))
 
     if with_deck:
         if progress:
@@ -179,23 +179,34 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
     return outputs
 
 
-def _cached_pdf(html: str, project: Project, cache: Path | None, write_cache: bool, *,
-                title: str):  # type: ignore[no-untyped-def]
-    from . import pdf
+def pdf_cache_key(html: str) -> str:
+    """Everything a page depends on is inlined in its HTML, except the renderer itself."""
+    renderer = importlib.metadata.version("weasyprint")
+    return hashlib.sha256(f"weasyprint {renderer}\n{html}".encode()).hexdigest()
 
-    key = pdf.cache_key(html)
-    hit = cache / f"{key}.pdf" if cache else None
+
+class SheetError(Exception):
+    """The sheet's page asked for something it may not have, or rendered with warnings."""
+
+
+def _sheet_pdf(html: str, project: Project, cache: Path | None, write_cache: bool, *,
+               title: str) -> tuple[bytes, int, bool]:
+    """PDF bytes, page count, and whether they came from the cache (which holds one-pagers only)."""
+    hit = cache / f"{pdf_cache_key(html)}.pdf" if cache else None
     if hit is not None and hit.exists():
-        return pdf.RenderedPDF(hit.read_bytes(), 1), True
+        return hit.read_bytes(), 1, True
+
+    from . import pdf  # WeasyPrint takes most of a second to import: only on a cache miss
+
     try:
         rendered, warnings = pdf.render_pdf(html, project.templates, title=title)
     except pdf.RefusedURL as error:
-        return Problem("", 0, 0, str(error))
+        raise SheetError(str(error)) from None
     if warnings:  # a warning means something on the page is not what the template asked for
-        return Problem("", 0, 0, "WeasyPrint: " + "; ".join(warnings))
+        raise SheetError("WeasyPrint: " + "; ".join(warnings))
     if rendered.pages == 1 and hit is not None and write_cache:
-        write_atomic(hit, rendered.data)  # only one-page results are cached
-    return rendered, False
+        write_atomic(hit, rendered.data)
+    return rendered.data, rendered.pages, False
 
 
 def build(project: Project, out: Path, **options: Any) -> list[Output]:

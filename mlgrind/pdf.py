@@ -7,7 +7,6 @@ a sheet never silently ships with a hole in it, or with a file it should not hol
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,8 +67,3 @@ def render_pdf(html: str, assets: Path, *, title: str) -> tuple[RenderedPDF, lis
         return RenderedPDF(document.write_pdf(), len(document.pages)), capture.messages
     finally:
         logger.removeHandler(capture)
-
-
-def cache_key(html: str) -> str:
-    """Everything a page depends on is inlined in its HTML, except the renderer itself."""
-    return hashlib.sha256(f"weasyprint {weasyprint.__version__}\n{html}".encode()).hexdigest()
