@@ -15,8 +15,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .build import PAPERS, Project, UsageError, build, compile_project
 from .errors import ContentError, display_path
+
+# The pipeline (pydantic, Jinja, Markdown, and WeasyPrint on a cache miss) is imported inside
+# the commands that build, so that commands which don't (`--help`, `calc`) start at once.
 
 err = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
@@ -25,7 +27,9 @@ ROOT = click.option("--root", type=click.Path(file_okay=False, path_type=Path), 
                     show_default=True, help="Project folder (holds onepagers/, cards/, templates/).")
 
 
-def _project(root: Path) -> Project:
+def _project(root: Path):  # type: ignore[no-untyped-def]
+    from .build import Project, UsageError
+
     try:
         return Project.at(root)
     except UsageError as error:
@@ -73,6 +77,8 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
     seed's sequence). Nothing is written unless everything builds; files whose bytes did not
     change are left untouched, and unchanged sheets come from a cache in OUT/.cache/.
     """
+    from .build import PAPERS, UsageError, build
+
     project = _project(root)
     out_dir = out if out is not None else project.root / "build"
     papers = PAPERS if paper == "both" else (paper,)
@@ -100,6 +106,8 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
 @ROOT
 def check_command(root: Path) -> None:
     """Validate everything (schema, ids, computed values, one-page fit); write nothing."""
+    from .build import compile_project
+
     project = _project(root)
     start = time.perf_counter()
     try:
