@@ -9,6 +9,7 @@ positions unique.
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -21,46 +22,35 @@ from .schema import BLOCK_KINDS, NOTE_TYPES, CardSet, Sheet
 M = TypeVar("M", bound=BaseModel)
 
 
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated, list[…] and Optional[…] down to the type that holds keys."""
+    while True:
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin in (typing.Annotated, list):
+            annotation = args[0]
+        elif origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            annotation = next(a for a in args if a is not type(None))
+        else:
+            return annotation
+
+
 def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
-    """The schema model that holds the value at `loc` (to list its allowed keys)."""
+    """The schema model holding the mapping at `loc`, which is pydantic's error location: it
+    names the member of a tagged union (a block kind, a note type) by its tag."""
+    tagged: dict[str, type[BaseModel]] = {**BLOCK_KINDS, **NOTE_TYPES}
     current: Any = model
     for part in loc:
-        while True:  # unwrap Optional / Annotated / list until we reach a model or dead end
-            origin, args = typing.get_origin(current), typing.get_args(current)
-            if origin is typing.Annotated:
-                current = args[0]
-            elif origin in (list,) and isinstance(part, int):
-                current = args[0]
-                break
-            elif origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-                members = [a for a in args if a is not type(None)]
-                tagged = {**BLOCK_KINDS, **NOTE_TYPES}
-                if isinstance(part, str) and part in tagged and tagged[part] in _flat(members):
-                    current = tagged[part]
-                    part = None  # the tag itself consumed this loc element
-                    break
-                current = members[0]
-            else:
-                break
-        if part is None:
-            continue
-        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
-            field = current.model_fields.get(part)
-            if field is None:
-                return None
-            current = field.annotation
-        elif not isinstance(part, int):
+        if isinstance(part, int):
+            continue  # a list index: the item type is already what `_unwrap` gives
+        holder = _unwrap(current)
+        if part in tagged and typing.get_origin(holder) in (typing.Union, types.UnionType):
+            current = tagged[part]
+        elif isinstance(holder, type) and issubclass(holder, BaseModel) and part in holder.model_fields:
+            current = holder.model_fields[part].annotation
+        else:
             return None
-    while typing.get_origin(current) is typing.Annotated:
-        current = typing.get_args(current)[0]
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _flat(types: list[Any]) -> list[Any]:
-    out = []
-    for t in types:
-        out.append(typing.get_args(t)[0] if typing.get_origin(t) is typing.Annotated else t)
-    return out
+    holder = _unwrap(current)
+    return holder if isinstance(holder, type) and issubclass(holder, BaseModel) else None
 
 
 def _data_loc(data: Any, loc: Loc) -> Loc:
