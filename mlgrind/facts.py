@@ -180,18 +180,47 @@ def reshape(shape: tuple[int, ...], new: tuple[int, ...] | int) -> str:
     return shape_text(np.zeros(shape).reshape(new).shape)
 
 
-@calc
-def reshape_is_view(shape: tuple[int, ...], new: tuple[int, ...] | int, transposed: bool = False) -> str:
-    """Whether `reshape` returns a view (shares memory) or had to copy."""
+# The NumPy shape operations a sheet may chain, each taking an array and one argument.
+_SHAPE_OPS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
+    "reshape": lambda x, shape: x.reshape(shape),
+    "transpose": lambda x, axes: x.transpose(axes),
+    "swapaxes": lambda x, axes: np.swapaxes(x, *axes),
+    "expand_dims": lambda x, axis: np.expand_dims(x, axis),
+    "squeeze": lambda x, axis: np.squeeze(x, axis),
+    "sum": lambda x, axis: x.sum(axis=axis),
+    "stack": lambda x, n: np.stack([x] * n),
+    "concatenate": lambda x, n_axis: np.concatenate([x] * n_axis[0], axis=n_axis[1]),
+}
+
+
+def _apply(shape: tuple[int, ...], steps: tuple[Any, ...]) -> np.ndarray:
+    if len(steps) % 2:
+        raise ValueError("steps come in pairs: an operation's name, then its argument")
     x = np.zeros(shape)
-    x = x.T if transposed else x
+    for name, arg in zip(steps[::2], steps[1::2]):
+        if name not in _SHAPE_OPS:
+            raise ValueError(f"unknown shape operation {name!r}; known: {', '.join(_SHAPE_OPS)}")
+        x = _SHAPE_OPS[name](x, arg)
+    return x
+
+
+@calc
+def shape_after(shape: tuple[int, ...], *steps: Any) -> str:
+    """Shape of a zero array of `shape` after NumPy operations, e.g. ('transpose', (1, 0))."""
+    return shape_text(_apply(shape, steps).shape)
+
+
+@calc
+def contiguous(shape: tuple[int, ...], *steps: Any) -> str:
+    """Whether the array is C-contiguous (what `view()` needs) after `steps`."""
+    return "yes" if _apply(shape, steps).flags.c_contiguous else "no"
+
+
+@calc
+def reshape_is_view(shape: tuple[int, ...], new: tuple[int, ...] | int, *steps: Any) -> str:
+    """Whether `reshape(new)`, after `steps`, returns a view (shares memory) or had to copy."""
+    x = _apply(shape, steps)
     return "view" if np.shares_memory(x, x.reshape(new)) else "copy"
-
-
-@calc
-def contiguous(shape: tuple[int, ...], transposed: bool = False) -> str:
-    x = np.zeros(shape)
-    return "yes" if (x.T if transposed else x).flags.c_contiguous else "no"
 
 
 @calc
