@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from markupsafe import escape
-
 from .errors import ContentError, Problem, display_path
 from .load import Source, load_yaml
-from .render import Templates, card_fields, sheet_view
+from . import deck, ledger
+from .deck import AnkiNote, card_notes
+from .ledger import Changes
+from .render import Templates, sheet_view
 from .schema import CardSet, Sheet
 from .validate import cross_check, to_model
 from .write import write_atomic
@@ -66,7 +68,7 @@ class Content:
     """Everything validated and rendered to views, ready for templates."""
 
     sheets: list[tuple[Source, Sheet, dict[str, Any]]] = field(default_factory=list)
-    decks: list[Any] = field(default_factory=list)
+    notes: list[AnkiNote] = field(default_factory=list)  # in the seed's order
 
 
 Progress = Callable[[str], None]
@@ -93,21 +95,10 @@ def load_content(project: Project) -> Content:
     for source, sheet in sorted(sheets, key=lambda s: s[1].position):
         content.sheets.append((source, sheet, sheet_view(sheet, source, problems)))
 
-    from .deck import DECK_ROOT, DeckSpec
-
     by_id = {sheet.id: sheet for _, sheet in sheets}
     for source, cards in sorted(cardsets, key=lambda c: by_id[c[1].sheet].position
                                 if c[1].sheet in by_id else 0):
-        notes = card_fields(cards, source, problems)
-        sheet = by_id.get(cards.sheet)
-        if sheet is None:
-            continue
-        for item in notes:
-            note = item["note"]
-            where = f" · {note.panel}" if note.panel else ""
-            item["backlink"] = str(escape(f"Sheet {sheet.position:02d} · {sheet.title}{where}"))
-            item["tags"] = sorted({*cards.tags, *note.tags, f"mlgrind::{sheet.position:02d}-{sheet.id}"})
-        content.decks.append(DeckSpec(sheet.id, f"{DECK_ROOT}::{sheet.position:02d} {sheet.title}", notes))
+        content.notes += card_notes(cards, by_id.get(cards.sheet), source, problems)
     if problems:
         raise ContentError(problems)
     return content
@@ -133,12 +124,28 @@ def select(content: Content, only: list[str]) -> list[tuple[Source, Sheet, dict[
     return [content.sheets[i] for i in picked]
 
 
+@dataclass
+class Result:
+    outputs: list[Output]
+    ledger: bytes  # the new notes ledger, written beside the sources
+    changes: Changes
+
+
+def clock() -> int:
+    """Now, or SOURCE_DATE_EPOCH when set (reproducible builds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is None:
+        return int(time.time())
+    if not epoch.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}")
+    return int(epoch)
+
+
 def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only: list[str] = [],
                     cache: Path | None = None, write_cache: bool = True,
-                    progress: Progress | None = None, with_deck: bool = True) -> list[Output]:
+                    progress: Progress | None = None) -> Result:
     """Every output in memory, or ContentError with every problem found."""
-    from . import deck  # genanki loads only when a deck is built
-
+    now = clock()
     content = load_content(project)
     templates = Templates(project.templates)
     problems: list[Problem] = []
@@ -165,18 +172,21 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
                 continue
             outputs.append(Output(pdf_name(sheet, paper), data, time.perf_counter() - start, cached))
 
-    if with_deck:
-        if progress:
-            progress(DECK_FILE)
-        start = time.perf_counter()
-        try:
-            data = deck.package(content.decks, templates)
-            outputs.append(Output(DECK_FILE, data, time.perf_counter() - start))
-        except OSError as error:
-            problems.append(Problem("templates/anki", 0, 0, f"cannot read card template: {error}"))
+    if progress:
+        progress(DECK_FILE)
+    start = time.perf_counter()
+    old, found = ledger.load(project.root / ledger.LEDGER_FILE, ledger.LEDGER_FILE)
+    problems += found
+    try:
+        specs = deck.type_specs(templates)
+    except OSError as error:
+        problems.append(Problem("templates/anki", 0, 0, f"cannot read card template: {error}"))
     if problems:
         raise ContentError(problems)
-    return outputs
+    new, notes, note_mods, type_mods, changes = ledger.update(old, content.notes, specs, now)
+    data = deck.package(notes, specs, note_mods, type_mods)
+    outputs.append(Output(DECK_FILE, data, time.perf_counter() - start))
+    return Result(outputs, new.dumps(), changes)
 
 
 def pdf_cache_key(html: str) -> str:
@@ -209,8 +219,11 @@ def _sheet_pdf(html: str, project: Project, cache: Path | None, write_cache: boo
     return rendered.data, rendered.pages, False
 
 
-def build(project: Project, out: Path, **options: Any) -> list[Output]:
-    outputs = compile_project(project, cache=out / ".cache", **options)
-    for output in outputs:
+def build(project: Project, out: Path, **options: Any) -> Result:
+    """Compile, then write every output and the ledger; nothing is written if compiling fails."""
+    result = compile_project(project, cache=out / ".cache", **options)
+    for output in result.outputs:
         output.written = write_atomic(out / output.path, output.data)
-    return outputs
+    # Last: if writing an output failed, the ledger must not claim it was published.
+    write_atomic(project.root / ledger.LEDGER_FILE, result.ledger)
+    return result

@@ -88,18 +88,33 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
     task = progress.add_task("building", total=None, item="")
     try:
         with progress:
-            outputs = build(project, out_dir, papers=papers, only=list(only),
-                            progress=lambda item: progress.update(task, item=item, advance=1))
+            result = build(project, out_dir, papers=papers, only=list(only),
+                           progress=lambda item: progress.update(task, item=item, advance=1))
     except ContentError as error:
         _report(error)
     except UsageError as error:
         raise click.UsageError(str(error)) from None
+    outputs = result.outputs
     for o in outputs:
         state = "written" if o.written else "unchanged"
         how = "cached" if o.cached else f"{o.seconds:.2f} s"
         stdout.print(f"  {state:9} {_shown(out_dir / o.path)}  [dim]{_size(len(o.data))}, {how}[/dim]",
                      soft_wrap=True)
+    _report_changes(result.changes)
     err.print(f"[green]✓[/green] {len(outputs)} files in {time.perf_counter() - start:.2f} s")
+
+
+def _report_changes(changes) -> None:  # type: ignore[no-untyped-def]
+    """What re-importing the deck will do to a learner's collection."""
+    parts = [f"{len(ids)} {what}" for what, ids in
+             (("new", changes.added), ("updated", changes.updated), ("retired", changes.retired)) if ids]
+    if parts:
+        err.print(f"  deck: {', '.join(parts)} note(s) since the last build")
+    for note_id in changes.retired:
+        err.print(f"  [yellow]retired[/yellow] {note_id}: no longer in cards/; tagged mlgrind::retired "
+                  "(Anki's import never deletes: delete it in Anki if you wish)", soft_wrap=True)
+    for warning in changes.warnings:
+        err.print(f"  [yellow]warning[/yellow] {warning}", soft_wrap=True)
 
 
 @main.command("check")
@@ -112,11 +127,13 @@ def check_command(root: Path) -> None:
     start = time.perf_counter()
     try:
         with err.status("checking…"):
-            outputs = compile_project(project, cache=project.root / "build" / ".cache",
-                                      write_cache=False)
+            result = compile_project(project, cache=project.root / "build" / ".cache",
+                                     write_cache=False)
     except ContentError as error:
         _report(error)
-    sheets = sum(o.path.endswith(".pdf") for o in outputs)
+    for warning in result.changes.warnings:
+        err.print(f"[yellow]warning[/yellow] {warning}", soft_wrap=True)
+    sheets = sum(o.path.endswith(".pdf") for o in result.outputs)
     err.print(f"[green]✓[/green] all good: {sheets} sheet PDFs fit one page, deck builds "
               f"({time.perf_counter() - start:.2f} s)")
 

@@ -1,25 +1,33 @@
 """Stage 4c, render the deck: card sets → one Anki package, with identities that never drift.
 
 A learner's review history hangs on three ids. Note GUIDs come from the YAML note id
-(`genanki.guid_for`), note-type ids from the note type's name and version, deck ids from the
+(`genanki.guid_for`), note-type ids from the note type's key and version, deck ids from the
 sheet id: none from text, so editing a card's wording updates it in place on re-import.
+Modification times come from the ledger (`ledger.py`): a note's changes only when its content
+does, which is what makes Anki take the update and leave everything else alone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import genanki
+from markupsafe import escape
 
 from . import palette
-from .render import Templates
+from .errors import Problem
+from .load import Source
+from .render import Templates, Texts
+from .schema import CardSet, Sheet
 
 GUID_NAMESPACE = "mlgrind"
 DECK_ROOT = "ML Grind"
+RETIRED_TAG = "mlgrind::retired"
 
 
 def stable_id(name: str) -> int:
@@ -29,14 +37,23 @@ def stable_id(name: str) -> int:
 
 @dataclass(frozen=True)
 class NoteType:
-    """A note type: its fields and card templates (files in templates/anki/)."""
+    """A note type: its fields and card templates (files in templates/anki/).
+
+    Changing `fields` or the card names makes a different note type for Anki, which then
+    refuses to update existing notes: bump `version` with such a change (README, "Upgrading
+    note types"). Template text and CSS may change freely at the same version.
+    """
 
     key: str
     name: str
     fields: tuple[str, ...]
     cards: tuple[tuple[str, str], ...]  # (card name, template file stem)
     cloze: bool = False
-    version: int = 1  # bump when fields or card names change: Anki then sees a new note type
+    version: int = 1
+
+    @property
+    def id(self) -> int:
+        return stable_id(f"mlgrind note type {self.key} v{self.version}")
 
 
 NOTE_TYPES = {
@@ -53,13 +70,9 @@ NOTE_TYPES = {
     ]
 }
 
-# Which YAML field fills which Anki field, per note type (Sheet is the back link).
-_FIELD_SOURCES = {"Front": "front", "Back": "back", "Answer": "back", "Text": "text",
-                  "Extra": "extra", "Source": "source"}
-
-
-def note_type_id(nt: NoteType) -> int:
-    return stable_id(f"mlgrind note type {nt.key} v{nt.version}")
+# Which YAML field fills which Anki field (Sheet is the back link, filled by the build).
+FIELD_SOURCES = {"Front": "front", "Back": "back", "Answer": "back", "Text": "text",
+                 "Extra": "extra", "Source": "source"}
 
 
 def deck_id(sheet_id: str) -> int:
@@ -70,44 +83,120 @@ def note_guid(note_id: str) -> str:
     return genanki.guid_for(GUID_NAMESPACE, note_id)
 
 
-def _models(templates: Templates) -> dict[str, genanki.Model]:
-    css = templates.read("card.css") + "\n" + palette.css()
+@dataclass(frozen=True)
+class AnkiNote:
+    """One note as Anki will hold it: field values are final HTML."""
+
+    id: str
+    type: str
+    sheet_id: str
+    deck: str  # full deck path, "ML Grind::01 Title"
+    fields: tuple[tuple[str, str], ...]  # (Anki field name, HTML), in the note type's order
+    tags: tuple[str, ...]
+
+
+def card_notes(cards: CardSet, sheet: Sheet | None, source: Source,
+               problems: list[Problem]) -> list[AnkiNote]:
+    """The card set's notes with every field rendered, in file order. Without its sheet (one
+    that failed to load) the fields are still rendered, to report their problems too."""
+    text = Texts(source, problems, "card")
+    notes = []
+    for n, note in enumerate(cards.notes):
+        values = {anki_field: str(text(getattr(note, yaml_field), ("notes", n, yaml_field)) or "")
+                  for anki_field, yaml_field in FIELD_SOURCES.items() if hasattr(note, yaml_field)}
+        if sheet is None:
+            continue
+        where = f" · {note.panel}" if note.panel else ""
+        values["Sheet"] = str(escape(f"Sheet {sheet.position:02d} · {sheet.title}{where}"))
+        tags = {f"mlgrind::{sheet.position:02d}-{sheet.id}",
+                *(f"mlgrind::topic::{t}" for t in [*cards.tags, *note.tags])}
+        notes.append(AnkiNote(note.id, note.type, sheet.id, f"{DECK_ROOT}::{sheet.position:02d} {sheet.title}",
+                              tuple((f, values[f]) for f in NOTE_TYPES[note.type].fields),
+                              tuple(sorted(tags))))
+    return notes
+
+
+@dataclass(frozen=True)
+class TypeSpec:
+    """A note type with its template texts and CSS read from templates/: what Anki receives."""
+
+    note_type: NoteType
+    templates: tuple[tuple[str, str, str], ...]  # (card name, front, back)
+    css: str
+
+    @property
+    def schema(self) -> dict[str, object]:
+        """What must not change at one version: field names and card names."""
+        return {"version": self.note_type.version, "fields": list(self.note_type.fields),
+                "cards": [name for name, _ in self.note_type.cards]}
+
+    @property
+    def digest(self) -> str:
+        text = repr((self.note_type, self.templates, self.css))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def type_specs(templates: Templates) -> dict[str, TypeSpec]:
+    """Every note type with its templates and CSS (the sheets' palette, appended)."""
+    css = templates.read("card.css") + "\n" + palette.css(night=True)
     return {
-        nt.key: genanki.Model(
-            note_type_id(nt), nt.name,
-            fields=[{"name": f} for f in nt.fields],
-            templates=[{"name": card, "qfmt": templates.read(f"anki/{stem}-front.html"),
-                        "afmt": templates.read(f"anki/{stem}-back.html")} for card, stem in nt.cards],
-            css=css,
-            model_type=genanki.Model.CLOZE if nt.cloze else genanki.Model.FRONT_BACK,
-        )
+        nt.key: TypeSpec(nt, tuple((card, templates.read(f"anki/{stem}-front.html"),
+                                    templates.read(f"anki/{stem}-back.html"))
+                                   for card, stem in nt.cards), css)
         for nt in NOTE_TYPES.values()
     }
 
 
-@dataclass(frozen=True)
-class DeckSpec:
-    sheet_id: str
-    name: str  # full deck path, "ML Grind::01 Title"
-    notes: list[dict[str, Any]]  # from render.card_fields, with "backlink" and "tags" added
+class _Model(genanki.Model):
+    """A genanki model whose modification time is ours, not the build's clock."""
+
+    def __init__(self, spec: TypeSpec, mod: int):
+        nt = spec.note_type
+        super().__init__(
+            nt.id, nt.name, fields=[{"name": f} for f in nt.fields],
+            templates=[{"name": n, "qfmt": q, "afmt": a} for n, q, a in spec.templates],
+            css=spec.css, model_type=genanki.Model.CLOZE if nt.cloze else genanki.Model.FRONT_BACK)
+        self.mod = mod
+
+    def to_json(self, timestamp: float, deck_id: int):  # type: ignore[no-untyped-def]
+        return super().to_json(self.mod, deck_id)
 
 
-def package(decks: list[DeckSpec], templates: Templates) -> bytes:
-    """The .apkg bytes for all decks."""
-    models = _models(templates)
-    anki_decks = []
-    for spec in decks:
-        deck = genanki.Deck(deck_id(spec.sheet_id), spec.name)
-        for item in spec.notes:
-            note = item["note"]
-            nt = NOTE_TYPES[note.type]
-            values = {**{f: str(item["fields"].get(_FIELD_SOURCES.get(f, ""), "") or "")
-                         for f in nt.fields}, "Sheet": item["backlink"]}
-            deck.add_note(genanki.Note(
-                model=models[nt.key], fields=[values[f] for f in nt.fields],
-                guid=note_guid(note.id), tags=item["tags"]))
-        anki_decks.append(deck)
+class _Note(genanki.Note):
+    """A genanki note whose modification time is ours, not the build's clock."""
+
+    def __init__(self, mod: int, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        self.mod = mod
+
+    def write_to_db(self, cursor, timestamp: float, deck_id, id_gen):  # type: ignore[no-untyped-def]
+        super().write_to_db(cursor, self.mod, deck_id, id_gen)
+
+
+def package(notes: list[AnkiNote], specs: dict[str, TypeSpec], note_mods: dict[str, int],
+            type_mods: dict[str, int]) -> bytes:
+    """The .apkg bytes. Notes come in curriculum order; their new-card position follows it."""
+    models = {key: _Model(spec, type_mods[key]) for key, spec in specs.items()}
+    decks: dict[str, genanki.Deck] = {}
+    for due, note in enumerate(notes):
+        deck = decks.setdefault(note.deck, genanki.Deck(deck_id(note.sheet_id), note.deck))
+        deck.add_note(_Note(
+            note_mods[note.id], model=models[note.type], fields=[html for _, html in note.fields],
+            guid=note_guid(note.id), tags=list(note.tags), due=due))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "deck.apkg"
-        genanki.Package(anki_decks).write_to_file(path)
-        return path.read_bytes()
+        # Fixed from the content, so the ids genanki draws for the package are too.
+        timestamp = max([*note_mods.values(), *type_mods.values()], default=0)
+        genanki.Package(list(decks.values())).write_to_file(path, timestamp=timestamp)
+        return _repack(path)
+
+
+def _repack(path: Path) -> bytes:
+    """The package zip with fixed entry times, so the same deck gives the same bytes (genanki
+    stamps entries with its temporary files' times)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)),
+                         src.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()

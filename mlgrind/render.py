@@ -1,4 +1,4 @@
-"""Stage 4, render: validated sources → HTML for sheets and card fields.
+"""Stage 4, render: validated sources → HTML for sheets (cards: `deck.card_notes`).
 
 Text fields go through compute (`${ … }`) then markup; every failure is reported against the
 YAML position of the field it came from. Page HTML comes from the project's Jinja templates in a
@@ -23,7 +23,7 @@ from .compute import ExpressionError, expand, table_rows
 from .errors import Problem
 from .load import Loc, Source
 from .markup import MarkupError, Target, colour_suffixes, inline
-from .schema import CardSet, CodeBlock, FormulaBlock, ListBlock, NoteBlock, Sheet, TableBlock
+from .schema import CodeBlock, FormulaBlock, ListBlock, NoteBlock, Sheet, TableBlock
 
 
 class Texts:
@@ -108,21 +108,6 @@ def _table(block: TableBlock, at: Loc, text: Texts, source: Source,
         "rows": [[text(cell, cell_at(r, c)) for c, cell in enumerate(row)] for r, row in enumerate(rows)],
         "caption": text(table.caption, at + ("caption",)),
     }
-
-
-# Cards ----------------------------------------------------------------------------------------
-
-
-def card_fields(cards: CardSet, source: Source, problems: list[Problem]) -> list[dict[str, Any]]:
-    """Each note's fields as HTML, in file order."""
-    text = Texts(source, problems, "card")
-    notes = []
-    for n, note in enumerate(cards.notes):
-        at: Loc = ("notes", n)
-        fields = {name: text(getattr(note, name), at + (name,))
-                  for name in ("front", "back", "text", "extra", "source") if hasattr(note, name)}
-        notes.append({"note": note, "fields": fields})
-    return notes
 
 
 # Templates ------------------------------------------------------------------------------------

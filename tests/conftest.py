@@ -26,6 +26,7 @@ def project(tmp_path: Path) -> Path:
     """The bundled content, templates and all, copied where a test may break it."""
     for folder in ("onepagers", "cards", "templates"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
+    shutil.copy(ROOT / "notes.lock.json", tmp_path)
     return tmp_path
 
 
