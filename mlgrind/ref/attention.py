@@ -6,6 +6,12 @@ FLOP count the sheet prints (checked against the FLOPs counted from the einsums 
 GQA (Ainslie et al. 2023, arXiv 2305.13245): H query heads share G kv heads, H / G query heads
 per group. G = H is MHA, G = 1 is MQA (Shazeer 2019, arXiv 1911.02150); the KV cache shrinks
 by H / G while the query side is unchanged.
+
+A caveat on suffixes in the GQA code: once the query heads are split into groups
+(q_BLGHK, scores_BGHLM, probs_BGHLM, out_BLGHK and their d_ gradients), G is the kv-head group
+and H there is the position of a query head inside its group, so that axis has length H / G,
+not H. The sheet defines no letter of its own for it; G × (H / G) is reshaped back to the full
+H as soon as the grouped step is over (out_BLHK, d_q_BLHK).
 """
 
 from __future__ import annotations
@@ -103,8 +109,9 @@ def mha_backward_flops(B: int, L: int, D: int, H: int, K: int) -> int:
 def gqa_attend(q_BLHK, k_BMGK, v_BMGK, mask_LM):
     """Attention core with H query heads over G kv heads; returns out_BLHK and probs_BGHLM.
 
-    Query head g·(H/G) + h reads kv head g. Inside, the H axis of q_BLGHK counts the H / G
-    query heads of one group.
+    In q_BLGHK, scores_BGHLM, probs_BGHLM and out_BLGHK the H axis has length H / G: it counts
+    the query heads within one group g, not all H heads. Query head g·(H/G) + h of q_BLHK is
+    entry (g, h) of q_BLGHK and reads kv head g.
     """
     B, L, H, K = q_BLHK.shape
     G = k_BMGK.shape[2]
@@ -133,7 +140,11 @@ def gqa_forward(x_BLD, w_q_DHK, w_k_DGK, w_v_DGK, w_o_HKD):
 
 
 def gqa_backward(d_y_BLD, saved):
-    """Gradients of (x_BLD, w_q_DHK, w_k_DGK, w_v_DGK, w_o_HKD)."""
+    """Gradients of (x_BLD, w_q_DHK, w_k_DGK, w_v_DGK, w_o_HKD).
+
+    As in gqa_attend, the H axis of every *_BLGHK and *_BGHLM tensor has length H / G (query
+    heads within one group).
+    """
     x_BLD, w_q_DHK, w_k_DGK, w_v_DGK, w_o_HKD, q_BLHK, k_BMGK, v_BMGK, probs_BGHLM, out_BLHK = saved
     B, L, H, K = q_BLHK.shape
     G = k_BMGK.shape[2]

@@ -89,6 +89,18 @@ class Comm:
         if len({(x.shape, x.dtype) for x in xs}) != 1:
             raise ValueError(f"{name} needs the same shape and dtype on every rank")
 
+    def check_ranks(self, **per_rank) -> None:
+        """Raise unless every keyword holds one entry per rank (arrays, blocks, saved state).
+
+        Sharded functions call this first, so a list cut for the wrong number of ranks fails
+        with its name and both counts instead of deep inside a zip or a collective.
+        """
+        for name, entries in per_rank.items():
+            if len(entries) != self.size:
+                raise ValueError(
+                    f"{name} needs one entry per rank: got {len(entries)} for {self.size} ranks"
+                )
+
     # -- ring building blocks on chunks[rank][chunk] ----------------------------------------
 
     def _ring_reduce_scatter(
@@ -140,7 +152,13 @@ class Comm:
         return self._ring_reduce_scatter(record, chunks)
 
     def all_gather(self, xs: list[np.ndarray], axis: int = 0, tag: str = "") -> list[np.ndarray]:
-        """Every rank gets all ranks' arrays concatenated along axis (blocks may differ in size)."""
+        """Every rank gets all ranks' arrays concatenated along axis (blocks may differ in size).
+
+        The dtype must agree: concatenating would silently upcast, and the record keeps one dtype.
+        """
+        dtypes = sorted({str(x.dtype) for x in xs})
+        if len(dtypes) > 1:
+            raise ValueError(f"all_gather needs the same dtype on every rank, not {dtypes}")
         record = self._begin("all_gather", "ring", xs, tag)
         gathered = self._ring_all_gather(record, xs)
         return [np.concatenate(c, axis=axis) for c in gathered]

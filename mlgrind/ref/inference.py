@@ -19,6 +19,7 @@ import numpy as np
 
 from mlgrind.ref.attention import causal_mask_LM, gqa_attend
 from mlgrind.ref.einsum import einsum
+from mlgrind.ref.mlp import relu
 from mlgrind.ref.rope import rope
 
 
@@ -113,7 +114,7 @@ def forward(model: Model, tokens_BL: np.ndarray, cache: KVCache | None = None) -
         positions_M = np.arange(cache.length)
         out_BLHK, _ = gqa_attend(q_BLHK, k_BMGK, v_BMGK, causal_mask_LM(positions_L, positions_M))
         x_BLD = x_BLD + einsum("blhk,hkd->bld", out_BLHK, block.w_o_HKD)
-        h_BLF = np.maximum(einsum("bld,df->blf", x_BLD, block.w_in_DF), 0)
+        h_BLF = relu(einsum("bld,df->blf", x_BLD, block.w_in_DF))
         x_BLD = x_BLD + einsum("blf,fd->bld", h_BLF, block.w_out_FD)
     return einsum("bld,dv->blv", x_BLD, model.unembed_DV)
 

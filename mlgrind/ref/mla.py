@@ -13,7 +13,8 @@ one RoPE key shared by all heads (R numbers): C + R per layer instead of 2·H·K
   [q; q_rope] · [k; k_rope] = q·k + q_rope·k_rope, scaled by 1/sqrt(K + R).
 - Absorption (inference): q·k = (x W_Q)·(c_kv W_UK) = (x W_Q W_UKᵀ)·c_kv, so W_UK folds into
   the query and scores are taken against the cached latent directly; likewise W_UV folds into
-  W_O. Per-head keys and values are never materialised during decode.
+  W_O. Per-head keys and values are never materialised during decode. `absorb` does the
+  folding once per model; `mla_absorbed` takes its result so a decode step does not redo it.
 
 The query side is not compressed here (DeepSeek-V2 compresses it to save training activations,
 DeepSeek-V2-Lite does not); it changes neither the cache nor the absorption.
@@ -87,20 +88,61 @@ def mla_naive(x_BLD, w: MLAWeights):
     return einsum("blhk,hkd->bld", out_BLHK, w.w_o_HKD)
 
 
-def mla_absorbed(x_BLD, positions_L, c_kv_BMC, k_rope_BMR, positions_M, w: MLAWeights):
-    """Queries x_BLD read only the latent cache; W_UK and W_UV are folded away (decode form)."""
+@dataclass
+class MLAAbsorbed:
+    """The decode-time weights: W_UK folded into the query, W_UV into the output projection."""
+
+    w_q_absorbed_DHC: np.ndarray  # x → each head's query in latent space: W_Q · W_UKᵀ
+    w_o_absorbed_HCD: np.ndarray  # each head's latent output → model: W_UV · W_O
+
+
+def absorb(w: MLAWeights) -> MLAAbsorbed:
+    """Fold W_UK and W_UV away, once per model; every decode step then reuses the result."""
+    return MLAAbsorbed(
+        w_q_absorbed_DHC=einsum("dhk,chk->dhc", w.w_q_DHK, w.w_uk_CHK),
+        w_o_absorbed_HCD=einsum("chk,hkd->hcd", w.w_uv_CHK, w.w_o_HKD),
+    )
+
+
+def mla_absorbed(
+    x_BLD,
+    positions_L,
+    c_kv_BMC,
+    k_rope_BMR,
+    positions_M,
+    w: MLAWeights,
+    absorbed: MLAAbsorbed | None = None,
+):
+    """Queries x_BLD read only the latent cache; W_UK and W_UV are folded away (decode form).
+
+    Pass `absorbed = absorb(w)`, made once per model, so a step pays only for its own work;
+    without it the fold is redone on this call (same result, extra FLOPs).
+    """
     K, R = w.w_q_DHK.shape[-1], w.w_kr_DR.shape[-1]
-    # Folded once per model, not per token.
-    w_q_absorbed_DHC = einsum("dhk,chk->dhc", w.w_q_DHK, w.w_uk_CHK)
-    w_o_absorbed_HCD = einsum("chk,hkd->hcd", w.w_uv_CHK, w.w_o_HKD)
-    q_latent_BLHC = einsum("bld,dhc->blhc", x_BLD, w_q_absorbed_DHC)
+    if absorbed is None:
+        absorbed = absorb(w)
+    q_latent_BLHC = einsum("bld,dhc->blhc", x_BLD, absorbed.w_q_absorbed_DHC)
     q_rope_BLHR = mla_rope_query(x_BLD, positions_L, w)
     scores_BHLM = einsum("blhc,bmc->bhlm", q_latent_BLHC, c_kv_BMC)
     scores_BHLM += einsum("blhr,bmr->bhlm", q_rope_BLHR, k_rope_BMR)
+    # K + R, not C: the fold changes where the product is taken, not the dot product itself.
     scores_BHLM /= np.sqrt(K + R)
     probs_BHLM = masked_softmax(scores_BHLM, causal_mask_LM(positions_L, positions_M))
     out_latent_BLHC = einsum("bhlm,bmc->blhc", probs_BHLM, c_kv_BMC)
-    return einsum("blhc,hcd->bld", out_latent_BLHC, w_o_absorbed_HCD)
+    return einsum("blhc,hcd->bld", out_latent_BLHC, absorbed.w_o_absorbed_HCD)
+
+
+def mla_absorbed_flops(B: int, L: int, M: int, D: int, H: int, C: int, R: int) -> int:
+    """FLOPs of mla_absorbed with pre-absorbed weights: L new queries against M cached tokens.
+
+    Queries 2·B·L·D·H·(C + R) (latent and RoPE parts), scores 2·B·H·L·M·(C + R), weighted sum
+    of latents 2·B·H·L·M·C, output 2·B·L·H·C·D. K is gone: each head works in the latent
+    space, which is why absorption pays off only while C is small next to H·K. RoPE and
+    softmax are elementwise and left out.
+    """
+    queries = 2 * B * L * D * H * (C + R)
+    attention = 2 * B * H * L * M * (C + R) + 2 * B * H * L * M * C
+    return queries + attention + 2 * B * L * H * C * D
 
 
 def mla_cache_bytes_per_token(C: int, R: int, n_layers: int, bytes_per_element: int) -> int:

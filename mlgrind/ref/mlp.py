@@ -10,7 +10,8 @@ Sharded forms take a `Comm` and lists of per-rank arrays named `<tensor>_ranks`;
 keeps the full tensor's suffix, with the sharded letter standing for rank s's block. Blocks are
 always cut by `collectives.shard` (np.array_split), so F does not have to divide by S. A value
 every rank holds identically (replicated weights, an all-reduced sum) is one array here: the
-simulation computes it once.
+simulation computes it once. Every sharded function first checks that each per-rank list
+has `comm.size` entries (`Comm.check_ranks`), so a list cut for the wrong S fails by name.
 """
 
 from __future__ import annotations
@@ -91,18 +92,23 @@ def mlp_backward_flops(B: int, D: int, F: int) -> int:
 
 def row_parallel_forward(comm: Comm, x_BD, w_in_DF, w_out_FD_ranks):
     """w_in replicated, w_out split along F: each rank's y is a partial sum over its F block."""
+    comm.check_ranks(w_out_FD_ranks=w_out_FD_ranks)
     h_BF = einsum("bd,df->bf", x_BD, w_in_DF)
     a_BF_ranks = shard(relu(h_BF), comm.size, axis=1)  # each rank keeps the block its w_out needs
-    y_part_BD_ranks = [einsum("bf,fd->bd", a, w) for a, w in zip(a_BF_ranks, w_out_FD_ranks)]
+    y_part_BD_ranks = [
+        einsum("bf,fd->bd", a_BF, w_out_FD)
+        for a_BF, w_out_FD in zip(a_BF_ranks, w_out_FD_ranks, strict=True)
+    ]
     y_BD = comm.all_reduce(y_part_BD_ranks, tag="y_BD")[0]
     return y_BD, (x_BD, w_in_DF, w_out_FD_ranks, h_BF)
 
 
 def row_parallel_backward(comm: Comm, d_y_BD, saved):
     x_BD, w_in_DF, w_out_FD_ranks, h_BF = saved
+    comm.check_ranks(w_out_FD_ranks=w_out_FD_ranks)
     a_BF_ranks = shard(relu(h_BF), comm.size, axis=1)
-    d_w_out_FD_ranks = [einsum("bf,bd->fd", a, d_y_BD) for a in a_BF_ranks]
-    d_a_BF_ranks = [einsum("bd,fd->bf", d_y_BD, w) for w in w_out_FD_ranks]
+    d_w_out_FD_ranks = [einsum("bf,bd->fd", a_BF, d_y_BD) for a_BF in a_BF_ranks]
+    d_a_BF_ranks = [einsum("bd,fd->bf", d_y_BD, w_out_FD) for w_out_FD in w_out_FD_ranks]
     # The replicated first layer needs d_a for every F, but each rank made only its block.
     d_a_BF = comm.all_gather(d_a_BF_ranks, axis=1, tag="d_a_BF")[0]
     d_h_BF = d_a_BF * (h_BF > 0)
@@ -116,21 +122,28 @@ def row_parallel_backward(comm: Comm, d_y_BD, saved):
 
 def column_parallel_forward(comm: Comm, x_BD, w_in_DF_ranks, w_out_FD):
     """w_in split along F, w_out replicated: each rank makes an F block of a, gathered whole."""
-    h_BF_ranks = [einsum("bd,df->bf", x_BD, w) for w in w_in_DF_ranks]
-    a_BF = comm.all_gather([relu(h) for h in h_BF_ranks], axis=1, tag="a_BF")[0]
+    comm.check_ranks(w_in_DF_ranks=w_in_DF_ranks)
+    h_BF_ranks = [einsum("bd,df->bf", x_BD, w_in_DF) for w_in_DF in w_in_DF_ranks]
+    a_BF = comm.all_gather([relu(h_BF) for h_BF in h_BF_ranks], axis=1, tag="a_BF")[0]
     y_BD = einsum("bf,fd->bd", a_BF, w_out_FD)
     return y_BD, (x_BD, w_in_DF_ranks, w_out_FD, h_BF_ranks, a_BF)
 
 
 def column_parallel_backward(comm: Comm, d_y_BD, saved):
     x_BD, w_in_DF_ranks, w_out_FD, h_BF_ranks, a_BF = saved
+    comm.check_ranks(w_in_DF_ranks=w_in_DF_ranks, h_BF_ranks=h_BF_ranks)
     d_w_out_FD = einsum("bf,bd->fd", a_BF, d_y_BD)
     d_a_BF = einsum("bd,fd->bf", d_y_BD, w_out_FD)
     d_a_BF_ranks = shard(d_a_BF, comm.size, axis=1)  # a rank only needs its own block: no comm
-    d_h_BF_ranks = [d_a * (h > 0) for d_a, h in zip(d_a_BF_ranks, h_BF_ranks)]
-    d_w_in_DF_ranks = [einsum("bd,bf->df", x_BD, d_h) for d_h in d_h_BF_ranks]
+    d_h_BF_ranks = [
+        d_a_BF * (h_BF > 0) for d_a_BF, h_BF in zip(d_a_BF_ranks, h_BF_ranks, strict=True)
+    ]
+    d_w_in_DF_ranks = [einsum("bd,bf->df", x_BD, d_h_BF) for d_h_BF in d_h_BF_ranks]
     # x fed every F block, so its gradient is the sum of every rank's partial.
-    d_x_part_BD_ranks = [einsum("bf,df->bd", d_h, w) for d_h, w in zip(d_h_BF_ranks, w_in_DF_ranks)]
+    d_x_part_BD_ranks = [
+        einsum("bf,df->bd", d_h_BF, w_in_DF)
+        for d_h_BF, w_in_DF in zip(d_h_BF_ranks, w_in_DF_ranks, strict=True)
+    ]
     d_x_BD = comm.all_reduce(d_x_part_BD_ranks, tag="d_x_BD")[0]
     return d_x_BD, d_w_in_DF_ranks, d_w_out_FD
 
@@ -141,31 +154,49 @@ def column_parallel_backward(comm: Comm, d_y_BD, saved):
 def megatron_forward(comm: Comm, x_BD, w_in_DF_ranks, w_out_FD_ranks):
     """Both matmuls split along F: each rank runs a narrower MLP on its F block; the relu is
     per F so it needs no communication, and one all-reduce sums the partial y's."""
-    outs = [mlp_forward(x_BD, w_in, w_out) for w_in, w_out in zip(w_in_DF_ranks, w_out_FD_ranks)]
+    comm.check_ranks(w_in_DF_ranks=w_in_DF_ranks, w_out_FD_ranks=w_out_FD_ranks)
+    outs = [
+        mlp_forward(x_BD, w_in_DF, w_out_FD)
+        for w_in_DF, w_out_FD in zip(w_in_DF_ranks, w_out_FD_ranks, strict=True)
+    ]
     y_BD = comm.all_reduce([y_part_BD for y_part_BD, _ in outs], tag="y_BD")[0]
     return y_BD, [saved for _, saved in outs]
 
 
 def megatron_backward(comm: Comm, d_y_BD, saved_ranks):
     """Mirror image of the forward: local backward on each F block, one all-reduce of d_x."""
+    comm.check_ranks(saved_ranks=saved_ranks)
     grads = [mlp_backward(d_y_BD, saved) for saved in saved_ranks]
     d_x_BD = comm.all_reduce([d_x_part_BD for d_x_part_BD, _, _ in grads], tag="d_x_BD")[0]
-    return d_x_BD, [g[1] for g in grads], [g[2] for g in grads]
+    d_w_in_DF_ranks = [d_w_in_DF for _, d_w_in_DF, _ in grads]
+    d_w_out_FD_ranks = [d_w_out_FD for _, _, d_w_out_FD in grads]
+    return d_x_BD, d_w_in_DF_ranks, d_w_out_FD_ranks
 
 
 # ------------------------------------------------------------ data-parallel (batch split along B)
 
 
-def data_parallel_forward(x_BD_ranks, w_in_DF, w_out_FD):
-    """Every rank runs the whole MLP on its block of the batch: no communication forward."""
+def data_parallel_forward(x_BD_ranks, w_in_DF, w_out_FD, comm: Comm | None = None):
+    """Every rank runs the whole MLP on its block of the batch: no communication forward.
+
+    Nothing is communicated, so comm is optional; given, it checks one block per rank.
+    """
+    if comm is not None:
+        comm.check_ranks(x_BD_ranks=x_BD_ranks)
     outs = [mlp_forward(x_BD, w_in_DF, w_out_FD) for x_BD in x_BD_ranks]
-    return [y for y, _ in outs], [saved for _, saved in outs]
+    return [y_BD for y_BD, _ in outs], [saved for _, saved in outs]
 
 
 def data_parallel_backward(comm: Comm, d_y_BD_ranks, saved_ranks):
     """Local backward, then one all-reduce per weight gradient so every replica steps alike."""
-    grads = [mlp_backward(d_y, saved) for d_y, saved in zip(d_y_BD_ranks, saved_ranks)]
-    d_x_BD_ranks = [d_x for d_x, _, _ in grads]
-    d_w_in_DF = comm.all_reduce([g[1] for g in grads], tag="d_w_in_DF")[0]
-    d_w_out_FD = comm.all_reduce([g[2] for g in grads], tag="d_w_out_FD")[0]
+    comm.check_ranks(d_y_BD_ranks=d_y_BD_ranks, saved_ranks=saved_ranks)
+    grads = [
+        mlp_backward(d_y_BD, saved)
+        for d_y_BD, saved in zip(d_y_BD_ranks, saved_ranks, strict=True)
+    ]
+    d_x_BD_ranks = [d_x_BD for d_x_BD, _, _ in grads]
+    d_w_in_DF_ranks = [d_w_in_DF for _, d_w_in_DF, _ in grads]
+    d_w_out_FD_ranks = [d_w_out_FD for _, _, d_w_out_FD in grads]
+    d_w_in_DF = comm.all_reduce(d_w_in_DF_ranks, tag="d_w_in_DF")[0]
+    d_w_out_FD = comm.all_reduce(d_w_out_FD_ranks, tag="d_w_out_FD")[0]
     return d_x_BD_ranks, d_w_in_DF, d_w_out_FD

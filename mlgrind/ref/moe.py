@@ -82,7 +82,7 @@ def per_expert(blocks, counts, fn):
     """On an expert rank: blocks[src] holds the rows src sent, grouped by local expert, counts[src]
     rows per expert. Applies fn(j, rows_BD) once per local expert j to the rows every source sent
     it (one matmul per expert, not per source) and lays the results out like blocks."""
-    pieces = [np.split(x, np.cumsum(c)[:-1]) for x, c in zip(blocks, counts)]
+    pieces = [np.split(x, np.cumsum(c)[:-1]) for x, c in zip(blocks, counts, strict=True)]
     outs = [[] for _ in blocks]
     for j in range(len(counts[0])):
         rows = [p[j] for p in pieces]
@@ -97,6 +97,9 @@ def expert_parallel_forward(
 ):
     """Rank s holds tokens x_BD_ranks[s], the router (replicated) and a block of the experts,
     w_in_EDF_ranks[s] and w_out_EFD_ranks[s]. Returns each rank's y_BD and what backward needs."""
+    comm.check_ranks(
+        x_BD_ranks=x_BD_ranks, w_in_EDF_ranks=w_in_EDF_ranks, w_out_EFD_ranks=w_out_EFD_ranks
+    )
     S = comm.size
     n_local = [w.shape[0] for w in w_in_EDF_ranks]
     owner_E = np.repeat(np.arange(S), n_local)
@@ -133,7 +136,7 @@ def expert_parallel_forward(
     # Combine: outputs go back to their tokens' ranks, which apply the gates.
     returned = comm.all_to_all(outputs, tag="combine")  # returned[s][d]
     y_BD_ranks = []
-    for s, (x_BD, gates_BE) in enumerate(zip(x_BD_ranks, gates_BE_ranks)):
+    for s, (x_BD, gates_BE) in enumerate(zip(x_BD_ranks, gates_BE_ranks, strict=True)):
         y_BD = np.zeros_like(x_BD)
         for d, (b, e) in enumerate(pairs[s]):
             np.add.at(y_BD, b, gates_BE[b, e, None] * returned[s][d])
@@ -154,9 +157,10 @@ def expert_parallel_backward(comm: Comm, d_y_BD_ranks, saved):
     """The forward's all-to-alls in reverse (gradients of outputs to the experts, gradients of
     inputs back), plus one all-reduce of the replicated router's gradient."""
     x_BD_ranks, w_router_DE, gates_BE_ranks, pairs, returned, received_counts, expert_saved = saved
+    comm.check_ranks(d_y_BD_ranks=d_y_BD_ranks, x_BD_ranks=x_BD_ranks)
     S = comm.size
     d_out_blocks, d_gates_BE_ranks = [], []
-    for s, (d_y_BD, gates_BE) in enumerate(zip(d_y_BD_ranks, gates_BE_ranks)):
+    for s, (d_y_BD, gates_BE) in enumerate(zip(d_y_BD_ranks, gates_BE_ranks, strict=True)):
         d_gates_BE = np.zeros_like(gates_BE)
         blocks = []
         for d, (b, e) in enumerate(pairs[s]):

@@ -22,9 +22,18 @@ Model = Callable[[tuple[int, ...]], np.ndarray]
 
 
 def residual(p_V: np.ndarray, q_V: np.ndarray) -> np.ndarray:
-    """norm(max(0, p − q)): where the target wants more mass than the draft gave."""
+    """norm(max(0, p − q)): where the target wants more mass than the draft gave.
+
+    When there is no excess (p ≤ q everywhere, i.e. p == q for two distributions) every draft
+    token is accepted and the residual is never sampled; norm(0) is undefined, so p itself is
+    returned. That keeps the function total (no 0 / 0 NaN when rounding lets a "rejection"
+    through) and still emits tokens from the target.
+    """
     excess_V = np.maximum(p_V - q_V, 0)
-    return excess_V / excess_V.sum()
+    total = excess_V.sum()
+    if total <= 0:
+        return np.array(p_V)  # a copy, like the normal path's fresh array
+    return excess_V / total
 
 
 def speculative_step(

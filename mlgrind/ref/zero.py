@@ -95,6 +95,7 @@ def gather_params(
     comm: Comm, ranks: list[Rank], shapes: dict[str, tuple[int, ...]], tag: str
 ) -> list[dict[str, np.ndarray]]:
     """ZeRO-3: every rank all-gathers each parameter's blocks into the whole tensor."""
+    comm.check_ranks(ranks=ranks)
     full = [{} for _ in ranks]
     for n, shape in shapes.items():
         for r, w in enumerate(
@@ -108,26 +109,34 @@ def step(
     stage: int, comm: Comm, ranks: list[Rank], shapes, x_BD, target_BD, adam: Adam, t: int
 ) -> None:
     """One training step on the global batch (x_BD, target_BD), sharded along B over the ranks."""
+    comm.check_ranks(ranks=ranks)
     S = comm.size
     x_BD_ranks, target_BD_ranks = shard(x_BD, S), shard(target_BD, S)
 
     weights = (
         gather_params(comm, ranks, shapes, "forward") if stage == 3 else [r.params for r in ranks]
     )
-    outs = [mlp.mlp_forward(x, w["w_in_DF"], w["w_out_FD"]) for x, w in zip(x_BD_ranks, weights)]
-    d_y_BD_ranks = [mlp.l2_loss(y, target)[1] for (y, _), target in zip(outs, target_BD_ranks)]
+    outs = [
+        mlp.mlp_forward(x_BD, w["w_in_DF"], w["w_out_FD"])
+        for x_BD, w in zip(x_BD_ranks, weights, strict=True)
+    ]
+    d_y_BD_ranks = [
+        mlp.l2_loss(y_BD, target_BD)[1]
+        for (y_BD, _), target_BD in zip(outs, target_BD_ranks, strict=True)
+    ]
 
     if stage == 3:  # the gathered weights were dropped after forward; gather them again
         weights = gather_params(comm, ranks, shapes, "backward")
     grads = []
-    for (_, (x, _, _, h_BF)), d_y, w in zip(outs, d_y_BD_ranks, weights):
-        _, d_w_in_DF, d_w_out_FD = mlp.mlp_backward(d_y, (x, w["w_in_DF"], w["w_out_FD"], h_BF))
+    for (_, (x_BD, _, _, h_BF)), d_y_BD, w in zip(outs, d_y_BD_ranks, weights, strict=True):
+        saved = (x_BD, w["w_in_DF"], w["w_out_FD"], h_BF)
+        _, d_w_in_DF, d_w_out_FD = mlp.mlp_backward(d_y_BD, saved)
         grads.append({"w_in_DF": d_w_in_DF, "w_out_FD": d_w_out_FD})
 
     for n in NAMES:
         local = [g[n] for g in grads]
         if stage == 0:
-            for rank, d_w in zip(ranks, comm.all_reduce(local, tag=f"d_{n}")):
+            for rank, d_w in zip(ranks, comm.all_reduce(local, tag=f"d_{n}"), strict=True):
                 rank.grads[n] = d_w
                 rank.params[n], rank.m[n], rank.v[n] = adam.update(
                     rank.params[n], d_w, rank.m[n], rank.v[n], t
@@ -136,16 +145,16 @@ def step(
         # Each rank receives only the summed block of the gradient whose optimizer state it owns.
         d_w_blocks = comm.reduce_scatter([d_w.reshape(-1) for d_w in local], tag=f"d_{n}")
         new_blocks = []
-        for r, (rank, d_w_block) in enumerate(zip(ranks, d_w_blocks)):
+        for r, (rank, d_w_block) in enumerate(zip(ranks, d_w_blocks, strict=True)):
             rank.grads[n] = local[r] if stage == 1 else d_w_block  # stage 1 keeps its full buffer
             w_block = rank.params[n] if stage == 3 else block(rank.params[n], S, r)
             w_block, rank.m[n], rank.v[n] = adam.update(w_block, d_w_block, rank.m[n], rank.v[n], t)
             new_blocks.append(w_block)
         if stage == 3:
-            for rank, w_block in zip(ranks, new_blocks):
+            for rank, w_block in zip(ranks, new_blocks, strict=True):
                 rank.params[n] = w_block
         else:
-            for rank, w in zip(ranks, comm.all_gather(new_blocks, tag=n)):
+            for rank, w in zip(ranks, comm.all_gather(new_blocks, tag=n), strict=True):
                 rank.params[n] = w.reshape(shapes[n])
 
 
