@@ -1,0 +1,1 @@
+"""One module per stretch of the seed: each lists its exercises (contract, hints, checks)."""
