@@ -144,3 +144,8 @@ def schema_command() -> None:
     from .schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
+
+
+from .exercise.cli import exercise  # noqa: E402
+
+main.add_command(exercise)
