@@ -1,8 +1,10 @@
-"""The deck in the real Anki engine: it imports, and an edit updates notes in place."""
+"""The deck in the real Anki engine (the `anki` package): a learner's collection over
+edit → rebuild → re-import cycles keeps its notes, its reviews and its order."""
 
 from __future__ import annotations
 
-import time
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +14,43 @@ from anki.collection import Collection, ImportAnkiPackageOptions, ImportAnkiPack
 
 from conftest import run
 
-
-def import_deck(col: Collection, apkg: Path) -> None:
-    col.import_anki_package(ImportAnkiPackageRequest(
-        package_path=str(apkg), options=ImportAnkiPackageOptions(with_scheduling=True)))
+SHEET_90 = "ML Grind::90 NumPy shapes: broadcasting, matmul, reshape"
 
 
-def yaml_notes(project: Path) -> dict[str, dict]:
-    """Notes as a learner wrote them, read independently of mlgrind."""
-    notes = {}
+def build(project: Path) -> str:
+    """Build (one small PDF; the deck always holds every card) and return what it reported."""
+    result = run("build", "--only", "90", "--paper", "a4", "--root", project)
+    assert result.code == 0, result.err
+    return result.err
+
+
+def import_deck(col: Collection, project: Path):  # type: ignore[no-untyped-def]
+    """Import as a learner does (File → Import, scheduling not imported); the import log."""
+    return col.import_anki_package(ImportAnkiPackageRequest(
+        package_path=str(project / "build/mlgrind.apkg"),
+        options=ImportAnkiPackageOptions(with_scheduling=False))).log
+
+
+def yaml_note_ids(project: Path) -> list[str]:
+    """Note ids in the seed's order, read from the YAML independently of mlgrind."""
+    sets = []
     for path in (project / "cards").glob("*.yaml"):
-        for note in yaml.safe_load(path.read_text())["notes"]:
-            notes[note["id"]] = note
-    return notes
+        cards = yaml.safe_load(path.read_text())
+        sheet = next(yaml.safe_load(p.read_text()) for p in (project / "onepagers").glob("*.yaml")
+                     if yaml.safe_load(p.read_text())["id"] == cards["sheet"])
+        sets.append((sheet["position"], [n["id"] for n in cards["notes"]]))
+    return [note_id for _, ids in sorted(sets) for note_id in ids]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"test setup: {old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def scheduling(col: Collection) -> dict[int, tuple]:
+    return {row[0]: tuple(row[1:]) for row in col.db.all(
+        "select id, nid, did, due, ivl, type, queue, reps, lapses, factor from cards")}
 
 
 @pytest.fixture
@@ -35,48 +61,141 @@ def col(tmp_path: Path):
     collection.close()
 
 
-def test_deck_imports_with_every_note_and_a_deck_per_sheet(project: Path, col: Collection) -> None:
-    assert run("build", "--only", "90", "--paper", "a4", "--root", project).code == 0
-    import_deck(col, project / "build/mlgrind.apkg")
-
-    assert col.note_count() == len(yaml_notes(project))
-    sheets = [yaml.safe_load(p.read_text()) for p in (project / "onepagers").glob("*.yaml")]
+def test_deck_imports_with_every_note_in_a_deck_per_sheet(project: Path, col: Collection) -> None:
+    build(project)
+    log = import_deck(col, project)
+    assert len(log.new) == col.note_count() == len(yaml_note_ids(project))
     decks = {d.name for d in col.decks.all_names_and_ids()}
-    for sheet in sheets:
+    for path in (project / "onepagers").glob("*.yaml"):
+        sheet = yaml.safe_load(path.read_text())
         assert f"ML Grind::{sheet['position']:02d} {sheet['title']}" in decks
 
 
-def test_card_shows_value_computed_by_numpy(project: Path, col: Collection) -> None:
-    assert run("build", "--only", "90", "--paper", "a4", "--root", project).code == 0
-    import_deck(col, project / "build/mlgrind.apkg")
-    expected = str(np.broadcast_shapes((8, 1, 6, 1), (7, 1, 5)))
+def test_three_edit_cycles_update_in_place_and_keep_reviews(project: Path, tmp_path: Path) -> None:
+    path = str(tmp_path / "collection.anki2")
+    col = Collection(path)
+    build(project)
+    import_deck(col, project)
+    col.decks.select(col.decks.id_for_name(SHEET_90))
+    for _ in range(4):  # the learner studies a few cards
+        card = col.sched.getCard()
+        card.start_timer()
+        col.sched.answerCard(card, 3)
+    revlog = col.db.all("select * from revlog order by id")
+    before = scheduling(col)
+    notes = col.note_count()
+    [note_id] = col.find_notes('"front:How do you add a per-example scale*"')
+    col.close()
+
+    cards_yaml = project / "cards/90-numpy-shapes.yaml"
+    for cycle in range(3):
+        edit(cards_yaml, "per-example scale", f"per-example scale (v{cycle})")
+        edit(project / "templates/anki/basic-back.html", "<hr id=\"answer\">",
+             f"<hr id=\"answer\"><!-- cycle {cycle} -->")
+        edit(project / "templates/card.css", ".card {", f"/* cycle {cycle} */\n.card {{")
+        assert "1 updated" in build(project)  # seconds apart: times must still move forward
+
+        col = Collection(path)  # the learner opens Anki again
+        log = import_deck(col, project)
+        assert (len(log.new), len(log.conflicting)) == (0, 0)
+        assert [n.id.nid for n in log.updated] == [note_id]
+        assert col.note_count() == notes  # nothing duplicated
+        assert f"per-example scale (v{cycle})" in col.get_note(note_id)["Front"]
+        col.close()
+        col = Collection(path)  # a fresh look, past the Python layer's note-type cache
+        basic = col.models.by_name("mlgrind Basic")
+        assert f"cycle {cycle}" in basic["css"]
+        assert f"cycle {cycle}" in basic["tmpls"][0]["afmt"]
+        assert col.db.all("select * from revlog order by id") == revlog
+        assert scheduling(col) == before
+        col.close()
+
+
+def test_reimporting_an_unchanged_build_changes_nothing(project: Path, col: Collection) -> None:
+    build(project)
+    first = (project / "build/mlgrind.apkg").read_bytes()
+    import_deck(col, project)
+    mods = col.db.all("select id, mod from notes order by id")
+    assert "deck:" not in build(project)  # no note changed since the last build
+    assert (project / "build/mlgrind.apkg").read_bytes() == first
+    log = import_deck(col, project)
+    assert (len(log.new), len(log.updated), len(log.conflicting)) == (0, 0, 0)
+    assert col.db.all("select id, mod from notes order by id") == mods
+
+
+def test_new_cards_come_in_the_seeds_order(project: Path, col: Collection) -> None:
+    build(project)
+    import_deck(col, project)
+    rows = col.db.all("select n.guid from cards c join notes n on c.nid = n.id "
+                      "where c.type = 0 order by c.due, c.ord")
+    guid_to_id = {col.get_note(nid).guid: col.get_note(nid)["Sheet"] for nid in col.find_notes("")}
+    import genanki
+    expected = [genanki.guid_for("mlgrind", note_id) for note_id in yaml_note_ids(project)]
+    assert list(dict.fromkeys(guid for (guid,) in rows)) == expected
+    assert guid_to_id  # every note carries its back link
+
+
+def test_cards_render_computed_values_and_escaped_text(project: Path, col: Collection) -> None:
+    edit(project / "cards/90-numpy-shapes.yaml", "    front: \"How do you add a per-example scale",
+         "    extra: \"A mask keeps `m <= l` & drops `m > l`.\"\n    front: \"How do you add a per-example scale")
+    build(project)
+    import_deck(col, project)
+
     [card_id] = col.find_cards('"front:*(8, 1, 6, 1) and (7, 1, 5)*"')
     card = col.get_card(card_id)
     assert "(8, 1, 6, 1)" in card.question()
     # A type-in card's back compares the typed text with this field (the reviewer renders it).
-    assert card.note()["Answer"] == expected
-    assert "[[type:Answer]]" in card.answer()
+    assert card.note()["Answer"] == str(np.broadcast_shapes((8, 1, 6, 1), (7, 1, 5)))
+
+    [card_id] = col.find_cards('"front:*per-example scale*"')
+    answer = col.get_card(card_id).answer()
+    assert "m &lt;= l" in answer and "m &gt; l" in answer and "&amp; drops" in answer
+    assert "Sheet 90 · NumPy shapes: broadcasting, matmul, reshape · Broadcast or not?" in answer
+
+    # The letter cards show the meaning from the notation table, both ways round.
+    from mlgrind.ref.notation import LETTERS
+
+    cards = [col.get_card(c) for c in col.find_cards('"front:*Suffix letter*M*"')]
+    assert len(cards) == 2
+    assert any(LETTERS["M"].meaning in c.answer() and LETTERS["M"].meaning not in c.question()
+               for c in cards)
+    assert any(LETTERS["M"].meaning in c.question() for c in cards)
 
 
-def test_editing_text_updates_the_note_in_place(project: Path, col: Collection) -> None:
-    assert run("build", "--only", "90", "--paper", "a4", "--root", project).code == 0
-    import_deck(col, project / "build/mlgrind.apkg")
+def test_removed_note_is_retired_not_lost(project: Path, col: Collection) -> None:
+    build(project)
+    import_deck(col, project)
     [note_id] = col.find_notes('"front:How do you add a per-example scale*"')
-    guid = col.get_note(note_id).guid
-    count = col.note_count()
-    note_types = col.models.all_names_and_ids()
-    decks = col.decks.all_names_and_ids()
+    cards_yaml = project / "cards/90-numpy-shapes.yaml"
+    text = cards_yaml.read_text()
+    start = text.index("  - id: broadcast-per-example")
+    end = text.index("  - id:", start + 1)
+    cards_yaml.write_text(text[:start] + text[end:])
 
-    cards = project / "cards/90-numpy-shapes.yaml"
-    cards.write_text(cards.read_text().replace(
-        "How do you add a per-example scale", "How do you multiply by a per-example scale"))
-    time.sleep(1.1)  # Anki updates a note when the package's copy is newer, to the second
-    assert run("build", "--only", "90", "--paper", "a4", "--root", project).code == 0
-    import_deck(col, project / "build/mlgrind.apkg")
+    report = build(project)
+    assert "retired broadcast-per-example" in report
+    import_deck(col, project)
+    assert col.get_note(note_id).has_tag("mlgrind::retired")
+    assert "broadcast-per-example" in json.loads((project / "notes.lock.json").read_text())["notes"]
 
-    assert col.note_count() == count
-    assert col.models.all_names_and_ids() == note_types
-    assert col.decks.all_names_and_ids() == decks
-    note = col.get_note(note_id)
-    assert note.guid == guid
-    assert "multiply by a per-example scale" in note["Front"]
+    cards_yaml.write_text(text)  # brought back: the tag goes again
+    build(project)
+    import_deck(col, project)
+    assert not col.get_note(note_id).has_tag("mlgrind::retired")
+
+
+def test_schema_change_without_version_bump_warns(project: Path) -> None:
+    lock = project / "notes.lock.json"
+    data = json.loads(lock.read_text())
+    data["note_types"]["basic"]["schema"]["fields"].append("Hint")  # as if a field was removed
+    lock.write_text(json.dumps(data))
+    report = build(project)
+    assert re.search(r"warning note type 'basic' changed its fields or cards at version 1", report)
+
+
+def test_tags_are_hierarchical_by_sheet_and_topic(project: Path, col: Collection) -> None:
+    build(project)
+    import_deck(col, project)
+    tags = set(col.tags.all())
+    assert {"mlgrind::90-numpy-shapes", "mlgrind::01-suffixes-einsum",
+            "mlgrind::topic::numpy", "mlgrind::topic::einsum"} <= tags
