@@ -117,19 +117,21 @@ def step(
         gather_params(comm, ranks, shapes, "forward") if stage == 3 else [r.params for r in ranks]
     )
     outs = [
-        mlp.mlp_forward(x_BD, w["w_in_DF"], w["w_out_FD"])
-        for x_BD, w in zip(x_BD_ranks, weights, strict=True)
+        mlp.mlp_forward(x_local_BD, w["w_in_DF"], w["w_out_FD"])
+        for x_local_BD, w in zip(x_BD_ranks, weights, strict=True)
     ]
     d_y_BD_ranks = [
-        mlp.l2_loss(y_BD, target_BD)[1]
-        for (y_BD, _), target_BD in zip(outs, target_BD_ranks, strict=True)
+        mlp.l2_loss(y_local_BD, target_local_BD)[1]
+        for (y_local_BD, _), target_local_BD in zip(outs, target_BD_ranks, strict=True)
     ]
 
     if stage == 3:  # the gathered weights were dropped after forward; gather them again
         weights = gather_params(comm, ranks, shapes, "backward")
     grads = []
-    for (_, (x_BD, _, _, h_BF)), d_y_BD, w in zip(outs, d_y_BD_ranks, weights, strict=True):
-        saved = (x_BD, w["w_in_DF"], w["w_out_FD"], h_BF)
+    for (_, (x_local_BD, _, _, h_BF)), d_y_BD, w in zip(
+        outs, d_y_BD_ranks, weights, strict=True
+    ):
+        saved = (x_local_BD, w["w_in_DF"], w["w_out_FD"], h_BF)
         _, d_w_in_DF, d_w_out_FD = mlp.mlp_backward(d_y_BD, saved)
         grads.append({"w_in_DF": d_w_in_DF, "w_out_FD": d_w_out_FD})
 

@@ -163,6 +163,15 @@ def test_errors():
         co.Comm(2).all_reduce([np.ones(2), np.ones(3)])
     with pytest.raises(ValueError, match="cannot shard"):
         co.shard(np.ones((3, 2)), 4)
+
+
+def test_all_gather_rejects_mixed_dtypes_instead_of_upcasting():
+    comm = co.Comm(2)
+    with pytest.raises(ValueError, match="same dtype on every rank"):
+        comm.all_gather([np.ones(2, np.float32), np.ones(3, np.float64)])
+    assert comm.log == []  # nothing was recorded for the refused call
+    (out, _) = comm.all_gather([np.ones(2, np.float32), np.ones(3, np.float32)])
+    assert out.dtype == np.float32 and comm.log[0].dtype == "float32"
     with pytest.raises(ValueError, match="at least one rank"):
         co.Comm(0)
     with pytest.raises(ValueError, match="algorithm"):

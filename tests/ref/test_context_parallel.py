@@ -3,7 +3,11 @@ import pytest
 
 from mlgrind.ref.attention import causal_mask_LM, gqa_attend
 from mlgrind.ref.collectives import Comm, shard
-from mlgrind.ref.context_parallel import ring_attention, ring_attention_bytes, ring_attention_flops
+from mlgrind.ref.context_parallel import (
+    ring_attention,
+    ring_attention_bytes,
+    ring_attention_flops,
+)
 from mlgrind.ref.einsum import count_flops
 
 

@@ -3,7 +3,14 @@ import pytest
 
 from mlgrind.ref.attention import kv_cache_bytes_per_token
 from mlgrind.ref.einsum import count_flops
-from mlgrind.ref.inference import Config, KVCache, forward, forward_flops, generate, init_model
+from mlgrind.ref.inference import (
+    Config,
+    KVCache,
+    forward,
+    forward_flops,
+    generate,
+    init_model,
+)
 
 CONFIGS = [Config(), Config(H=4, G=4, n_layers=1), Config(V=7, D=6, H=3, G=1, K=4, F=5, n_layers=3)]
 

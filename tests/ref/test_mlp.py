@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from mlgrind.ref import mlp
-from mlgrind.ref.collectives import Comm, ring_all_gather_bytes, ring_all_reduce_bytes, shard
+from mlgrind.ref.collectives import (
+    Comm,
+    ring_all_gather_bytes,
+    ring_all_reduce_bytes,
+    shard,
+)
 from mlgrind.ref.einsum import count_flops
 from tests.ref.helpers import numerical_grad
 
@@ -143,9 +148,9 @@ def test_megatron_equals_unsharded_with_one_all_reduce_each_way(S):
 def test_data_parallel_equals_unsharded(S):
     rng = np.random.default_rng(S)
     x, w_in, w_out, target = make(rng)  # B = 5 splits unevenly over 2 and 3 ranks
-    y, d_y, (d_x, d_w_in, d_w_out) = unsharded(x, w_in, w_out, target)
+    y, _, (d_x, d_w_in, d_w_out) = unsharded(x, w_in, w_out, target)
     comm = Comm(S)
-    y_ranks, saved_ranks = mlp.data_parallel_forward(shard(x, S), w_in, w_out)
+    y_ranks, saved_ranks = mlp.data_parallel_forward(shard(x, S), w_in, w_out, comm=comm)
     d_y_ranks = [mlp.l2_loss(y_r, t_r)[1] for y_r, t_r in zip(y_ranks, shard(target, S))]
     d_x_ranks, d_w_in_s, d_w_out_s = mlp.data_parallel_backward(comm, d_y_ranks, saved_ranks)
     np.testing.assert_allclose(np.concatenate(y_ranks), y, atol=1e-10)
@@ -160,13 +165,44 @@ def test_data_parallel_equals_unsharded(S):
         assert comm.sent == [2 * ring_all_reduce_bytes(D * F * 8, S)] * S
 
 
-def test_more_shards_than_the_split_dimension_is_an_error():
+def test_sharded_forms_need_one_entry_per_rank():
+    """Blocks cut for 2 ranks handed to a 3-rank comm: each function names the list that is off,
+    forward and backward, before any einsum or collective runs."""
     rng = np.random.default_rng(0)
-    x, w_in, w_out, _ = make(rng, B=3, F=2)
-    with pytest.raises(ValueError, match="cannot shard"):
-        mlp.megatron_forward(Comm(3), x, shard(w_in, 3, axis=1), shard(w_out, 3, axis=0))
-    with pytest.raises(ValueError, match="cannot shard"):
-        mlp.data_parallel_forward(shard(x, 4), w_in, w_out)
+    x, w_in, w_out, target = make(rng)
+    x_ranks, target_ranks = shard(x, 2), shard(target, 2)
+    w_in_ranks, w_out_ranks = shard(w_in, 2, axis=1), shard(w_out, 2, axis=0)
+    d_y = mlp.l2_loss(mlp.mlp_forward(x, w_in, w_out)[0], target)[1]
+    comm = Comm(3)
+
+    def off(name):
+        return pytest.raises(ValueError, match=f"{name} needs one entry per rank: got 2 for 3")
+
+    with off("w_out_FD_ranks"):
+        mlp.row_parallel_forward(comm, x, w_in, w_out_ranks)
+    with off("w_in_DF_ranks"):
+        mlp.column_parallel_forward(comm, x, w_in_ranks, w_out)
+    with off("w_in_DF_ranks"):
+        mlp.megatron_forward(comm, x, w_in_ranks, w_out_ranks)
+    with off("x_BD_ranks"):
+        mlp.data_parallel_forward(x_ranks, w_in, w_out, comm=comm)
+
+    _, row_saved = mlp.row_parallel_forward(Comm(2), x, w_in, w_out_ranks)
+    _, column_saved = mlp.column_parallel_forward(Comm(2), x, w_in_ranks, w_out)
+    _, megatron_saved = mlp.megatron_forward(Comm(2), x, w_in_ranks, w_out_ranks)
+    y_ranks, dp_saved = mlp.data_parallel_forward(x_ranks, w_in, w_out, comm=Comm(2))
+    d_y_ranks = [mlp.l2_loss(y, t)[1] for y, t in zip(y_ranks, target_ranks, strict=True)]
+    assert comm.log == []  # every forward above ran on its own 2-rank comm
+    with off("w_out_FD_ranks"):
+        mlp.row_parallel_backward(comm, d_y, row_saved)
+    with off("w_in_DF_ranks"):
+        mlp.column_parallel_backward(comm, d_y, column_saved)
+    with off("saved_ranks"):
+        mlp.megatron_backward(comm, d_y, megatron_saved)
+    with off("d_y_BD_ranks"):
+        mlp.data_parallel_backward(comm, d_y_ranks, dp_saved)
+    with pytest.raises(ValueError, match="saved_ranks needs one entry per rank: got 1 for 2"):
+        mlp.data_parallel_backward(Comm(2), d_y_ranks, dp_saved[:1])
 
 
 @pytest.mark.parametrize("seed", range(4))

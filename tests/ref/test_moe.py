@@ -91,7 +91,7 @@ def test_expert_parallel_equals_unsharded(S, k):
     owner = np.repeat(np.arange(S), [len(w) for w in shard(w_in, S)])
     remote = []
     for s, x_s in enumerate(x_ranks):
-        b, e = np.nonzero(moe.route(x_s, w_router, k))
+        _, e = np.nonzero(moe.route(x_s, w_router, k))
         remote.append(int((owner[e] != s).sum()) * D * 8)
     (dispatch,) = comm.records(tag="dispatch")
     (combine,) = comm.records(tag="combine")
@@ -155,3 +155,20 @@ def test_k_outside_1_to_e_is_an_error():
         moe.route(x, w_router, E + 1)
     with pytest.raises(ValueError, match="top-k"):
         moe.route(x, w_router, 0)
+
+
+def test_expert_parallel_needs_one_entry_per_rank():
+    rng = np.random.default_rng(0)
+    x, w_router, w_in, w_out = make(rng)
+    x_ranks, w_in_ranks, w_out_ranks = shard(x, 2), shard(w_in, 2), shard(w_out, 2)
+    with pytest.raises(ValueError, match="x_BD_ranks needs one entry per rank: got 2 for 3"):
+        moe.expert_parallel_forward(Comm(3), x_ranks, w_router, w_in_ranks, w_out_ranks, 2)
+    with pytest.raises(ValueError, match="w_out_EFD_ranks needs one entry per rank: got 2 for 3"):
+        moe.expert_parallel_forward(
+            Comm(3), shard(x, 3), w_router, shard(w_in, 3), w_out_ranks, 2
+        )
+    y_ranks, saved = moe.expert_parallel_forward(
+        Comm(2), x_ranks, w_router, w_in_ranks, w_out_ranks, 2
+    )
+    with pytest.raises(ValueError, match="d_y_BD_ranks needs one entry per rank: got 2 for 3"):
+        moe.expert_parallel_backward(Comm(3), y_ranks, saved)

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -39,7 +41,7 @@ def test_timeline_respects_dependencies_and_runs_one_op_at_a_time(schedule, p, m
                 assert op.start >= end[("B", op.stage + 1, op.micro)]
     for s in range(p):
         mine = sorted((op for op in ops if op.stage == s), key=lambda op: op.start)
-        assert all(a.end <= b.start for a, b in zip(mine, mine[1:]))
+        assert all(a.end <= b.start for a, b in itertools.pairwise(mine))
 
 
 def stack(rng, p, D, F):

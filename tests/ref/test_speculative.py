@@ -8,6 +8,7 @@ from mlgrind.ref.speculative import (
     emitted_distribution,
     expected_speedup,
     expected_tokens_per_step,
+    residual,
     speculative_step,
     step_distribution,
 )
@@ -126,3 +127,16 @@ def test_a_perfect_draft_emits_gamma_plus_one_tokens_every_step():
     exact = step_distribution(fixed_model(p_V), fixed_model(p_V), (), gamma=3)
     assert {len(block) for block in exact} == {4}
     assert expected_tokens_per_step(acceptance_rate(p_V, p_V), 3) == pytest.approx(4)
+
+
+def test_residual_keeps_the_excess_and_is_p_when_there_is_none():
+    p_V, q_V = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.5, 0.3])
+    # By hand: max(0, p - q) = (0.3, 0, 0), normalised.
+    np.testing.assert_allclose(residual(p_V, q_V), [1.0, 0.0, 0.0], atol=1e-15)
+    np.testing.assert_allclose(residual(q_V, p_V), [0.0, 0.2 / 0.3, 0.1 / 0.3], atol=1e-15)
+    # No excess: a rejection cannot happen, and the residual is defined as p (not 0 / 0).
+    same = residual(p_V, p_V.copy())
+    assert np.isfinite(same).all()
+    np.testing.assert_array_equal(same, p_V)
+    # p below q everywhere (sums that rounding left short of 1): no excess either, so p.
+    np.testing.assert_array_equal(residual(0.999 * p_V, p_V), 0.999 * p_V)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from mlgrind.ref import mlp, zero
+from mlgrind.ref.collectives import Comm
 
 B, D, F, STEPS = 6, 3, 5, 3  # each parameter has 15 elements: even over 1 and 3 ranks, not 2 or 4
 
@@ -42,7 +43,7 @@ def test_first_adam_step_moves_every_weight_by_lr_against_the_gradient_sign():
 def test_every_stage_trains_exactly_like_one_process(stage, S):
     params, batches = setup(S)
     expected = single_process_adam(params, batches, zero.Adam())
-    final, comm, ranks = zero.train(stage, S, params, batches)
+    final, _, ranks = zero.train(stage, S, params, batches)
     for n in params:
         np.testing.assert_allclose(final[n], expected[n], atol=1e-10)
     if stage < 3:  # every replica holds the same full parameters
@@ -105,3 +106,15 @@ def test_errors():
         zero.train(4, 2, params, batches)
     with pytest.raises(ValueError, match="cannot shard"):  # 15 elements cannot go to 16 ranks
         zero.train(1, 16, params, [(np.ones((16, D)), np.ones((16, D)))])
+
+
+@pytest.mark.parametrize("stage", [0, 3])
+def test_a_step_needs_one_rank_state_per_rank(stage):
+    params, batches = setup(0)
+    shapes = {n: w.shape for n, w in params.items()}
+    ranks = zero.init_ranks(stage, 2, params)
+    x_BD, target_BD = batches[0]
+    with pytest.raises(ValueError, match="ranks needs one entry per rank: got 2 for 3"):
+        zero.step(stage, Comm(3), ranks, shapes, x_BD, target_BD, zero.Adam(), 1)
+    with pytest.raises(ValueError, match="ranks needs one entry per rank: got 2 for 3"):
+        zero.gather_params(Comm(3), ranks, shapes, "forward")
