@@ -149,3 +149,8 @@ def schema_command() -> None:
 from .exercise.cli import exercise  # noqa: E402
 
 main.add_command(exercise)
+
+
+from .calc.cli import calc  # noqa: E402  (registered last: `calc` needs nothing above)
+
+main.add_command(calc)

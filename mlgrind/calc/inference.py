@@ -109,13 +109,14 @@ def serve(spec: ModelSpec, hw: Hardware, users: int, tokens_per_second: float, c
     """GPUs to decode for `users` concurrent users, each at ≥ `tokens_per_second`, with
     `context` tokens cached per user.
 
-    A replica is the fewest GPUs (a power of two) that holds the weights; its batch is the
-    largest one that both fits its memory (`usable_memory` of HBM, the rest for activations
-    and fragmentation) and still decodes each user at the target speed. More GPUs per replica
-    are tried while that batch is zero.
+    For each replica size n = 1, 2, 4, … GPUs, its batch is the largest one that both fits its
+    memory (`usable_memory` of HBM, the rest for activations and fragmentation) and still
+    decodes each user at the target speed; the plan is the replica size needing the fewest GPUs
+    in all (ties: the smaller replica).
     """
     kv_user = kv_bytes(spec, context)
     weights = count(spec).total * bytes_per_weight
+    plans = []
     n = 1
     while n <= max_gpus_per_replica:
         room = n * hw.hbm_bytes * usable_memory - weights
@@ -123,10 +124,12 @@ def serve(spec: ModelSpec, hw: Hardware, users: int, tokens_per_second: float, c
         batch = _fastest_batch(spec, hw, fit, context, n, bytes_per_weight, tokens_per_second)
         if batch:
             step = decode_step(spec, hw, batch, context, n, bytes_per_weight)
-            return ServePlan(n, batch, math.ceil(users / batch), step, kv_user)
+            plans.append(ServePlan(n, batch, math.ceil(users / batch), step, kv_user))
         n *= 2
-    raise SpecError(f"{spec.name} cannot decode at {tokens_per_second:g} tokens/s per user with "
-                    f"{context} cached tokens on up to {max_gpus_per_replica} {hw.key} per replica")
+    if not plans:
+        raise SpecError(f"{spec.name} cannot decode at {tokens_per_second:g} tokens/s per user with "
+                        f"{context} cached tokens on up to {max_gpus_per_replica} {hw.key} per replica")
+    return min(plans, key=lambda plan: (plan.gpus, plan.gpus_per_replica))
 
 
 def _fastest_batch(spec, hw, fit, context, n, bytes_per_weight, target) -> int:

@@ -1,0 +1,437 @@
+"""`mlgrind calc`: the calculators on the command line, as tables or JSON.
+
+Every topic prints one table of (quantity, value) rows; `--json` prints instead one object whose
+keys are the rows' snake_case names, values in base units (parameters, FLOPs, bytes, seconds,
+tokens/s), plus `model` and, where used, `hardware`. Exit status: 0, 1 for a bad config or an
+impossible request (one line on stderr), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mlgrind.calc import flops as F
+from mlgrind.calc import hardware as hw_table
+from mlgrind.calc import specs
+from mlgrind.calc.params import count
+
+TOPICS = "params flops train memory comms kv serve rl"
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _guard(command):
+    """A SpecError (bad config, impossible request) ends in one line and exit 1."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except specs.SpecError as error:
+            _fail(str(error))
+    return run
+
+
+def _spec(model: str | None, config: Path | None) -> specs.ModelSpec:
+    if (model is None) == (config is None):
+        raise click.UsageError("give exactly one of --model NAME or --config PATH")
+    return specs.load_model(model) if model else specs.load_config(config)
+
+
+def model_options(command):
+    command = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(command)
+    command = click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+                           help="A Hugging Face config.json of your own.")(command)
+    command = click.option("--model", metavar="NAME",
+                           help="A bundled model (see `mlgrind calc models`).")(command)
+    return command
+
+
+def hw_option(command):
+    return click.option("--hw", default="h100-sxm", show_default=True, metavar="NAME",
+                        help="Accelerator (see `mlgrind calc hardware`).")(command)
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def n(x: float) -> str:
+    """Count with thousands separators and a short form: 6,738,415,616 (6.74 B)."""
+    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= size:
+            return f"{x:,.0f} ({x / size:.3g} {unit})"
+    return f"{x:,.0f}"
+
+
+def sci(x: float, unit: str = "FLOPs") -> str:
+    return f"{x:.3e} {unit}"
+
+
+def size(x: float) -> str:
+    """Bytes in decimal units: 70.272 kB, 1.34 GB."""
+    for scale, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if x >= scale:
+            return f"{x / scale:,.3f} {unit}"
+    return f"{x:,.0f} B"
+
+
+def gb(x: float) -> str:
+    """Bytes with the binary reading beside the decimal one: 2.147 GB (2.00 GiB)."""
+    for scale, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if x >= scale:
+            return f"{size(x)} ({x / scale:,.2f} {unit})"
+    return size(x)
+
+
+def dur(seconds: float) -> str:
+    if seconds >= 86_400:
+        return f"{seconds / 86_400:,.1f} days"
+    if seconds >= 1:
+        return f"{seconds:,.2f} s"
+    return f"{seconds * 1e3:,.3f} ms"
+
+
+def _emit(title: str, rows: list[tuple[str, str, object]], as_json: bool, **extra) -> None:
+    """rows: (label, shown value, JSON value); the JSON key is the label in snake_case."""
+    if as_json:
+        data = {**extra, **{_key(label): value for label, _, value in rows}}
+        click.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, shown, _ in rows:
+        table.add_row(label, shown)
+    Console(highlight=False).print(table)
+
+
+def _key(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_").replace("__", "_")
+
+
+# ----------------------------------------------------------------------------- the group
+
+
+@click.group("calc", context_settings={"help_option_names": ["-h", "--help"]})
+def calc() -> None:
+    """Back-of-envelope calculators from real model configs.
+
+    \b
+    Topics: params, flops, train, memory, comms, kv, serve, rl
+    Lists:  models (bundled configs), hardware (bundled accelerators)
+
+    \b
+    mlgrind calc params --model llama-2-7b
+    mlgrind calc train --model llama-3-70b --tokens 15e12 --gpus 16384 --mfu 0.4
+    mlgrind calc memory --model llama-3-70b --tp 8 --pp 4 --dp 32 --zero 1 --sp
+    mlgrind calc serve --config ./config.json --hw h200 --users 10000 --json
+    """
+
+
+@calc.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_guard
+def models_command(as_json: bool) -> None:
+    """List the bundled model configs and their sources."""
+    loaded = [specs.load_model(name) for name in specs.model_names()]
+    if as_json:
+        click.echo(json.dumps([{"name": s.name, "model_type": s.model_type, "params": count(s).total,
+                                "active_params": count(s).active, "source": s.source} for s in loaded], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("name", "type", "params", "active", "layers", "D", "H/G"):
+        table.add_column(column, no_wrap=True)
+    for s in loaded:
+        c = count(s)
+        table.add_row(s.name, s.model_type, f"{c.total / 1e9:,.2f} B", f"{c.active / 1e9:,.2f} B",
+                      str(s.n_layers), str(s.D), f"{s.H}/{s.G}")
+    console = Console(highlight=False)
+    console.print(table)
+    for s in loaded:
+        console.print(f"[bold]{s.name}[/bold]: {s.source}", soft_wrap=True)
+
+
+@calc.command("hardware")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_guard
+def hardware_command(as_json: bool) -> None:
+    """List the bundled accelerators (dense peaks; bandwidths per direction) and sources."""
+    table_ = hw_table.load_all()
+    if as_json:
+        click.echo(json.dumps({k: h.__dict__ for k, h in table_.items()}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("key", "bf16 TF/s", "fp8 TF/s", "HBM GB", "HBM TB/s", "NVLink GB/s", "net GB/s"):
+        table.add_column(column, no_wrap=True)
+    for h in table_.values():
+        def opt(x, scale):
+            return "—" if x is None else f"{x / scale:,.4g}"
+        table.add_row(h.key, opt(h.bf16_flops, 1e12), opt(h.fp8_flops, 1e12), opt(h.hbm_bytes, 1e9),
+                      opt(h.hbm_bw, 1e12), opt(h.nvlink_bw, 1e9), opt(h.network_bw, 1e9))
+    console = Console(highlight=False)
+    console.print(table)
+    for h in table_.values():
+        console.print(f"[bold]{h.key}[/bold] ({h.name}): {h.source}", soft_wrap=True)
+
+
+@calc.command("params")
+@model_options
+@_guard
+def params_command(model, config, as_json) -> None:
+    """Exact parameter counts: total, active (MoE), embedding vs non-embedding, by module."""
+    s = _spec(model, config)
+    c = count(s)
+    rows = [(label, n(v), v) for label, v in [
+        ("embedding", c.embedding), ("unembedding", c.unembedding), ("attention", c.attention),
+        ("mlp", c.mlp), ("experts", c.experts), ("active experts", c.active_experts),
+        ("router", c.router), ("vectors", c.vectors), ("total", c.total), ("active", c.active),
+        ("non embedding", c.non_embedding), ("matmul per token", c.matmul_per_token)]]
+    if c.mtp:
+        rows.append(("mtp", n(c.mtp), c.mtp))
+    _emit(f"{s.name}: parameters", rows, as_json, model=s.name)
+
+
+@calc.command("flops")
+@model_options
+@click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True)
+@click.option("--tokens", type=float, help="Training tokens  [default: 20 × active params]")
+@click.option("--recompute", is_flag=True, help="Full activation recomputation (4 × forward).")
+@_guard
+def flops_command(model, config, as_json, seq_len, tokens, recompute) -> None:
+    """FLOPs per layer, per token and for a training run (BWD = 2 × FWD, step = 3 × FWD)."""
+    s = _spec(model, config)
+    c = count(s)
+    tokens = F.chinchilla_tokens(c.active) if tokens is None else tokens
+    rows = []
+    kinds = [("dense layer", False)] * bool(s.dense_layers) + [("MoE layer", True)] * bool(s.moe_layers)
+    for kind, moe in kinds:
+        for part, v in F.layer_forward_flops(s, 1, seq_len, moe).items():
+            rows.append((f"{kind} fwd {part}", sci(v), v))
+    per_token = F.training_flops_per_token(s, seq_len, recompute)
+    rows += [
+        ("forward per token", sci(F.forward_flops_per_token(s, seq_len)), F.forward_flops_per_token(s, seq_len)),
+        ("training per token", sci(per_token), per_token),
+        ("6N per token", sci(6 * c.matmul_per_token), 6 * c.matmul_per_token),
+        ("tokens", n(tokens), tokens),
+        ("training total", sci(tokens * per_token), tokens * per_token),
+        ("chinchilla tokens active", n(F.chinchilla_tokens(c.active)), F.chinchilla_tokens(c.active)),
+        ("chinchilla tokens total", n(F.chinchilla_tokens(c.total)), F.chinchilla_tokens(c.total)),
+    ]
+    _emit(f"{s.name}: FLOPs at sequence {seq_len}", rows, as_json, model=s.name)
+
+
+@calc.command("train")
+@model_options
+@hw_option
+@click.option("--tokens", type=float, help="Training tokens  [default: 20 × active params]")
+@click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True)
+@click.option("--gpus", type=click.IntRange(1), help="GPUs: how many days?")
+@click.option("--days", type=float, help="Days: how many GPUs?")
+@click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=0.4, show_default=True)
+@click.option("--dtype", type=click.Choice(["bf16", "fp8"]), default="bf16", show_default=True)
+@click.option("--tokens-per-second", type=float, help="A measured throughput on --gpus: report its MFU.")
+@_guard
+def train_command(model, config, as_json, hw, tokens, seq_len, gpus, days, mfu, dtype, tokens_per_second) -> None:
+    """Training time: GPUs × days from tokens, hardware and MFU; MFU from a throughput."""
+    from mlgrind.calc import train as T
+
+    s, h = _spec(model, config), hw_table.load(hw)
+    if (gpus is None) == (days is None):
+        raise click.UsageError("give exactly one of --gpus N or --days D")
+    tokens = F.chinchilla_tokens(count(s).active) if tokens is None else tokens
+    total = F.training_flops(s, tokens, seq_len)
+    peak = h.peak(dtype)
+    rows = [("tokens", n(tokens), tokens), ("training flops", sci(total), total),
+            ("gpu hours", f"{T.gpu_hours(total, peak, mfu):,.0f}", T.gpu_hours(total, peak, mfu))]
+    if gpus is not None:
+        d = T.training_days(total, gpus, peak, mfu)
+        rows.append(("days", f"{d:,.1f} on {gpus:,} × {h.key}", d))
+    else:
+        g = T.gpus_for_days(total, days, peak, mfu)
+        rows.append(("gpus", f"{g:,} × {h.key} for {days:g} days", g))
+    if tokens_per_second is not None:
+        if gpus is None:
+            raise click.UsageError("--tokens-per-second needs --gpus (the GPUs that measured it)")
+        m = T.mfu(tokens_per_second, F.training_flops_per_token(s, seq_len), gpus, peak)
+        rows.append(("measured mfu", f"{m:.1%}", m))
+    _emit(f"{s.name}: training on {h.name} at {mfu:.0%} MFU", rows, as_json, model=s.name, hardware=h.key)
+
+
+def parallel_options(command):
+    for name, text in [("cp", "context"), ("ep", "expert"), ("pp", "pipeline"), ("tp", "tensor"), ("dp", "data")]:
+        command = click.option(f"--{name}", type=click.IntRange(1), default=1, show_default=True,
+                               help=f"{text.capitalize()}-parallel size.")(command)
+    command = click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True,
+                           help="ZeRO stage over the data-parallel ranks (3 = FSDP).")(command)
+    command = click.option("--micro-batch", type=click.IntRange(1), default=1, show_default=True)(command)
+    command = click.option("--microbatches", type=click.IntRange(1), default=1, show_default=True,
+                           help="Micro-batches per step (pipeline).")(command)
+    command = click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True)(command)
+    command = click.option("--sp", is_flag=True, help="Sequence parallelism with TP.")(command)
+    return command
+
+
+@calc.command("memory")
+@model_options
+@hw_option
+@parallel_options
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none", show_default=True)
+@click.option("--precision", type=click.Choice(["mixed", "fp32", "bf16"]), default="mixed", show_default=True,
+              help="mixed: 2+2+12 bytes/param (bf16 + fp32 Adam).")
+@_guard
+def memory_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_batch, microbatches,
+                   seq_len, sp, recompute, precision) -> None:
+    """Training memory per rank: params, grads, optimizer, activations (Korthikanti et al. 2022)."""
+    from mlgrind.calc.memory import Parallel, memory_per_rank
+
+    s, h = _spec(model, config), hw_table.load(hw)
+    m = memory_per_rank(s, Parallel(dp, tp, pp, ep, cp), zero, micro_batch, seq_len, recompute, sp,
+                        precision, microbatches)
+    rows = [(label, gb(v), v) for label, v in [("params", m.params), ("grads", m.grads),
+            ("optimizer", m.optimizer), ("activations", m.activations), ("total", m.total)]]
+    rows.append(("fits", f"{'yes' if m.total <= h.hbm_bytes else 'no'} ({h.hbm_bytes / 1e9:g} GB {h.key})",
+                 m.total <= h.hbm_bytes))
+    _emit(f"{s.name}: memory per rank, {dp * tp * pp * cp} GPUs", rows, as_json, model=s.name, hardware=h.key)
+
+
+@calc.command("comms")
+@model_options
+@hw_option
+@parallel_options
+@click.option("--latency", type=float, default=0.0, show_default=True,
+              help="α: seconds per ring step (β comes from --hw's NVLink / network).")
+@_guard
+def comms_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_batch, microbatches,
+                  seq_len, sp, latency) -> None:
+    """Collectives of one training step: tensors, bytes per rank, α-β ring time."""
+    from mlgrind.calc.comms import row_seconds, step_collectives
+    from mlgrind.calc.memory import Parallel
+
+    s, h = _spec(model, config), hw_table.load(hw)
+    rows = step_collectives(s, Parallel(dp, tp, pp, ep, cp), micro_batch, seq_len, microbatches,
+                            zero, sp, h.gpus_per_node)
+    timed = [(r, row_seconds(r, h.nvlink_bw, h.network_bw, latency)) for r in rows]
+    if as_json:
+        click.echo(json.dumps({"model": s.name, "hardware": h.key, "collectives": [
+            {**r.__dict__, "bytes_per_rank": r.bytes_per_rank, "seconds": t} for r, t in timed]}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("who", "collective", "tensor", "S", "bytes", "calls", "sent/rank", "link", "time",
+                  title=f"{s.name}: one training step on {h.key}", title_justify="left")
+    for r, t in timed:
+        table.add_row(r.parallelism, r.collective, r.tensor, str(r.group), size(r.n_bytes), f"{r.calls:,}",
+                      size(r.bytes_per_rank), "NVLink" if r.intra_node else "net", dur(t))
+    Console(highlight=False).print(table if timed else "no communication: every group has one rank")
+
+
+@calc.command("kv")
+@model_options
+@click.option("--context", type=click.IntRange(1), help="Tokens per sequence  [default: the model's]")
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--kv-bytes", type=click.IntRange(1), default=2, show_default=True, help="Bytes per cached number.")
+@_guard
+def kv_command(model, config, as_json, context, batch, kv_bytes) -> None:
+    """KV-cache bytes per token, per sequence and per batch (MHA, GQA or MLA)."""
+    from mlgrind.calc.inference import kv_bytes_per_token
+
+    s = _spec(model, config)
+    context = s.context if context is None else context
+    per_token = kv_bytes_per_token(s, kv_bytes)
+    mha = 2 * s.H * s.K_v * s.n_layers * kv_bytes
+    rows = [("attention", "MLA" if s.mla else ("MHA" if s.G == s.H else f"GQA, {s.H // s.G} q heads per kv head"), None),
+            ("per token", gb(per_token), per_token), ("per sequence", gb(per_token * context), per_token * context),
+            ("per batch", gb(per_token * context * batch), per_token * context * batch),
+            ("mha per token", gb(mha), mha)]
+    _emit(f"{s.name}: KV cache, {context:,} tokens × {batch}", rows, as_json, model=s.name)
+
+
+@calc.command("serve")
+@model_options
+@hw_option
+@click.option("--users", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--tokens-per-second", type=float, default=20.0, show_default=True, help="Per user.")
+@click.option("--context", type=click.IntRange(1), default=4096, show_default=True, help="Cached tokens per user.")
+@click.option("--prompt", type=click.IntRange(1), default=2048, show_default=True, help="Prompt for prefill latency.")
+@click.option("--weight-bytes", type=float, default=2.0, show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.8, show_default=True, help="Speculative acceptance rate.")
+@click.option("--gamma", type=click.IntRange(1), default=4, show_default=True, help="Drafted tokens per step.")
+@click.option("--draft-cost", type=float, default=0.05, show_default=True, help="Draft call / target call.")
+@_guard
+def serve_command(model, config, as_json, hw, users, tokens_per_second, context, prompt, weight_bytes,
+                  alpha, gamma, draft_cost) -> None:
+    """Prefill vs decode latency, critical batch, GPUs for N users, speculative speed-up."""
+    from mlgrind.calc import inference as I
+
+    s, h = _spec(model, config), hw_table.load(hw)
+    plan = I.serve(s, h, users, tokens_per_second, context, weight_bytes)
+    one = I.decode_step(s, h, 1, context, plan.gpus_per_replica, weight_bytes)
+    critical = I.critical_batch(s, h, context, weight_bytes)
+    tokens, speedup = I.speculative_speedup(alpha, gamma, draft_cost)
+    prefill = I.prefill_seconds(s, h, prompt, 1, plan.gpus_per_replica)
+    rows = [
+        ("prefill latency", f"{dur(prefill)} ({prompt:,} tokens, compute-bound)", prefill),
+        ("decode step batch 1", f"{dur(one.seconds)} ({one.bound}-bound)", one.seconds),
+        ("critical batch", "never (KV reads grow as fast)" if critical is None else f"{critical:,}", critical),
+        ("gpus per replica", f"{plan.gpus_per_replica}", plan.gpus_per_replica),
+        ("batch per replica", f"{plan.batch_per_replica:,}", plan.batch_per_replica),
+        ("decode step", f"{dur(plan.step.seconds)} ({plan.step.bound}-bound)", plan.step.seconds),
+        ("tokens per second per user", f"{plan.tokens_per_second_per_user:,.1f}", plan.tokens_per_second_per_user),
+        ("replicas", f"{plan.replicas:,}", plan.replicas),
+        ("gpus", f"{plan.gpus:,} × {h.key}", plan.gpus),
+        ("speculative tokens per step", f"{tokens:.2f} (α {alpha}, γ {gamma})", tokens),
+        ("speculative speedup", f"{speedup:.2f}× (draft cost {draft_cost})", speedup),
+    ]
+    _emit(f"{s.name}: serving {users:,} users at {tokens_per_second:g} tokens/s", rows, as_json,
+          model=s.name, hardware=h.key)
+
+
+@calc.command("rl")
+@model_options
+@hw_option
+@click.option("--gpus", type=click.IntRange(2), default=64, show_default=True)
+@click.option("--gen-rate", type=float, help="Generation tokens/s per GPU  [default: decode at --gen-batch]")
+@click.option("--train-rate", type=float, help="Training tokens/s per GPU  [default: from FLOPs at --mfu]")
+@click.option("--gen-batch", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--context", type=click.IntRange(1), default=4096, show_default=True)
+@click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=0.4, show_default=True)
+@click.option("--tail", type=click.FloatRange(1), default=1.0, show_default=True,
+              help="Longest / mean rollout length (sync waits for the longest).")
+@_guard
+def rl_command(model, config, as_json, hw, gpus, gen_rate, train_rate, gen_batch, context, mfu, tail) -> None:
+    """Synchronous vs asynchronous (one-step off-policy) RL throughput."""
+    from mlgrind.calc import inference as I
+    from mlgrind.calc import rl
+
+    s, h = _spec(model, config), hw_table.load(hw)
+    if gen_rate is None:
+        replica = I.serve(s, h, 1, 1e-9, context).gpus_per_replica
+        gen_rate = gen_batch / I.decode_step(s, h, gen_batch, context, replica).seconds / replica
+    if train_rate is None:
+        train_rate = rl.train_rate(F.training_flops_per_token(s, context), h.bf16_flops, mfu)
+    t = rl.throughput(gpus, gen_rate, train_rate, tail)
+    rows = [("generation rate per gpu", f"{gen_rate:,.0f} tokens/s", gen_rate),
+            ("training rate per gpu", f"{train_rate:,.0f} tokens/s", train_rate),
+            ("split", f"{t.gen_gpus} generate, {t.train_gpus} train", [t.gen_gpus, t.train_gpus]),
+            ("colocated sync", f"{t.colocated_sync:,.0f} tokens/s", t.colocated_sync),
+            ("split sync", f"{t.split_sync:,.0f} tokens/s", t.split_sync),
+            ("split async", f"{t.split_async:,.0f} tokens/s", t.split_async),
+            ("async speedup over split sync", f"{t.split_async / t.split_sync:.2f}×", t.split_async / t.split_sync)]
+    _emit(f"{s.name}: RL on {gpus} × {h.key}, tail {tail:g}", rows, as_json, model=s.name, hardware=h.key)
