@@ -367,7 +367,7 @@ EXERCISES = [
         hints=(
             "Reshape q_BLHK to q_BLGHK (B, L, G, H/G, K); then the scores are one einsum with "
             "g on both sides and the group's heads riding along.",
-            "The mask comes in as mask_LM; apply it with np.where before the softmax.",
+            "The mask comes in as mask_LM; mask the scores before the softmax.",
             "The output goes back to out_BLHK with the inverse reshape; probs keep the "
             "BGHLM layout.",
             "Backward: d_k_BMGK and d_v_BMGK have no per-query-head letter, so the einsum sums "

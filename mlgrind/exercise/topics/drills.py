@@ -86,7 +86,7 @@ import numpy as np
 ''' + "\n\n".join(_drill_source(d) for d in DRILLS) + '''
 
 def einsum_flops(spec, sizes):
-    """FLOPs of one einsum, e.g. einsum_flops("bld,df->blf", {"b": 2, "l": 5, "d": 8, "f": 6}).
+    """FLOPs of one einsum, e.g. einsum_flops("ij,jk->ik", {"i": 2, "j": 3, "k": 4}).
 
     Each output element is a sum over the contracted letters: one multiply and one add per
     term. Returns an int.
@@ -127,7 +127,7 @@ EXERCISES = [
         hints=(
             "Write the names' suffixes in lower case, inputs separated by a comma, then '->' and "
             "the output's suffix. That string is the whole answer for every drill but the last.",
-            "A letter that appears in an input but not in the output is summed over; np.einsum "
+            "A letter that appears in an input but not in the output is summed over; einsum "
             "does that for you. Never reshape or transpose by hand here.",
             "For einsum_flops: every distinct letter of the spec, input or output, contributes "
             "its size once to one product.",

@@ -274,7 +274,7 @@ EXERCISES = [
             "with their sum. Which collective sums?",
             "Backward: each rank can make d_a_BF only for its own F block, but the replicated "
             "w_in needs all of F on every rank. Which collective assembles blocks?",
-            "Blocks of uneven size concatenate fine; np.array_split and all_gather agree on "
+            "Blocks of uneven size concatenate fine; array_split and all_gather agree on "
             "the cut.",
         ),
         checks=Pair(ref, "row_parallel_forward", "row_parallel_backward", "y_BD",

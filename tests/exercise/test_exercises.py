@@ -1,0 +1,59 @@
+"""Every exercise, three ways: the untouched scaffold, the reference dropped in, a subtle bug."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mlgrind.exercise import grade
+from mlgrind.exercise.catalog import exercises, get
+from mlgrind.exercise.scaffold import module_source
+from tests.exercise.implementations import REFERENCE, WRONG
+
+NAMES = [e.name for e in exercises()]
+
+
+def graded(tmp_path, name, source):
+    path = tmp_path / f"{name}.py"
+    path.write_text(source, encoding="utf-8")
+    return {r.check: r for r in grade.run(name, path)}
+
+
+def test_the_exercises_follow_the_seed_and_each_has_a_reference_and_a_bug():
+    assert NAMES == ["einsum_drills", "mlp", "mlp_batched", "row_parallel", "column_parallel",
+                     "data_parallel", "attention", "gqa", "rope", "mla", "kv_cache",
+                     "speculative"]
+    assert set(REFERENCE) == set(WRONG) == set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_untouched_scaffold_fails_every_check_naming_the_function_to_write(tmp_path, name):
+    results = graded(tmp_path, name, module_source(get(name)))
+    assert results and not any(r.passed for r in results.values())
+    for r in results.values():
+        match = re.fullmatch(rf"(\w+)\(\) is not implemented yet \({name}\.py line (\d+)\): "
+                             rf"replace its `raise NotImplementedError` with your code", r.message)
+        assert match, r.message
+        function, line = match.group(1), int(match.group(2))
+        # the line named is the `raise` inside that very function of the written file
+        lines = module_source(get(name)).splitlines()
+        assert lines[line - 1].strip() == "raise NotImplementedError"
+        assert any(f"def {function}(" in text for text in lines[:line])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_reference_dropped_in_passes_every_check(tmp_path, name):
+    results = graded(tmp_path, name, REFERENCE[name])
+    assert {c: r.message for c, r in results.items() if not r.passed} == {}
+    assert len(results) >= 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_subtle_bug_fails_exactly_its_checks_with_a_message_that_points_at_it(tmp_path, name):
+    wrong = WRONG[name]
+    results = graded(tmp_path, name, wrong.source)
+    assert {c for c, r in results.items() if not r.passed} == set(wrong.failing)
+    for check, words in wrong.failing.items():
+        for word in words:
+            assert word in results[check].message, (check, results[check].message)
