@@ -1,38 +1,85 @@
 """The one palette: every colour on a sheet or a card has a role, defined here once.
 
-Colours are Okabe–Ito hues darkened for print (colour-blind safe), and every role also differs by
-a grayscale cue (weight, style or decoration), so a black-and-white printout keeps the meaning.
-Sheets and cards both get their CSS from `css()`; YAML names roles, never colours.
+Five hues, chosen so that every pair stays apart (ΔE ≥ 15 in CAM02-UCS) for normal vision and
+simulated deuteranopia, protanopia and tritanopia (tests/test_palette.py), each dark enough for
+7-pt text on white. A hue means nothing by itself: the role gives it meaning within its kind
+(a dimension family, a collective, a memory kind), and the legend on each sheet says which.
+Every role within a kind also has its own grayscale cue (weight, style, decoration) and legend
+glyph, so a black-and-white printout keeps the meaning. Sheets and cards both get their CSS
+from `css()`; YAML names roles, never colours.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+# (print colour, night-mode colour). Night colours are the same hues, lightened for Anki's
+# dark background.
+NAVY = ("#1e3a8a", "#93c5fd")
+ORANGE = ("#ea580c", "#fdba74")
+TEAL = ("#0d9488", "#5eead4")
+MAGENTA = ("#c026d3", "#f0abfc")
+BROWN = ("#713f12", "#e0b98a")
+INK = ("#111111", "#f5f5f5")
+RED = ("#b91c1c", "#ff8a8a")
+
+KINDS = {
+    "dimension": "Dimension letters",
+    "collective": "Collectives",
+    "memory": "Memory",
+    "maths": "Maths",
+    "prose": "Notes",
+}
+
 
 @dataclass(frozen=True)
 class Role:
     name: str
-    colour: str
+    kind: str
+    hue: tuple[str, str]
     label: str  # what the legend says
     cue: str  # CSS that carries the role without colour
-    night: str  # the colour on Anki's dark background
+    glyph: str  # the legend's marker, different for each role of a kind
 
+    @property
+    def colour(self) -> str:
+        return self.hue[0]
+
+    @property
+    def night(self) -> str:
+        return self.hue[1]
+
+
+_BOLD, _ITALIC = "font-weight:700", "font-style:italic"
+_UNDER, _DOTTED, _DASHED = ("text-decoration:underline", "text-decoration:underline dotted",
+                            "text-decoration:underline dashed")
 
 ROLES: dict[str, Role] = {
     role.name: role
     for role in [
-        # Dimension-letter families (see mlgrind.ref.notation.LETTERS).
-        Role("dim-batch", "#0b62a4", "batch / sequence dims (B L M)", "font-weight:700", "#7cc0ff"),
-        Role("dim-model", "#c2410c", "model / hidden dims (D F V)", "font-weight:700;font-style:italic", "#ffa366"),
-        Role("dim-heads", "#047857", "head dims (H K G C R)", "font-weight:700;text-decoration:underline", "#5fd3a5"),
-        Role("dim-parallel", "#a21caf", "shards / experts (S E)", "font-weight:700;text-decoration:underline dotted", "#f08cf5"),
+        # Dimension-letter families (each letter's family is in mlgrind.ref.notation.LETTERS).
+        Role("dim-batch", "dimension", NAVY, "batch / sequence (B L M)", _BOLD, "■"),
+        Role("dim-model", "dimension", ORANGE, "model / hidden (D F V)", f"{_BOLD};{_ITALIC}", "●"),
+        Role("dim-heads", "dimension", TEAL, "heads (H K G C R)", f"{_BOLD};{_UNDER}", "▲"),
+        Role("dim-parallel", "dimension", MAGENTA, "shards / experts (S E)", f"{_BOLD};{_DOTTED}", "◆"),
+        # Collectives.
+        Role("all-reduce", "collective", NAVY, "all-reduce", _BOLD, "■"),
+        Role("all-gather", "collective", TEAL, "all-gather", f"{_BOLD};{_UNDER}", "▲"),
+        Role("reduce-scatter", "collective", ORANGE, "reduce-scatter", f"{_BOLD};{_ITALIC}", "●"),
+        Role("all-to-all", "collective", MAGENTA, "all-to-all", f"{_BOLD};{_DOTTED}", "◆"),
+        Role("p2p", "collective", BROWN, "send / recv", f"{_ITALIC};{_DASHED}", "★"),
+        # Memory kinds.
+        Role("params", "memory", NAVY, "parameters", _BOLD, "■"),
+        Role("grads", "memory", ORANGE, "gradients", f"{_BOLD};{_ITALIC}", "●"),
+        Role("optimizer", "memory", MAGENTA, "optimizer states", f"{_BOLD};{_DOTTED}", "◆"),
+        Role("activations", "memory", TEAL, "activations", f"{_BOLD};{_UNDER}", "▲"),
+        Role("kv-cache", "memory", BROWN, "KV cache", f"{_ITALIC};{_DASHED}", "★"),
         # Maths.
-        Role("contract", "#b45309", "contracted (summed) index", "text-decoration:overline", "#fbbf24"),
-        Role("result", "#111111", "computed by mlgrind", "font-weight:700", "#f5f5f5"),
+        Role("contract", "maths", BROWN, "contracted (summed) index", "text-decoration:overline", "★"),
+        Role("result", "maths", INK, "computed by mlgrind", _BOLD, "■"),
         # Prose.
-        Role("key", "#111111", "remember this", "font-weight:700;background:#fff3b0", "#111111"),
-        Role("pitfall", "#b91c1c", "common mistake", "font-style:italic", "#ff8a8a"),
+        Role("key", "prose", INK, "remember this", f"{_BOLD};background:#fff3b0", "■"),
+        Role("pitfall", "prose", RED, "common mistake", _ITALIC, "●"),
     ]
 }
 
@@ -44,6 +91,6 @@ def css(*, night: bool = False) -> str:
     for role in ROLES.values():
         rules.append(f".r-{role.name}{{color:{role.colour};{role.cue}}}")
         rules.append(f".accent-{role.name}{{border-color:{role.colour}}}")
-        if night:
+        if night and role.name != "key":
             rules.append(f".nightMode .r-{role.name}{{color:{role.night}}}")
     return "\n".join(rules)

@@ -74,7 +74,14 @@ def sheet_view(sheet: Sheet, source: Source, problems: list[Problem]) -> dict[st
     used = set(_ROLE_CLASS.findall(repr(panels))) | {p.role for p in sheet.panels if p.role}
     return {"id": sheet.id, "title": sheet.title, "number": f"{sheet.position:02d}",
             "seed": sheet.seed, "orientation": sheet.orientation, "columns": sheet.columns,
-            "panels": panels, "legend": [role for role in palette.ROLES if role in used]}
+            "panels": panels, "legend": _legend(used)}
+
+
+def _legend(used: set[str]) -> list[tuple[str, list[palette.Role]]]:
+    """The roles the sheet uses, grouped by kind, in the palette's order."""
+    return [(label, [r for r in palette.ROLES.values() if r.kind == kind and r.name in used])
+            for kind, label in palette.KINDS.items()
+            if any(r.kind == kind and r.name in used for r in palette.ROLES.values())]
 
 
 _ROLE_CLASS = re.compile(r'class="r-([a-z-]+)"')
