@@ -33,7 +33,7 @@ def letters(name: str) -> str:
     """The suffix of the tensor a label starts with: `d_w_out_FD_ranks[2]` → `FD`,
     `y_BLD from f(x_BLD)` → `BLD`; '' when it has none."""
     head = name.split(" ", 1)[0]
-    found = [m for m in re.findall(r"_([A-Z]+)\b", head) if all(c in LETTERS for c in m)]
+    found = [m for m in re.findall(r"_([A-Z]+)(?=_|\b)", head) if all(c in LETTERS for c in m)]
     return found[-1] if found else ""
 
 
