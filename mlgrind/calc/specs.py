@@ -115,9 +115,9 @@ def _llama_like(c: dict, name: str, source: str, where: str) -> ModelSpec:
     attention_bias = _field(c, "attention_bias", where, bool, default=False)
     moe = {}
     if model_type == "mixtral":
-        moe = dict(E=_field(c, "num_local_experts", where),
-                   top_k=_field(c, "num_experts_per_tok", where),
-                   F_expert=_field(c, "intermediate_size", where))
+        moe = {"E": _field(c, "num_local_experts", where),
+               "top_k": _field(c, "num_experts_per_tok", where),
+               "F_expert": _field(c, "intermediate_size", where)}
     return ModelSpec(
         name, source, model_type, V=_field(c, "vocab_size", where), D=D,
         n_layers=_field(c, "num_hidden_layers", where), H=H, G=G, K=K, K_v=K,

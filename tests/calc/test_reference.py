@@ -11,7 +11,15 @@ from mlgrind.calc.flops import forward_flops, layer_forward_flops
 from mlgrind.calc.inference import kv_bytes, kv_bytes_per_token
 from mlgrind.calc.params import attention_matrices, count
 from mlgrind.calc.specs import MLA, ModelSpec
-from mlgrind.ref import checkpointing, context_parallel, inference, mla, moe, pipeline, zero
+from mlgrind.ref import (
+    checkpointing,
+    context_parallel,
+    inference,
+    mla,
+    moe,
+    pipeline,
+    zero,
+)
 from mlgrind.ref.collectives import Comm
 from mlgrind.ref.einsum import count_flops
 
@@ -20,11 +28,12 @@ REF = inference.Config(V=13, D=8, H=4, G=2, K=2, F=16, n_layers=2)
 
 def spec_of(config: inference.Config, **changes) -> ModelSpec:
     """The reference decoder as a spec: GQA, ReLU MLP, no norms or biases, untied head."""
-    fields = dict(name="ref", source="mlgrind.ref.inference", model_type="llama", V=config.V,
-                  D=config.D, n_layers=config.n_layers, H=config.H, G=config.G, K=config.K,
-                  K_v=config.K, F=config.F, context=64, learned_positions=0, norm="rmsnorm",
-                  mlp_gated=False, qkv_bias=False, o_bias=False, mlp_bias=False, tied=False)
-    return ModelSpec(**{**fields, **changes})
+    return ModelSpec(**{
+        "name": "ref", "source": "mlgrind.ref.inference", "model_type": "llama", "V": config.V,
+        "D": config.D, "n_layers": config.n_layers, "H": config.H, "G": config.G, "K": config.K,
+        "K_v": config.K, "F": config.F, "context": 64, "learned_positions": 0, "norm": "rmsnorm",
+        "mlp_gated": False, "qkv_bias": False, "o_bias": False, "mlp_bias": False, "tied": False,
+        **changes})
 
 
 def test_parameters_equal_the_reference_decoders_arrays():
