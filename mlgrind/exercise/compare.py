@@ -57,8 +57,10 @@ def function(module: ModuleType, name: str) -> Callable:
     """The learner's function `name`, or a message saying the contract needs it."""
     found = getattr(module, name, None)
     if not callable(found):
-        raise Mismatch(f"{module.__name__.rpartition('.')[2]}.py has no function {name}(); "
-                       f"the contract asks for it (restore it from the scaffold)")
+        raise Mismatch(
+            f"{module.__name__.rpartition('.')[2]}.py has no function {name}(); "
+            f"the contract asks for it (restore it from the scaffold)"
+        )
     return found
 
 
@@ -66,8 +68,11 @@ def parts(result: object, names: Sequence[str], function_name: str) -> tuple:
     """Unpack a returned tuple, or say what the contract promised instead."""
     promised = "(" + ", ".join(names) + ")"
     if not isinstance(result, tuple | list) or len(result) != len(names):
-        got = (f"a {type(result).__name__} of length {len(result)}"
-               if isinstance(result, tuple | list) else describe(result))
+        got = (
+            f"a {type(result).__name__} of length {len(result)}"
+            if isinstance(result, tuple | list)
+            else describe(result)
+        )
         raise Mismatch(f"{function_name} must return {promised}; it returned {got}")
     return tuple(result)
 
@@ -80,13 +85,16 @@ def describe(value: object) -> str:
 
 def _as_array(name: str, got: object, expected: np.ndarray) -> np.ndarray:
     if got is None:
-        raise Mismatch(f"{name}: expected an array of shape {dims(name, expected.shape)}, "
-                       f"got None (a missing `return`?)")
+        raise Mismatch(
+            f"{name}: expected an array of shape {dims(name, expected.shape)}, "
+            f"got None (a missing `return`?)"
+        )
     try:
         array = np.asarray(got, dtype=float)
     except (TypeError, ValueError):
-        raise Mismatch(f"{name}: expected an array of shape {dims(name, expected.shape)}, "
-                       f"got {describe(got)}") from None
+        raise Mismatch(
+            f"{name}: expected an array of shape {dims(name, expected.shape)}, got {describe(got)}"
+        ) from None
     return array
 
 
@@ -99,7 +107,9 @@ def _factor(c: float) -> str:
     for value, show in ((c, ""), (c * c, "√")):
         fraction = Fraction(value).limit_denominator(64)
         if abs(float(fraction) - value) < 1e-9 * max(1.0, abs(value)):
-            return f"{show}({fraction})" if show and fraction.denominator != 1 else f"{show}{fraction}"
+            return (
+                f"{show}({fraction})" if show and fraction.denominator != 1 else f"{show}{fraction}"
+            )
     return f"{c:.6g}"
 
 
@@ -114,20 +124,26 @@ def _shape_advice(name: str, got: np.ndarray, expected: np.ndarray) -> str:
                 yours = [""] * got.ndim
                 for i, p in enumerate(perm):
                     yours[p] = suffix[i]
-                return (f" It holds the right numbers with the axes in the order "
-                        f"'{''.join(yours)}'; {name} asks for '{suffix}': read the output letters "
-                        f"off the name.")
+                return (
+                    f" It holds the right numbers with the axes in the order "
+                    f"'{''.join(yours)}'; {name} asks for '{suffix}': read the output letters "
+                    f"off the name."
+                )
     if got.ndim + 1 == expected.ndim:
         for axis in range(expected.ndim):
             if _close(got, expected.sum(axis=axis)):
                 which = f"'{suffix[axis]}'" if len(suffix) == expected.ndim else f"axis {axis}"
-                return (f" It equals the expected value summed over {which}: that letter is in "
-                        f"the output's name, so it must not be summed away.")
+                return (
+                    f" It equals the expected value summed over {which}: that letter is in "
+                    f"the output's name, so it must not be summed away."
+                )
     if got.ndim == expected.ndim + 1:
         for axis in range(got.ndim):
             if _close(got.sum(axis=axis), expected):
-                return (f" Summed over its axis {axis} it is right: a letter that is not in the "
-                        f"output's name must be summed (contracted) away.")
+                return (
+                    f" Summed over its axis {axis} it is right: a letter that is not in the "
+                    f"output's name must be summed (contracted) away."
+                )
     return ""
 
 
@@ -142,19 +158,24 @@ def _where_wrong(name: str, bad: np.ndarray) -> list[str]:
         wrong = np.flatnonzero(bad.any(axis=others)) if others else np.flatnonzero(bad)
         if 0 < len(wrong) < bad.shape[axis]:
             right = sorted(set(range(bad.shape[axis])) - set(wrong.tolist()))
-            notes.append(f"wrong only where {c} ∈ {{{', '.join(map(str, wrong))}}}; "
-                         f"right for {c} ∈ {{{', '.join(map(str, right))}}}")
+            notes.append(
+                f"wrong only where {c} ∈ {{{', '.join(map(str, wrong))}}}; "
+                f"right for {c} ∈ {{{', '.join(map(str, right))}}}"
+            )
     return notes
 
 
-def expect_array(name: str, got: object, expected: np.ndarray,
-                 symptoms: Sequence[Symptom] = ()) -> None:
+def expect_array(
+    name: str, got: object, expected: np.ndarray, symptoms: Sequence[Symptom] = ()
+) -> None:
     """Pass if got equals expected (shape and values, float64 tolerance), else teach."""
     expected = np.asarray(expected, dtype=float)
     array = _as_array(name, got, expected)
     if array.shape != expected.shape:
-        raise Mismatch(f"{name}: expected shape {dims(name, expected.shape)}, got {array.shape}."
-                       + _shape_advice(name, array, expected))
+        raise Mismatch(
+            f"{name}: expected shape {dims(name, expected.shape)}, got {array.shape}."
+            + _shape_advice(name, array, expected)
+        )
     if _close(array, expected):
         return
     lines = []
@@ -163,37 +184,48 @@ def expect_array(name: str, got: object, expected: np.ndarray,
         lines.append(f"{name} holds nan or inf, first at {at(name, index)}: {array[index]}")
     bad = ~np.isclose(array, expected, atol=ATOL, rtol=RTOL)
     index = tuple(np.argwhere(bad)[0])
-    lines.append(f"{name}: {bad.sum()} of {bad.size} entries differ; the first at "
-                 f"{at(name, index)}: expected {expected[index] + 0.0:.6g}, "  # + 0.0: no "-0"
-                 f"got {array[index] + 0.0:.6g}")
+    lines.append(
+        f"{name}: {bad.sum()} of {bad.size} entries differ; the first at "
+        f"{at(name, index)}: expected {expected[index] + 0.0:.6g}, "  # + 0.0: no "-0"
+        f"got {array[index] + 0.0:.6g}"
+    )
     lines += _where_wrong(name, bad)
     with np.errstate(all="ignore"):  # nan or inf in the learner's array: no scale to find
-        scale = float(np.vdot(array, expected) / np.vdot(expected, expected)) if expected.any() else 0
+        scale = (
+            float(np.vdot(array, expected) / np.vdot(expected, expected)) if expected.any() else 0
+        )
     if array.ndim == 2 and array.shape[0] == array.shape[1] and _close(array.T, expected):
         lines.append("it is the expected value transposed")
     elif np.isfinite(scale) and scale != 0 and _close(array, scale * expected):
-        lines.append("every entry is minus the expected one: a sign is flipped" if abs(scale + 1) < 1e-9
-                     else f"every entry is the expected one × {_factor(scale)}: a constant "
-                          f"factor is missing or extra")
+        lines.append(
+            "every entry is minus the expected one: a sign is flipped"
+            if abs(scale + 1) < 1e-9
+            else f"every entry is the expected one × {_factor(scale)}: a constant "
+            f"factor is missing or extra"
+        )
     elif np.all(np.isfinite(array)) and np.ptp(array - expected) < ATOL:  # e.g. a stray + 1
-        lines.append(f"every entry is off by the same amount, "
-                     f"{float(np.mean(array - expected)):+.6g}")
+        lines.append(
+            f"every entry is off by the same amount, {float(np.mean(array - expected)):+.6g}"
+        )
     for test, sentence in symptoms:
         try:
             holds = test(array)
-        except Exception:  # a symptom test is advice; a failure in it must not hide the mismatch
+        except Exception:  # noqa: BLE001 - advice only; it must not hide the mismatch itself
             holds = False
         if holds:
             lines.append(sentence)
     raise Mismatch("\n".join(lines))
 
 
-def expect_ranks(name: str, got: object, expected: Sequence[np.ndarray],
-                 symptoms: Sequence[Symptom] = ()) -> None:
+def expect_ranks(
+    name: str, got: object, expected: Sequence[np.ndarray], symptoms: Sequence[Symptom] = ()
+) -> None:
     """A per-rank list: one array per rank, each checked like expect_array as `name[s]`."""
     if not isinstance(got, list | tuple) or len(got) != len(expected):
-        raise Mismatch(f"{name}: expected a list of {len(expected)} arrays, one per rank; "
-                       f"got {describe(got) if not isinstance(got, list | tuple) else len(got)}")
+        raise Mismatch(
+            f"{name}: expected a list of {len(expected)} arrays, one per rank; "
+            f"got {describe(got) if not isinstance(got, list | tuple) else len(got)}"
+        )
     for s, (g, e) in enumerate(zip(got, expected)):
         expect_array(f"{name}[{s}]", g, e, symptoms)
 
@@ -220,12 +252,16 @@ def expect_collectives(what: str, comm: Comm, reference: Comm) -> None:
     if mine == theirs:
         return
     n = len(reference.log)
-    lines = [f"{what} (S={comm.size} ranks): the reference makes {n} collective call"
-             f"{'s' * (n != 1)}:", *_calls(reference.log, named=True)]
+    lines = [
+        (f"{what} (S={comm.size} ranks): the reference makes {n} collective call{'s' * (n != 1)}:"),
+        *_calls(reference.log, named=True),
+    ]
     if comm.log:
         lines += [f"  you made {len(comm.log)}:", *_calls(comm.log, named=False)]
     else:
-        lines.append("  you made none. Adding up or concatenating the ranks' arrays in Python "
-                     "is free in this simulation; on real GPUs each rank holds only its own, "
-                     "and combining them is a collective that moves bytes: call it on comm.")
+        lines.append(
+            "  you made none. Adding up or concatenating the ranks' arrays in Python "
+            "is free in this simulation; on real GPUs each rank holds only its own, "
+            "and combining them is a collective that moves bytes: call it on comm."
+        )
     raise Mismatch("\n".join(lines))

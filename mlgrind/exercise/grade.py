@@ -46,10 +46,10 @@ def load(path: Path) -> types.ModuleType:
     sys.modules[module.__name__] = module
     sys.path.insert(0, str(path.parent))
     try:
-        exec(compile(source, str(path), "exec"), module.__dict__)
+        exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 - it is their code
     except SyntaxError as error:
         raise LoadError(f"{path.name} line {error.lineno}: SyntaxError: {error.msg}") from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - whatever their module raises is reported
         raise LoadError(f"{path.name} fails while loading: {_explain(error, path)}") from None
     finally:
         sys.path.remove(str(path.parent))
@@ -60,8 +60,10 @@ def _explain(error: BaseException, path: Path) -> str:
     """The exception, located at the innermost line of the learner's file that led to it."""
     frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename) == path]
     if isinstance(error, NotImplementedError) and frames:
-        return (f"{frames[-1].name}() is not implemented yet ({path.name} line {frames[-1].lineno}):"
-                f" replace its `raise NotImplementedError` with your code")
+        return (
+            f"{frames[-1].name}() is not implemented yet ({path.name} line {frames[-1].lineno}):"
+            f" replace its `raise NotImplementedError` with your code"
+        )
     what = f"{type(error).__name__}: {error}"
     if not frames:
         return what
@@ -78,7 +80,7 @@ def run_check(check: Check, path: Path) -> str | None:
         return str(error)
     except LoadError as error:
         return str(error)
-    except Exception as error:  # the learner's code failed: say where, not how mlgrind got there
+    except Exception as error:  # noqa: BLE001 - their code failed: say where, not how we got there
         return _explain(error, path)
     return None
 

@@ -33,10 +33,10 @@ def load(folder: Path) -> dict:
         return {"version": 1, "exercises": {}}
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-        if not isinstance(data.get("exercises"), dict):
-            raise ValueError("no 'exercises' object")
-    except (ValueError, AttributeError) as error:
+    except ValueError as error:
         raise ProgressError(f"cannot read {p}: {error}; fix it or delete it") from None
+    if not isinstance(data, dict) or not isinstance(data.get("exercises"), dict):
+        raise ProgressError(f"cannot read {p}: no 'exercises' object; fix it or delete it")
     return data
 
 
@@ -54,8 +54,11 @@ def _entry(data: dict, name: str) -> dict:
 def record(folder: Path, name: str, failed: list[str], when: datetime | None = None) -> dict:
     """Append one attempt (passed when nothing failed); returns it."""
     data = load(folder)
-    attempt = {"date": (when or datetime.now()).isoformat(timespec="seconds"),
-               "passed": not failed, "failed": failed}
+    attempt = {
+        "date": (when or datetime.now()).isoformat(timespec="seconds"),
+        "passed": not failed,
+        "failed": failed,
+    }
     _entry(data, name)["attempts"].append(attempt)
     _save(folder, data)
     return attempt
@@ -75,5 +78,8 @@ def take_hint(folder: Path, name: str, available: int) -> int | None:
 
 def latest(folder: Path) -> dict[str, dict]:
     """Each exercise's latest attempt, by name."""
-    return {name: entry["attempts"][-1]
-            for name, entry in load(folder)["exercises"].items() if entry.get("attempts")}
+    return {
+        name: entry["attempts"][-1]
+        for name, entry in load(folder)["exercises"].items()
+        if entry.get("attempts")
+    }

@@ -20,11 +20,13 @@ class WouldOverwrite(FileExistsError):
 def module_source(exercise: Exercise) -> str:
     order = [e.name for e in exercises()]
     n = exercise.name
-    header = (f"# mlgrind exercise {order.index(n) + 1} of {len(order)}: {n}, {exercise.title}\n"
-              f"# Goal: {exercise.goal}\n"
-              f"# Fill in every function with NumPy and the standard library only.\n"
-              f"# Check:  mlgrind exercise check {n}   (or: python -m pytest test_{n}.py)\n"
-              f"# Nudge:  mlgrind exercise check {n} --hint\n\n")
+    header = (
+        f"# mlgrind exercise {order.index(n) + 1} of {len(order)}: {n}, {exercise.title}\n"
+        f"# Goal: {exercise.goal}\n"
+        f"# Fill in every function with NumPy and the standard library only.\n"
+        f"# Check:  mlgrind exercise check {n}   (or: python -m pytest test_{n}.py)\n"
+        f"# Nudge:  mlgrind exercise check {n} --hint\n\n"
+    )
     return header + exercise.contract
 
 

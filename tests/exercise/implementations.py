@@ -29,19 +29,18 @@ REFERENCE = {
     "mlp": "from mlgrind.ref.mlp import mlp_forward_D, mlp_backward_D",
     "mlp_batched": "from mlgrind.ref.mlp import mlp_forward, mlp_backward",
     "row_parallel": "from mlgrind.ref.mlp import row_parallel_forward, row_parallel_backward",
-    "column_parallel":
-        "from mlgrind.ref.mlp import column_parallel_forward, column_parallel_backward",
+    "column_parallel": "from mlgrind.ref.mlp import column_parallel_forward, column_parallel_backward",
     "data_parallel": "from mlgrind.ref.mlp import data_parallel_forward, data_parallel_backward",
     "attention": "from mlgrind.ref.attention import mha_forward, mha_backward",
     "gqa": "from mlgrind.ref.attention import gqa_attend, gqa_forward, gqa_backward",
     "rope": "from mlgrind.ref.rope import rope, rope_backward",
     "mla": "from mlgrind.ref.rope import rope\n"
-           "from mlgrind.ref.mla import mla_latent_cache, mla_rope_query, mla_naive, mla_absorbed",
+    "from mlgrind.ref.mla import mla_latent_cache, mla_rope_query, mla_naive, mla_absorbed",
     "kv_cache": "from mlgrind.ref.rope import rope\n"
-                "from mlgrind.ref.attention import gqa_attend\n"
-                "from mlgrind.ref.inference import forward, generate",
+    "from mlgrind.ref.attention import gqa_attend\n"
+    "from mlgrind.ref.inference import forward, generate",
     "speculative": "from mlgrind.ref.speculative import (residual, acceptance_rate, "
-                   "expected_tokens_per_step, step_distribution, speculative_step)",
+    "expected_tokens_per_step, step_distribution, speculative_step)",
 }
 
 
@@ -53,12 +52,18 @@ class Wrong:
 
 WRONG = {
     "einsum_drills": Wrong(
-        DRILLS_REFERENCE.replace('"blhk,bmhk->bhlm"', '"blhk,bmhk->bhml"')
-        .replace("flops as einsum_flops", "flops")
+        DRILLS_REFERENCE.replace('"blhk,bmhk->bhlm"', '"blhk,bmhk->bhml"').replace(
+            "flops as einsum_flops", "flops"
+        )
         + "\ndef einsum_flops(spec, sizes): return flops(spec, sizes) // 2\n",
-        {"scores: scores_BHLM": ("expected shape (B=2, H=4, L=5, M=3), got (2, 4, 3, 5)",
-                                  "'bhml'", "'bhlm'"),
-         "einsum_flops": ("expected 960, got 480", "multiply AND an add")},
+        {
+            "scores: scores_BHLM": (
+                "expected shape (B=2, H=4, L=5, M=3), got (2, 4, 3, 5)",
+                "'bhml'",
+                "'bhlm'",
+            ),
+            "einsum_flops": ("expected 960, got 480", "multiply AND an add"),
+        },
     ),
     "mlp": Wrong(
         """
@@ -68,8 +73,12 @@ def mlp_backward_D(d_y_D, saved):
     d_x_D, d_w_in_DF, d_w_out_FD = reference(d_y_D, saved)
     return d_x_D, d_w_in_DF, d_w_out_FD.T  # einsum("f,d->df") instead of "->fd"
 """,
-        {"backward: d_w_out_FD": ("d_w_out_FD: expected shape (F=7, D=4), got (4, 7)",
-                                   "order 'df'")},
+        {
+            "backward: d_w_out_FD": (
+                "d_w_out_FD: expected shape (F=7, D=4), got (4, 7)",
+                "order 'df'",
+            )
+        },
     ),
     "mlp_batched": Wrong(
         """
@@ -80,8 +89,10 @@ def mlp_backward(d_y_BD, saved):
     B = len(d_y_BD)
     return d_x_BD, d_w_in_DF / B, d_w_out_FD / B  # a mean over the batch, not a sum
 """,
-        {"backward: d_w_in_DF": ("× 1/5", "divided by B = 5"),
-         "backward: d_w_out_FD": ("divided by B = 5",)},
+        {
+            "backward: d_w_in_DF": ("× 1/5", "divided by B = 5"),
+            "backward: d_w_out_FD": ("divided by B = 5",),
+        },
     ),
     "row_parallel": Wrong(
         """
@@ -94,8 +105,12 @@ def row_parallel_forward(comm, x_BD, w_in_DF, w_out_FD_ranks):
     y_BD = sum(a @ w for a, w in zip(a_BF_ranks, w_out_FD_ranks))  # no all-reduce
     return y_BD, (x_BD, w_in_DF, w_out_FD_ranks, h_BF)
 """,
-        {"forward: collectives": ("all_reduce: y_BD (B=5, D=4) on every rank; each rank sends "
-                                   "160 B", "you made none")},
+        {
+            "forward: collectives": (
+                ("all_reduce: y_BD (B=5, D=4) on every rank; each rank sends 160 B"),
+                "you made none",
+            )
+        },
     ),
     "column_parallel": Wrong(
         """
@@ -111,9 +126,14 @@ def column_parallel_backward(comm, d_y_BD, saved):
     d_x_BD = comm.all_gather([d_h @ w.T for d_h, w in zip(d_h_BF_ranks, w_in_DF_ranks)])[0]
     return d_x_BD[: len(x_BD)], d_w_in_DF_ranks, a_BF.T @ d_y_BD  # gathered, not summed
 """,
-        {"backward: d_x_BD": ("d_x_BD (S=2 ranks)", "entries differ"),
-         "backward: collectives": ("all_reduce: d_x_BD (B=5, D=4) on every rank",
-                                   "you made 1:", "all_gather")},
+        {
+            "backward: d_x_BD": ("d_x_BD (S=2 ranks)", "entries differ"),
+            "backward: collectives": (
+                "all_reduce: d_x_BD (B=5, D=4) on every rank",
+                "you made 1:",
+                "all_gather",
+            ),
+        },
     ),
     "data_parallel": Wrong(
         """
@@ -126,8 +146,10 @@ def data_parallel_backward(comm, d_y_BD_ranks, saved_ranks):
     d_w_out_FD = comm.all_reduce([g[2] for g in grads])[0] / S
     return [g[0] for g in grads], d_w_in_DF, d_w_out_FD
 """,
-        {"backward: d_w_in_DF": ("× 1/2", "divided by S = 2"),
-         "backward: d_w_out_FD": ("divided by S = 2",)},
+        {
+            "backward: d_w_in_DF": ("× 1/2", "divided by S = 2"),
+            "backward: d_w_out_FD": ("divided by S = 2",),
+        },
     ),
     "attention": Wrong(
         """
@@ -147,13 +169,20 @@ def mha_forward(x_BLD, w_q_DHK, w_k_DHK, w_v_DHK, w_o_HKD):
     return y_BLD, (x_BLD, w_q_DHK, w_k_DHK, w_v_DHK, w_o_HKD,
                    q_BLHK, k_BMHK, v_BMHK, probs_BHLM, out_BLHK)
 """,
-        {"forward: y_BLD": ("wrong only where l ∈ {0, 1, 2, 3}; right for l ∈ {4}",
-                             "causal mask missing"),
-         "causal: no position reads a later one": ("changing the token at l=3 changed y_BLD "
-                                                   "at l=0, 1, 2",),
-         # the backward of the unmasked saved tensors is wrong everywhere, naturally
-         **{f"backward: {g}": ("entries differ",) for g in
-            ("d_x_BLD", "d_w_q_DHK", "d_w_k_DHK", "d_w_v_DHK", "d_w_o_HKD")}},
+        {
+            "forward: y_BLD": (
+                "wrong only where l ∈ {0, 1, 2, 3}; right for l ∈ {4}",
+                "causal mask missing",
+            ),
+            "causal: no position reads a later one": (
+                ("changing the token at l=3 changed y_BLD at l=0, 1, 2"),
+            ),
+            # the backward of the unmasked saved tensors is wrong everywhere, naturally
+            **{
+                f"backward: {g}": ("entries differ",)
+                for g in ("d_x_BLD", "d_w_q_DHK", "d_w_k_DHK", "d_w_v_DHK", "d_w_o_HKD")
+            },
+        },
     ),
     "gqa": Wrong(
         """
@@ -172,8 +201,10 @@ def gqa_attend(q_BLHK, k_BMGK, v_BMGK, mask_LM):
     out_BLHK = np.einsum("bhlm,bmhk->blhk", probs_BHLM, v_BMHK)
     return out_BLHK, probs_BHLM.reshape(B, G, H // G, L, -1)
 """,
-        {"gqa_attend: out_BLHK": ("wrong only where h ∈ {1, 2}", "h // (H/G)"),
-         "gqa_attend: probs_BGHLM": ("entries differ",)},
+        {
+            "gqa_attend: out_BLHK": ("wrong only where h ∈ {1, 2}", "h // (H/G)"),
+            "gqa_attend: probs_BGHLM": ("entries differ",),
+        },
     ),
     "rope": Wrong(
         """
@@ -237,10 +268,14 @@ def generate(model, prompt_BL, n_new):
         logits_BLV = forward(model, tokens[-1], cache)
     return np.concatenate(tokens, axis=1)
 """,
-        {"prefill + decode: logits_BLV per step": ("decode step at position 3",),
-         "cache: k_BMGK and v_BMGK per layer": ("wrong only where m ∈ {3, 4, 5, 6}",
-                                                "position is the cache's length, not 0"),
-         "generate: tokens_BL": ("entries differ",)},
+        {
+            "prefill + decode: logits_BLV per step": ("decode step at position 3",),
+            "cache: k_BMGK and v_BMGK per layer": (
+                "wrong only where m ∈ {3, 4, 5, 6}",
+                "position is the cache's length, not 0",
+            ),
+            "generate: tokens_BL": ("entries differ",),
+        },
     ),
     "speculative": Wrong(
         """
@@ -259,7 +294,11 @@ def speculative_step(target, draft, context, gamma, rng):
             return drafted[:i] + (int(rng.choice(len(p[i]), p=p[i])),)  # from p, not residual
     return drafted + (int(rng.choice(len(p[gamma]), p=p[gamma])),)
 """,
-        {"speculative_step: samples follow the target": (
-            "the first emitted token must follow the target exactly", "residual(p, q)")},
+        {
+            "speculative_step: samples follow the target": (
+                "the first emitted token must follow the target exactly",
+                "residual(p, q)",
+            )
+        },
     ),
 }

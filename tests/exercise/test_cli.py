@@ -82,7 +82,8 @@ def test_check_reports_records_and_list_shows_the_pass(tmp_path):
     assert "all 4 checks pass" in out and "mlgrind exercise start mlp_batched" in out
 
     attempts = json.loads((tmp_path / ".mlgrind-progress.json").read_text())["exercises"]["mlp"][
-        "attempts"]
+        "attempts"
+    ]
     assert [(a["passed"], a["failed"]) for a in attempts] == [
         (False, ["forward: y_D", "backward: d_x_D", "backward: d_w_in_DF", "backward: d_w_out_FD"]),
         (False, ["backward: d_w_out_FD"]),
@@ -126,8 +127,13 @@ def test_the_generated_test_file_runs_under_plain_pytest(tmp_path):
     mlgrind("start", "mlp", "--dir", tmp_path)
 
     def pytest_run():
-        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               "test_mlp.py"], cwd=tmp_path, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mlp.py"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,  # a failing exercise exits 1: that is the point
+        )
 
     failing = pytest_run()
     assert failing.returncode == 1
@@ -139,10 +145,13 @@ def test_the_generated_test_file_runs_under_plain_pytest(tmp_path):
 
 
 def test_the_exercise_commands_start_without_the_build_pipeline():
-    script = ("import sys; from click.testing import CliRunner; from mlgrind.cli import main; "
-              "r = CliRunner().invoke(main, ['exercise', 'list']); assert r.exit_code == 0; "
-              "print(sorted(m for m in ('weasyprint', 'jinja2', 'genanki', 'pydantic') "
-              "if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=True)
+    script = (
+        "import sys; from click.testing import CliRunner; from mlgrind.cli import main; "
+        "r = CliRunner().invoke(main, ['exercise', 'list']); assert r.exit_code == 0; "
+        "print(sorted(m for m in ('weasyprint', 'jinja2', 'genanki', 'pydantic') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
     assert done.stdout.strip() == "[]"

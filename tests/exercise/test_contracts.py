@@ -13,15 +13,31 @@ import sys
 import pytest
 
 import mlgrind.ref
-from mlgrind.exercise.catalog import exercises, get
 from mlgrind.exercise import scaffold
+from mlgrind.exercise.catalog import exercises, get
 from mlgrind.exercise.topics.drills import DRILLS
 from mlgrind.ref.notation import split_suffix
 
 EXERCISES = exercises()
 # Parameters that are not tensors, so carry no suffix.
-NOT_TENSORS = {"comm", "saved", "saved_ranks", "w", "model", "cache", "theta", "spec", "sizes",
-               "target", "draft", "context", "gamma", "rng", "alpha", "n_new"}
+NOT_TENSORS = {
+    "comm",
+    "saved",
+    "saved_ranks",
+    "w",
+    "model",
+    "cache",
+    "theta",
+    "spec",
+    "sizes",
+    "target",
+    "draft",
+    "context",
+    "gamma",
+    "rng",
+    "alpha",
+    "n_new",
+}
 CARRIED_OVER = {"rope", "gqa_attend"}  # pasted from an earlier exercise into a later one
 
 
@@ -69,8 +85,9 @@ def test_every_tensor_argument_carries_a_shape_suffix(exercise):
             assert a.arg in NOT_TENSORS or split_suffix(name) is not None, (f.name, a.arg)
 
 
-@pytest.mark.parametrize("exercise", [e for e in EXERCISES if e.name != "einsum_drills"],
-                         ids=lambda e: e.name)
+@pytest.mark.parametrize(
+    "exercise", [e for e in EXERCISES if e.name != "einsum_drills"], ids=lambda e: e.name
+)
 def test_the_contract_is_the_reference_functions_own_signature(exercise):
     """So that the reference module, dropped in, is a solution: one truth, not a copy. The
     reference may take more parameters, all optional."""
@@ -78,9 +95,11 @@ def test_the_contract_is_the_reference_functions_own_signature(exercise):
     for f in functions(exercise.contract):
         mine = [a.arg for a in f.args.args]
         candidates = reference.get(f.name, [])
-        assert any(list(p)[: len(mine)] == mine
-                   and all(q.default is not q.empty for q in list(p.values())[len(mine):])
-                   for p in (c.parameters for c in candidates)), f.name
+        assert any(
+            list(p)[: len(mine)] == mine
+            and all(q.default is not q.empty for q in list(p.values())[len(mine) :])
+            for p in (c.parameters for c in candidates)
+        ), f.name
 
 
 def test_drill_specs_are_spelled_by_the_suffixes():

@@ -21,9 +21,20 @@ def graded(tmp_path, name, source):
 
 
 def test_the_exercises_follow_the_seed_and_each_has_a_reference_and_a_bug():
-    assert NAMES == ["einsum_drills", "mlp", "mlp_batched", "row_parallel", "column_parallel",
-                     "data_parallel", "attention", "gqa", "rope", "mla", "kv_cache",
-                     "speculative"]
+    assert NAMES == [
+        "einsum_drills",
+        "mlp",
+        "mlp_batched",
+        "row_parallel",
+        "column_parallel",
+        "data_parallel",
+        "attention",
+        "gqa",
+        "rope",
+        "mla",
+        "kv_cache",
+        "speculative",
+    ]
     assert set(REFERENCE) == set(WRONG) == set(NAMES)
 
 
@@ -32,8 +43,11 @@ def test_the_untouched_scaffold_fails_every_check_naming_the_function_to_write(t
     results = graded(tmp_path, name, module_source(get(name)))
     assert results and not any(r.passed for r in results.values())
     for r in results.values():
-        match = re.fullmatch(rf"(\w+)\(\) is not implemented yet \({name}\.py line (\d+)\): "
-                             rf"replace its `raise NotImplementedError` with your code", r.message)
+        match = re.fullmatch(
+            rf"(\w+)\(\) is not implemented yet \({name}\.py line (\d+)\): "
+            rf"replace its `raise NotImplementedError` with your code",
+            r.message,
+        )
         assert match, r.message
         function, line = match.group(1), int(match.group(2))
         # the line named is the `raise` inside that very function of the written file

@@ -21,15 +21,24 @@ NOTATION = """\
     B batch  L query positions  M key/value positions (= L here: self-attention)
     D model width  H query heads  K size of one head"""
 
-MASK_MISSING = ("only the last query position is right, and it is the one position allowed to "
-                "see every key: is the causal mask missing?")
+MASK_MISSING = (
+    "only the last query position is right, and it is the one position allowed to "
+    "see every key: is the causal mask missing?"
+)
 
 
 def _mask_symptom(name, args, d_out, expected):
     if not name.startswith("y_"):
         return []
-    return [(lambda got: np.allclose(got[:, -1], expected[:, -1])
-             and not np.allclose(got[:, 0], expected[:, 0]), MASK_MISSING)]
+    return [
+        (
+            lambda got: (
+                np.allclose(got[:, -1], expected[:, -1])
+                and not np.allclose(got[:, 0], expected[:, 0])
+            ),
+            MASK_MISSING,
+        )
+    ]
 
 
 def _causal_check(forward: str, make):
@@ -44,10 +53,12 @@ def _causal_check(forward: str, make):
         y_edited_BLD, _ = parts(fn(edited_BLD, *weights), ("y_BLD", "saved"), forward)
         changed = np.flatnonzero(~np.isclose(np.asarray(y_BLD), y_edited_BLD).all(axis=(0, 2)))
         if changed.size and changed[0] < 3:
-            raise Mismatch(f"changing the token at l=3 changed y_BLD at l="
-                           f"{', '.join(map(str, changed[changed < 3]))}: a query may read only "
-                           f"keys at or before its own position (mask scores where m > l with "
-                           f"−inf before the softmax)")
+            raise Mismatch(
+                f"changing the token at l=3 changed y_BLD at l="
+                f"{', '.join(map(str, changed[changed < 3]))}: a query may read only "
+                f"keys at or before its own position (mask scores where m > l with "
+                f"−inf before the softmax)"
+            )
 
     return Check("causal: no position reads a later one", run)
 
@@ -57,8 +68,12 @@ def _mha_inputs(rng, S):
         return rng.standard_normal(shape) / np.sqrt(fan_in)
 
     x_BLD = rng.standard_normal((B, L, D))
-    weights = (w(D, H, K, fan_in=D), w(D, H, K, fan_in=D), w(D, H, K, fan_in=D),
-               w(H, K, D, fan_in=H * K))
+    weights = (
+        w(D, H, K, fan_in=D),
+        w(D, H, K, fan_in=D),
+        w(D, H, K, fan_in=D),
+        w(H, K, D, fan_in=H * K),
+    )
     return (x_BLD, *weights), rng.standard_normal((B, L, D))
 
 
@@ -67,8 +82,12 @@ def _gqa_inputs(rng, S):
         return rng.standard_normal(shape) / np.sqrt(fan_in)
 
     x_BLD = rng.standard_normal((B, L, D))
-    weights = (w(D, H, K, fan_in=D), w(D, G, K, fan_in=D), w(D, G, K, fan_in=D),
-               w(H, K, D, fan_in=H * K))
+    weights = (
+        w(D, H, K, fan_in=D),
+        w(D, G, K, fan_in=D),
+        w(D, G, K, fan_in=D),
+        w(H, K, D, fan_in=H * K),
+    )
     return (x_BLD, *weights), rng.standard_normal((B, L, D))
 
 
@@ -142,8 +161,9 @@ def attend_check(i: int, name: str, symptoms):
     def run(learner) -> None:
         args = _attend_inputs(11)
         expected = ref.gqa_attend(*args)[i]
-        got = parts(function(learner, "gqa_attend")(*args), ("out_BLHK", "probs_BGHLM"),
-                    "gqa_attend")[i]
+        got = parts(
+            function(learner, "gqa_attend")(*args), ("out_BLHK", "probs_BGHLM"), "gqa_attend"
+        )[i]
         expect_array(name, got, expected, symptoms(args) if i == 0 else ())
 
     return Check(f"gqa_attend: {name}", run)
@@ -155,9 +175,15 @@ def _tiled_heads(args):
     q_BLHK, k_BMGK, v_BMGK, mask_LM = args
     tile = (1, 1, H // G, 1)
     wrong = ref.gqa_attend(q_BLHK, np.tile(k_BMGK, tile), np.tile(v_BMGK, tile), mask_LM)[0]
-    return [(lambda got: np.allclose(got, wrong),
-             "query head h reads kv head h % G here (np.tile order); in this contract head h "
-             "reads kv head h // (H/G): consecutive query heads share a kv head")]
+    return [
+        (
+            lambda got: np.allclose(got, wrong),
+            (
+                "query head h reads kv head h % G here (np.tile order); in this contract head h "
+                "reads kv head h // (H/G): consecutive query heads share a kv head"
+            ),
+        )
+    ]
 
 
 ROPE_CONTRACT = '''"""Rotary position embeddings (RoFormer): rotate each channel pair by an angle ∝ position.
@@ -197,9 +223,15 @@ def _neox_layout(x_BLHK, positions_L):
     order = np.ravel(np.column_stack([np.arange(half), np.arange(half) + half]))
     wrong = np.empty_like(x_BLHK)
     wrong[..., order] = ref_rope.rope(x_BLHK[..., order], positions_L)
-    return [(lambda got: np.allclose(got, wrong),
-             "you pair channel i with i + K/2 (the GPT-NeoX 'rotate half' layout); this "
-             "contract pairs channels 2i and 2i + 1, as RoFormer does")]
+    return [
+        (
+            lambda got: np.allclose(got, wrong),
+            (
+                "you pair channel i with i + K/2 (the GPT-NeoX 'rotate half' layout); this "
+                "contract pairs channels 2i and 2i + 1, as RoFormer does"
+            ),
+        )
+    ]
 
 
 def rope_check(learner) -> None:
@@ -223,9 +255,11 @@ def _rope_relative_check(learner) -> None:
 
     near, far = score(3, 1), score(13, 11)
     if not np.isclose(near, far):
-        raise Mismatch(f"q·k after RoPE with q at 3, k at 1 is {near:.6g}, with q at 13, k at 11 "
-                       f"it is {far:.6g}: the same offset must give the same score. Rotate each "
-                       f"pair by an angle proportional to the position, nothing else.")
+        raise Mismatch(
+            f"q·k after RoPE with q at 3, k at 1 is {near:.6g}, with q at 13, k at 11 "
+            f"it is {far:.6g}: the same offset must give the same score. Rotate each "
+            f"pair by an angle proportional to the position, nothing else."
+        )
 
 
 def _rope_backward_check(learner) -> None:
@@ -233,6 +267,7 @@ def _rope_backward_check(learner) -> None:
     expected = ref_rope.rope_backward(d_y_BLHK, positions_L)
     got = function(learner, "rope_backward")(d_y_BLHK, positions_L)
     expect_array("d_x_BLHK", got, expected)
+
 
 # ---------------------------------------------------------------- MLA
 
@@ -246,13 +281,14 @@ def rope(x_BLHK, positions_L, theta=10000.0):
     raise NotImplementedError
 '''
 
-MLA_CONTRACT = '''"""DeepSeek's Multi-head Latent Attention: cache a C-dim latent, not per-head keys and values.
+MLA_CONTRACT = (
+    '''"""DeepSeek's Multi-head Latent Attention: cache a C-dim latent, not per-head keys and values.
 
     B batch  L query positions  M cached positions  D model width  H heads  K head size
     C latent size  R size of the decoupled RoPE key (shared by all heads)
 
-Per token the cache holds c_kv_C = x_D · w_dkv_DC and one rotated key k_rope_R = rope(x_D · w_kr_DR):
-C + R numbers per layer instead of 2·H·K. Per head,
+Per token the cache holds c_kv_C = x_D · w_dkv_DC and one rotated key
+k_rope_R = rope(x_D · w_kr_DR): C + R numbers per layer instead of 2·H·K. Per head,
 
     k_MHK = c_kv_MC · w_uk_CHK    v_MHK = c_kv_MC · w_uv_CHK    q_LHK = x_LD · w_q_DHK
     q_rope_LHR = rope(x_LD · w_qr_DHR)
@@ -264,7 +300,9 @@ rope rotates a heads axis: give the shared key one, x[:, :, None, :], and drop i
 """
 
 import numpy as np
-''' + CARRIED_ROPE + '''
+'''
+    + CARRIED_ROPE
+    + '''
 
 def mla_latent_cache(x_BMD, positions_M, w):
     """What MLA caches per token. Returns (c_kv_BMC, k_rope_BMR), k_rope already rotated."""
@@ -288,6 +326,7 @@ def mla_absorbed(x_BLD, positions_L, c_kv_BMC, k_rope_BMR, positions_M, w):
     Returns y_BLD."""
     raise NotImplementedError
 '''
+)
 
 
 def _mla_inputs(seed: int):
@@ -300,12 +339,25 @@ def _latent_check(i: int, name: str):
     def run(learner) -> None:
         w, x_BMD, positions_M = _mla_inputs(1)
         expected = ref_mla.mla_latent_cache(x_BMD, positions_M, w)[i]
-        got = parts(function(learner, "mla_latent_cache")(x_BMD, positions_M, w),
-                    ("c_kv_BMC", "k_rope_BMR"), "mla_latent_cache")[i]
+        got = parts(
+            function(learner, "mla_latent_cache")(x_BMD, positions_M, w),
+            ("c_kv_BMC", "k_rope_BMR"),
+            "mla_latent_cache",
+        )[i]
         unrotated = x_BMD @ w.w_kr_DR
-        expect_array(name, got, expected,
-                     [(lambda g: np.allclose(g, unrotated),
-                       "k_rope_BMR is not rotated: apply rope to it, as one head")] if i else ())
+        expect_array(
+            name,
+            got,
+            expected,
+            [
+                (
+                    lambda g: np.allclose(g, unrotated),
+                    "k_rope_BMR is not rotated: apply rope to it, as one head",
+                )
+            ]
+            if i
+            else (),
+        )
 
     return Check(f"mla_latent_cache: {name}", run)
 
@@ -313,15 +365,20 @@ def _latent_check(i: int, name: str):
 def _rope_query_check(learner) -> None:
     w, x_BLD, positions_L = _mla_inputs(2)
     expected = ref_mla.mla_rope_query(x_BLD, positions_L, w)
-    expect_array("q_rope_BLHR", function(learner, "mla_rope_query")(x_BLD, positions_L, w),
-                 expected)
+    expect_array(
+        "q_rope_BLHR", function(learner, "mla_rope_query")(x_BLD, positions_L, w), expected
+    )
 
 
 def _naive_check(learner) -> None:
     w, x_BLD, _ = _mla_inputs(3)
     expected = ref_mla.mla_naive(x_BLD, w)
-    expect_array("y_BLD", function(learner, "mla_naive")(x_BLD, w), expected,
-                 _mask_symptom("y_BLD", None, None, expected))
+    expect_array(
+        "y_BLD",
+        function(learner, "mla_naive")(x_BLD, w),
+        expected,
+        _mask_symptom("y_BLD", None, None, expected),
+    )
 
 
 def _absorbed_check(decode: bool):
@@ -344,20 +401,36 @@ EXERCISES = [
         goal="Causal MHA with suffixes + einsum: QKV, scores, mask, softmax, output; all grads.",
         contract=MHA_CONTRACT,
         hints=(
-            "Write the forward as the docstring's six lines, one einsum each, the spec read "
-            "off the names. Keep q, k, v, probs and out for the backward.",
-            "The mask: scores where m > l become −inf before the softmax; exp(−inf) = 0. "
-            "Subtract each row's max before exp so it cannot overflow.",
-            "Backward in reverse order. Every matmul gives two gradients, one per operand, "
-            "each an einsum whose output letters are that operand's suffix.",
-            "Softmax backward per row: d_scores = probs · (d_probs − Σ_m probs · d_probs). Do "
-            "not forget the 1/sqrt(K) that scaled the scores.",
+            (
+                "Write the forward as the docstring's six lines, one einsum each, the spec read "
+                "off the names. Keep q, k, v, probs and out for the backward."
+            ),
+            (
+                "The mask: scores where m > l become −inf before the softmax; exp(−inf) = 0. "
+                "Subtract each row's max before exp so it cannot overflow."
+            ),
+            (
+                "Backward in reverse order. Every matmul gives two gradients, one per operand, "
+                "each an einsum whose output letters are that operand's suffix."
+            ),
+            (
+                "Softmax backward per row: d_scores = probs · (d_probs − Σ_m probs · d_probs). Do "
+                "not forget the 1/sqrt(K) that scaled the scores."
+            ),
             "x feeds q, k and v: d_x_BLD is the sum of three terms.",
         ),
-        checks=(*Pair(ref, "mha_forward", "mha_backward", "y_BLD",
-                      ("d_x_BLD", "d_w_q_DHK", "d_w_k_DHK", "d_w_v_DHK", "d_w_o_HKD"),
-                      _mha_inputs, symptoms=_mask_symptom).checks(),
-                _causal_check("mha_forward", _mha_inputs)),
+        checks=(
+            *Pair(
+                ref,
+                "mha_forward",
+                "mha_backward",
+                "y_BLD",
+                ("d_x_BLD", "d_w_q_DHK", "d_w_k_DHK", "d_w_v_DHK", "d_w_o_HKD"),
+                _mha_inputs,
+                symptoms=_mask_symptom,
+            ).checks(),
+            _causal_check("mha_forward", _mha_inputs),
+        ),
     ),
     Exercise(
         name="gqa",
@@ -365,20 +438,34 @@ EXERCISES = [
         goal="H query heads over G kv heads: grouped einsums, and kv gradients summed per group.",
         contract=GQA_CONTRACT,
         hints=(
-            "Reshape q_BLHK to q_BLGHK (B, L, G, H/G, K); then the scores are one einsum with "
-            "g on both sides and the group's heads riding along.",
+            (
+                "Reshape q_BLHK to q_BLGHK (B, L, G, H/G, K); then the scores are one einsum with "
+                "g on both sides and the group's heads riding along."
+            ),
             "The mask comes in as mask_LM; mask the scores before the softmax.",
-            "The output goes back to out_BLHK with the inverse reshape; probs keep the "
-            "BGHLM layout.",
-            "Backward: d_k_BMGK and d_v_BMGK have no per-query-head letter, so the einsum sums "
-            "over the query heads of each group for you.",
+            (
+                "The output goes back to out_BLHK with the inverse reshape; probs keep the "
+                "BGHLM layout."
+            ),
+            (
+                "Backward: d_k_BMGK and d_v_BMGK have no per-query-head letter, so the einsum sums "
+                "over the query heads of each group for you."
+            ),
         ),
-        checks=(attend_check(0, "out_BLHK", _tiled_heads),
-                attend_check(1, "probs_BGHLM", lambda args: ()),
-                *Pair(ref, "gqa_forward", "gqa_backward", "y_BLD",
-                      ("d_x_BLD", "d_w_q_DHK", "d_w_k_DGK", "d_w_v_DGK", "d_w_o_HKD"),
-                      _gqa_inputs, symptoms=_mask_symptom).checks(),
-                _causal_check("gqa_forward", _gqa_inputs)),
+        checks=(
+            attend_check(0, "out_BLHK", _tiled_heads),
+            attend_check(1, "probs_BGHLM", lambda args: ()),
+            *Pair(
+                ref,
+                "gqa_forward",
+                "gqa_backward",
+                "y_BLD",
+                ("d_x_BLD", "d_w_q_DHK", "d_w_k_DGK", "d_w_v_DGK", "d_w_o_HKD"),
+                _gqa_inputs,
+                symptoms=_mask_symptom,
+            ).checks(),
+            _causal_check("gqa_forward", _gqa_inputs),
+        ),
     ),
     Exercise(
         name="rope",
@@ -386,16 +473,22 @@ EXERCISES = [
         goal="Rotate channel pairs by position·θ^(−2i/K); scores then see only relative offset.",
         contract=ROPE_CONTRACT,
         hints=(
-            "First the angles: one per (position, pair), an outer product of positions_L "
-            "and K/2 frequencies.",
-            "The even channels x[..., 0::2] and the odd ones x[..., 1::2] are the two "
-            "coordinates of each pair; rotate them like a 2-D vector (cos, −sin; sin, cos).",
+            (
+                "First the angles: one per (position, pair), an outer product of positions_L "
+                "and K/2 frequencies."
+            ),
+            (
+                "The even channels x[..., 0::2] and the odd ones x[..., 1::2] are the two "
+                "coordinates of each pair; rotate them like a 2-D vector (cos, −sin; sin, cos)."
+            ),
             "Broadcast the (L, K/2) angles against (B, L, H, K/2): add axes for B and H.",
             "A rotation's transpose is the rotation by the opposite angle.",
         ),
-        checks=(Check("rope: y_BLHK", rope_check),
-                Check("relative: q·k depends only on the offset", _rope_relative_check),
-                Check("rope_backward: d_x_BLHK", _rope_backward_check)),
+        checks=(
+            Check("rope: y_BLHK", rope_check),
+            Check("relative: q·k depends only on the offset", _rope_relative_check),
+            Check("rope_backward: d_x_BLHK", _rope_backward_check),
+        ),
     ),
     Exercise(
         name="mla",
@@ -403,21 +496,35 @@ EXERCISES = [
         goal="Cache a C-dim latent + shared RoPE key; absorb w_uk/w_uv so decode reads the latent.",
         contract=MLA_CONTRACT,
         hints=(
-            "Start with mla_latent_cache and mla_rope_query: two projections and two rope "
-            "calls. The shared key is one head: add a heads axis for rope, then drop it.",
-            "mla_naive is your attention with two score terms added before the 1/sqrt(K + R) "
-            "scale; k_rope has no H, so every head reads the same one.",
-            "Absorption: q·k = (x·w_q)·(c_kv·w_uk) can be regrouped as (x·w_q·w_ukᵀ)·c_kv. "
-            "Fold w_uk into a dhc query weight first, contracting k.",
-            "The same on the way out: probs · c_kv gives a per-head latent output; fold w_uv "
-            "and w_o into one hcd weight.",
-            "The causal mask compares positions_L with positions_M: a decode step at the "
-            "last position sees the whole cache.",
+            (
+                "Start with mla_latent_cache and mla_rope_query: two projections and two rope "
+                "calls. The shared key is one head: add a heads axis for rope, then drop it."
+            ),
+            (
+                "mla_naive is your attention with two score terms added before the 1/sqrt(K + R) "
+                "scale; k_rope has no H, so every head reads the same one."
+            ),
+            (
+                "Absorption: q·k = (x·w_q)·(c_kv·w_uk) can be regrouped as (x·w_q·w_ukᵀ)·c_kv. "
+                "Fold w_uk into a dhc query weight first, contracting k."
+            ),
+            (
+                "The same on the way out: probs · c_kv gives a per-head latent output; fold w_uv "
+                "and w_o into one hcd weight."
+            ),
+            (
+                "The causal mask compares positions_L with positions_M: a decode step at the "
+                "last position sees the whole cache."
+            ),
         ),
-        checks=(Check("rope (carried over): y_BLHK", rope_check),
-                _latent_check(0, "c_kv_BMC"), _latent_check(1, "k_rope_BMR"),
-                Check("mla_rope_query: q_rope_BLHR", _rope_query_check),
-                Check("mla_naive: y_BLD", _naive_check),
-                _absorbed_check(decode=False), _absorbed_check(decode=True)),
+        checks=(
+            Check("rope (carried over): y_BLHK", rope_check),
+            _latent_check(0, "c_kv_BMC"),
+            _latent_check(1, "k_rope_BMR"),
+            Check("mla_rope_query: q_rope_BLHR", _rope_query_check),
+            Check("mla_naive: y_BLD", _naive_check),
+            _absorbed_check(decode=False),
+            _absorbed_check(decode=True),
+        ),
     ),
 ]

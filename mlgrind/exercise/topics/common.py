@@ -12,7 +12,14 @@ import numpy as np
 from mlgrind.ref.collectives import Comm
 
 from ..catalog import Check
-from ..compare import Symptom, expect_array, expect_collectives, expect_ranks, function, parts
+from ..compare import (
+    Symptom,
+    expect_array,
+    expect_collectives,
+    expect_ranks,
+    function,
+    parts,
+)
 
 # Rank counts every sharded check runs with: 3 splits the test sizes unevenly on purpose.
 RANKS = (2, 3)
@@ -54,7 +61,8 @@ class Pair:
     comm_backward: bool = False
     # (name of the checked value, forward args, d_out, expected value) → symptoms worth naming
     symptoms: Callable[[str, tuple, object, object], Sequence[Symptom]] = (
-        lambda name, args, d_out, expected: ())
+        lambda name, args, d_out, expected: ()
+    )
 
     @property
     def sharded(self) -> bool:
@@ -71,8 +79,9 @@ class Pair:
         out, saved, forward_comm = self._call_forward(get(self.forward), S, args)
         backward_comm = Comm(S)
         backward = get(self.backward)
-        result = (backward(backward_comm, d_out, saved) if self.comm_backward
-                  else backward(d_out, saved))
+        result = (
+            backward(backward_comm, d_out, saved) if self.comm_backward else backward(d_out, saved)
+        )
         return out, forward_comm, parts(result, self.grads, self.backward), backward_comm
 
     def _reference(self, name: str) -> Callable:
@@ -87,8 +96,12 @@ class Pair:
         for S, where, args, d_out in self._cases():
             expected, _, _ = self._call_forward(self._reference(self.forward), S, args)
             got, _, _ = self._call_forward(function(learner, self.forward), S, args)
-            expect(self.output + where, got, expected,
-                   self.symptoms(self.output, args, d_out, expected))
+            expect(
+                self.output + where,
+                got,
+                expected,
+                self.symptoms(self.output, args, d_out, expected),
+            )
 
     def _grad_check(self, i: int) -> Callable[[ModuleType], None]:
         def run(learner: ModuleType) -> None:
@@ -96,8 +109,9 @@ class Pair:
                 _, _, expected, _ = self._run(self._reference, S, args, d_out)
                 _, _, got, _ = self._run(lambda n: function(learner, n), S, args, d_out)
                 name = self.grads[i]
-                expect(name + where, got[i], expected[i],
-                       self.symptoms(name, args, d_out, expected[i]))
+                expect(
+                    name + where, got[i], expected[i], self.symptoms(name, args, d_out, expected[i])
+                )
 
         return run
 

@@ -39,38 +39,79 @@ class Drill:
 
 
 DRILLS = (
-    Drill("matvec", ("x_D", "w_DF"), "h_F",
-          "A linear layer for one example: D is contracted, F is what is left."),
-    Drill("project", ("x_BLD", "w_in_DF"), "h_BLF",
-          "The same layer on every position of every sequence: B and L just ride along."),
-    Drill("outer", ("x_D", "d_h_F"), "d_w_DF",
-          "An outer product, the weight gradient of one example: nothing is summed."),
-    Drill("weight_grad", ("x_BLD", "d_h_BLF"), "d_w_DF",
-          "The weight gradient of a whole batch: the letters missing from the output are summed."),
-    Drill("heads_first", ("q_BLHK",), "q_BHLK",
-          "A transpose is an einsum that sums nothing: move the heads axis before the sequence."),
-    Drill("scores", ("q_BLHK", "k_BMHK"), "scores_BHLM",
-          "Attention scores: each query position l against each key position m, per head."),
-    Drill("attend", ("probs_BHLM", "v_BMHK"), "out_BLHK",
-          "Each query's output: the values weighted by its probabilities over the keys."),
-    Drill("merge_heads", ("out_BLHK", "w_o_HKD"), "y_BLD",
-          "The output projection contracts two letters at once."),
-    Drill("row_sums", ("probs_BHLM",), "total_BHL",
-          "A sum over one axis is an einsum with one input (softmax rows sum to 1)."),
+    Drill(
+        "matvec",
+        ("x_D", "w_DF"),
+        "h_F",
+        "A linear layer for one example: D is contracted, F is what is left.",
+    ),
+    Drill(
+        "project",
+        ("x_BLD", "w_in_DF"),
+        "h_BLF",
+        "The same layer on every position of every sequence: B and L just ride along.",
+    ),
+    Drill(
+        "outer",
+        ("x_D", "d_h_F"),
+        "d_w_DF",
+        "An outer product, the weight gradient of one example: nothing is summed.",
+    ),
+    Drill(
+        "weight_grad",
+        ("x_BLD", "d_h_BLF"),
+        "d_w_DF",
+        "The weight gradient of a whole batch: the letters missing from the output are summed.",
+    ),
+    Drill(
+        "heads_first",
+        ("q_BLHK",),
+        "q_BHLK",
+        "A transpose is an einsum that sums nothing: move the heads axis before the sequence.",
+    ),
+    Drill(
+        "scores",
+        ("q_BLHK", "k_BMHK"),
+        "scores_BHLM",
+        "Attention scores: each query position l against each key position m, per head.",
+    ),
+    Drill(
+        "attend",
+        ("probs_BHLM", "v_BMHK"),
+        "out_BLHK",
+        "Each query's output: the values weighted by its probabilities over the keys.",
+    ),
+    Drill(
+        "merge_heads",
+        ("out_BLHK", "w_o_HKD"),
+        "y_BLD",
+        "The output projection contracts two letters at once.",
+    ),
+    Drill(
+        "row_sums",
+        ("probs_BHLM",),
+        "total_BHL",
+        "A sum over one axis is an einsum with one input (softmax rows sum to 1).",
+    ),
 )
 
-FLOP_CASES = (("bld,df->blf", {"b": 2, "l": 5, "d": 8, "f": 6}),
-              ("blhk,bmhk->bhlm", {"b": 2, "l": 5, "m": 3, "h": 4, "k": 7}),
-              ("bhlm->bhl", {"b": 2, "h": 4, "l": 5, "m": 3}))
+FLOP_CASES = (
+    ("bld,df->blf", {"b": 2, "l": 5, "d": 8, "f": 6}),
+    ("blhk,bmhk->bhlm", {"b": 2, "l": 5, "m": 3, "h": 4, "k": 7}),
+    ("bhlm->bhl", {"b": 2, "h": 4, "l": 5, "m": 3}),
+)
 
 
 def _drill_source(d: Drill) -> str:
-    return (f"def {d.function}({', '.join(d.args)}):\n"
-            f'    """{d.what}\n\n    Returns {d.returns}. One np.einsum call.\n    """\n'
-            f"    raise NotImplementedError\n")
+    return (
+        f"def {d.function}({', '.join(d.args)}):\n"
+        f'    """{d.what}\n\n    Returns {d.returns}. One np.einsum call.\n    """\n'
+        f"    raise NotImplementedError\n"
+    )
 
 
-CONTRACT = '''"""Einsum drills: write each function as ONE np.einsum call whose spec you read off the names.
+CONTRACT = (
+    '''"""Einsum drills: write each function as ONE np.einsum call whose spec you read off the names.
 
 A tensor's name ends in its dimensions (Shazeer's suffixes). The input letters, a comma between
 inputs, an arrow, and the output letters ARE the spec: a letter missing from the output is
@@ -83,7 +124,9 @@ summed over, a letter present everywhere rides along.
 import numpy as np
 
 
-''' + "\n\n".join(_drill_source(d) for d in DRILLS) + '''
+'''
+    + "\n\n".join(_drill_source(d) for d in DRILLS)
+    + '''
 
 def einsum_flops(spec, sizes):
     """FLOPs of one einsum, e.g. einsum_flops("ij,jk->ik", {"i": 2, "j": 3, "k": 4}).
@@ -93,6 +136,7 @@ def einsum_flops(spec, sizes):
     """
     raise NotImplementedError
 '''
+)
 
 
 def _drill_check(i: int, d: Drill) -> Check:
@@ -114,8 +158,10 @@ def _flops_check(learner) -> None:
             hint = ""
             if isinstance(got, int | float | np.number) and got and expected / got == 2:
                 hint = " That is half: each term is a multiply AND an add."
-            raise Mismatch(f"einsum_flops({spec!r}, {sizes}): expected {expected}, got {got!r}."
-                           f"{hint} Count every letter once, summed or not.")
+            raise Mismatch(
+                f"einsum_flops({spec!r}, {sizes}): expected {expected}, got {got!r}."
+                f"{hint} Count every letter once, summed or not."
+            )
 
 
 EXERCISES = [
@@ -125,16 +171,26 @@ EXERCISES = [
         goal="Nine contractions as one np.einsum each, specs read off the suffixes; count FLOPs.",
         contract=CONTRACT,
         hints=(
-            "Write the names' suffixes in lower case, inputs separated by a comma, then '->' and "
-            "the output's suffix. That string is the whole answer for every drill but the last.",
-            "A letter that appears in an input but not in the output is summed over; einsum "
-            "does that for you. Never reshape or transpose by hand here.",
-            "For einsum_flops: every distinct letter of the spec, input or output, contributes "
-            "its size once to one product.",
-            "Still stuck on einsum_flops? Multiply the sizes of the set of letters, then account "
-            "for the multiply and the add in each term.",
+            (
+                "Write the names' suffixes in lower case, inputs separated by a comma, then '->' and "
+                "the output's suffix. That string is the whole answer for every drill but the last."
+            ),
+            (
+                "A letter that appears in an input but not in the output is summed over; einsum "
+                "does that for you. Never reshape or transpose by hand here."
+            ),
+            (
+                "For einsum_flops: every distinct letter of the spec, input or output, contributes "
+                "its size once to one product."
+            ),
+            (
+                "Still stuck on einsum_flops? Multiply the sizes of the set of letters, then account "
+                "for the multiply and the add in each term."
+            ),
         ),
-        checks=(*(_drill_check(i, d) for i, d in enumerate(DRILLS)),
-                Check("einsum_flops", _flops_check)),
+        checks=(
+            *(_drill_check(i, d) for i, d in enumerate(DRILLS)),
+            Check("einsum_flops", _flops_check),
+        ),
     )
 ]

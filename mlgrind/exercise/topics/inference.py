@@ -16,7 +16,8 @@ from .attention import CARRIED_ROPE, attend_check, rope_check
 
 PROMPT, TOTAL, BATCH = 3, 7, 2  # a 3-token prompt, then 4 decode steps
 
-KV_CONTRACT = '''"""KV-cache decoding: prefill the prompt once, then run one new token per step against the cache.
+KV_CONTRACT = (
+    '''"""KV-cache decoding: prefill the prompt once, then run one new token per step against the cache.
 
     B batch  L new positions  M positions in the cache (old + new)  D model width  V vocab
     H query heads  G kv heads  K head size  F MLP width
@@ -31,14 +32,17 @@ w_in_DF, w_out_FD.
                  x = x + relu(x · w_in) · w_out
     logits_BLV = x_BLD · unembed_DV
 
-A cache is any object with lists .k and .v: cache.k[i] is layer i's k_BMGK (after RoPE), cache.v[i]
-its v_BMGK; an empty one has M = 0. The tokens you run sit at positions M_cached .. M_cached + L − 1.
+A cache is any object with lists .k and .v: cache.k[i] is layer i's k_BMGK (after RoPE),
+cache.v[i] its v_BMGK; an empty one has M = 0. The tokens you run sit at positions
+M_cached .. M_cached + L − 1, where M_cached is what the cache held before the call.
 """
 
 from types import SimpleNamespace
 
 import numpy as np
-''' + CARRIED_ROPE + '''
+'''
+    + CARRIED_ROPE
+    + '''
 
 def gqa_attend(q_BLHK, k_BMGK, v_BMGK, mask_LM):
     """Carried over from the gqa exercise: paste yours, or `from gqa import gqa_attend`.
@@ -59,6 +63,7 @@ def generate(model, prompt_BL, n_new):
     An empty cache: SimpleNamespace(k=[...], v=[...]) with arrays of shape (B, 0, G, K)."""
     raise NotImplementedError
 '''
+)
 
 
 def _model(seed: int):
@@ -87,8 +92,12 @@ def _decode_check(learner) -> None:
     logits, _ = _stepwise(function(learner, "forward"), model, tokens_BL)
     expect_array(f"logits_BLV (prefill of {PROMPT} tokens)", logits[0], full_BLV[:, :PROMPT])
     for t, got in zip(range(PROMPT, TOTAL), logits[1:]):
-        expect_array(f"logits_BLV (decode step at position {t}; it must equal the full "
-                     f"forward's logits there)", got, full_BLV[:, t : t + 1])
+        expect_array(
+            f"logits_BLV (decode step at position {t}; it must equal the full "
+            f"forward's logits there)",
+            got,
+            full_BLV[:, t : t + 1],
+        )
 
 
 def _cache_check(learner) -> None:
@@ -98,12 +107,20 @@ def _cache_check(learner) -> None:
     for i in range(model.config.n_layers):
         for kind in ("k", "v"):
             got, e = getattr(cache, kind)[i], getattr(expected, kind)[i]
-            prompt_right = (lambda g, e=e: np.allclose(g[:, :PROMPT], e[:, :PROMPT]),
-                            f"the prompt's entries (m < {PROMPT}) are right, those written by "
-                            f"decode steps are not: a new token's position is the cache's "
-                            f"length, not 0")
-            expect_array(f"{kind}_BMGK (cache.{kind}[{i}] after {TOTAL} positions)", got, e,
-                         [prompt_right] if kind == "k" else ())  # only keys are rotated
+            prompt_right = (
+                lambda g, e=e: np.allclose(g[:, :PROMPT], e[:, :PROMPT]),
+                (
+                    f"the prompt's entries (m < {PROMPT}) are right, those written by "
+                    f"decode steps are not: a new token's position is the cache's "
+                    f"length, not 0"
+                ),
+            )
+            expect_array(
+                f"{kind}_BMGK (cache.{kind}[{i}] after {TOTAL} positions)",
+                got,
+                e,
+                [prompt_right] if kind == "k" else (),
+            )  # only keys are rotated
 
 
 def _generate_check(learner) -> None:
@@ -188,10 +205,20 @@ def _acceptance_check(learner) -> None:
     p_V, q_V = _pq(2)
     expected = ref_spec.acceptance_rate(p_V, q_V)
     got = function(learner, "acceptance_rate")(p_V, q_V)
-    expect_array("alpha", got, expected,
-                 [(lambda g: np.isclose(g, np.sum(p_V * q_V)),
-                   "that is Σ p·q, the chance two independent samples agree; a draft token "
-                   "survives with probability Σ_x q(x) · min(1, p(x)/q(x))")])
+    expect_array(
+        "alpha",
+        got,
+        expected,
+        [
+            (
+                lambda g: np.isclose(g, np.sum(p_V * q_V)),
+                (
+                    "that is Σ p·q, the chance two independent samples agree; a draft token "
+                    "survives with probability Σ_x q(x) · min(1, p(x)/q(x))"
+                ),
+            )
+        ],
+    )
 
 
 def _tokens_per_step_check(learner) -> None:
@@ -205,25 +232,39 @@ def _step_distribution_check(learner) -> None:
     expected = ref_spec.step_distribution(TARGET, DRAFT, CONTEXT, GAMMA)
     got = function(learner, "step_distribution")(TARGET, DRAFT, CONTEXT, GAMMA)
     if not isinstance(got, dict):
-        raise Mismatch(f"step_distribution must return a dict {{tokens tuple: probability}}, "
-                       f"got a {type(got).__name__}")
+        raise Mismatch(
+            f"step_distribution must return a dict {{tokens tuple: probability}}, "
+            f"got a {type(got).__name__}"
+        )
     got = {tuple(int(t) for t in block): float(p) for block, p in got.items()}
     total = sum(got.values())
     lines = []
     for block, p in sorted(expected.items(), key=lambda item: -item[1]):
         mine = got.get(block, 0.0)
         if not np.isclose(mine, p, atol=1e-9):
-            kind = ("all drafts kept, then the bonus token" if len(block) == GAMMA + 1
-                    else f"{len(block) - 1} draft(s) kept, then a replacement")
+            kind = (
+                "all drafts kept, then the bonus token"
+                if len(block) == GAMMA + 1
+                else f"{len(block) - 1} draft(s) kept, then a replacement"
+            )
             lines.append(f"block {block} ({kind}): expected probability {p:.6g}, got {mine:.6g}")
     extra = sorted(set(got) - set(expected))
     if extra:
         lines.append(f"blocks that one step can never emit: {extra[:3]}")
     if lines:
         n = len(lines)
-        raise Mismatch("\n".join([f"step_distribution (gamma={GAMMA}, V={V}): {n} block"
-                                  f"{'s' * (n != 1)} wrong; your probabilities sum to "
-                                  f"{total:.6g}", *lines[:4]]))
+        raise Mismatch(
+            "\n".join(
+                [
+                    (
+                        f"step_distribution (gamma={GAMMA}, V={V}): {n} block"
+                        f"{'s' * (n != 1)} wrong; your probabilities sum to "
+                        f"{total:.6g}"
+                    ),
+                    *lines[:4],
+                ]
+            )
+        )
 
 
 def _share(counts: np.ndarray, probabilities: np.ndarray) -> int | None:
@@ -240,16 +281,20 @@ def _sampling_check(learner) -> None:
     blocks = [step(TARGET, DRAFT, CONTEXT, GAMMA, rng) for _ in range(SAMPLES)]
     for block in blocks:
         if not isinstance(block, tuple | list) or not 1 <= len(block) <= GAMMA + 1:
-            raise Mismatch(f"speculative_step must return a tuple of 1 to gamma + 1 = "
-                           f"{GAMMA + 1} tokens; it returned {block!r}")
+            raise Mismatch(
+                f"speculative_step must return a tuple of 1 to gamma + 1 = "
+                f"{GAMMA + 1} tokens; it returned {block!r}"
+            )
     p_V = TARGET(CONTEXT)
     first = np.bincount([int(b[0]) for b in blocks], minlength=V)[:V]
     x = _share(first, p_V)
     if x is not None:
-        raise Mismatch(f"the first emitted token must follow the target exactly: target(context) "
-                       f"gives token {x} probability {p_V[x]:.3f}, your steps emitted it first "
-                       f"in {first[x] / SAMPLES:.3f} of {SAMPLES}. A rejected draft token is "
-                       f"replaced by a sample from residual(p, q), never from p or q.")
+        raise Mismatch(
+            f"the first emitted token must follow the target exactly: target(context) "
+            f"gives token {x} probability {p_V[x]:.3f}, your steps emitted it first "
+            f"in {first[x] / SAMPLES:.3f} of {SAMPLES}. A rejected draft token is "
+            f"replaced by a sample from residual(p, q), never from p or q."
+        )
     exact = ref_spec.step_distribution(TARGET, DRAFT, CONTEXT, GAMMA)
     by_length = np.zeros(GAMMA + 2)
     for block, probability in exact.items():
@@ -257,10 +302,12 @@ def _sampling_check(learner) -> None:
     lengths = np.bincount([len(b) for b in blocks], minlength=GAMMA + 2)
     n = _share(lengths[1:], by_length[1:])
     if n is not None:
-        raise Mismatch(f"steps that emit {n + 1} token(s): expected a share of "
-                       f"{by_length[n + 1]:.3f}, you emitted {lengths[n + 1] / SAMPLES:.3f} of "
-                       f"{SAMPLES}. Keep x with probability min(1, p(x)/q(x)); stop at the first "
-                       f"rejection; add the bonus token only when every draft survived.")
+        raise Mismatch(
+            f"steps that emit {n + 1} token(s): expected a share of "
+            f"{by_length[n + 1]:.3f}, you emitted {lengths[n + 1] / SAMPLES:.3f} of "
+            f"{SAMPLES}. Keep x with probability min(1, p(x)/q(x)); stop at the first "
+            f"rejection; add the bonus token only when every draft survived."
+        )
 
 
 EXERCISES = [
@@ -270,23 +317,35 @@ EXERCISES = [
         goal="Prefill once, then decode token by token against cached k, v; equal to full forward.",
         contract=KV_CONTRACT,
         hints=(
-            "Get forward right without a cache first: it is your GQA attention with RoPE "
-            "and an MLP, in a loop over blocks, on a residual stream.",
-            "With a cache: concatenate this call's k and v onto cache.k[i] and cache.v[i] "
-            "along M, store them back, and attend over the whole of them.",
-            "Positions: the new tokens start where the cache ends, cache.k[0].shape[1]. The "
-            "queries and the new keys are rotated at those positions.",
-            "The causal mask compares query positions with key positions 0 .. M − 1; during "
-            "a decode step the single query sees the whole cache.",
-            "generate: prefill with the prompt, then feed back the argmax of the last logits "
-            "as a (B, 1) array, n_new times.",
+            (
+                "Get forward right without a cache first: it is your GQA attention with RoPE "
+                "and an MLP, in a loop over blocks, on a residual stream."
+            ),
+            (
+                "With a cache: concatenate this call's k and v onto cache.k[i] and cache.v[i] "
+                "along M, store them back, and attend over the whole of them."
+            ),
+            (
+                "Positions: the new tokens start where the cache ends, cache.k[0].shape[1]. The "
+                "queries and the new keys are rotated at those positions."
+            ),
+            (
+                "The causal mask compares query positions with key positions 0 .. M − 1; during "
+                "a decode step the single query sees the whole cache."
+            ),
+            (
+                "generate: prefill with the prompt, then feed back the argmax of the last logits "
+                "as a (B, 1) array, n_new times."
+            ),
         ),
-        checks=(Check("rope (carried over): y_BLHK", rope_check),
-                attend_check(0, "out_BLHK", lambda args: ()),
-                Check("forward without a cache: logits_BLV", _no_cache_check),
-                Check("prefill + decode: logits_BLV per step", _decode_check),
-                Check("cache: k_BMGK and v_BMGK per layer", _cache_check),
-                Check("generate: tokens_BL", _generate_check)),
+        checks=(
+            Check("rope (carried over): y_BLHK", rope_check),
+            attend_check(0, "out_BLHK", lambda args: ()),
+            Check("forward without a cache: logits_BLV", _no_cache_check),
+            Check("prefill + decode: logits_BLV per step", _decode_check),
+            Check("cache: k_BMGK and v_BMGK per layer", _cache_check),
+            Check("generate: tokens_BL", _generate_check),
+        ),
     ),
     Exercise(
         name="speculative",
@@ -294,21 +353,31 @@ EXERCISES = [
         goal="Draft γ tokens, verify with min(1, p/q), resample from the residual; output is p's.",
         contract=SPEC_CONTRACT,
         hints=(
-            "residual and acceptance_rate are one line each: think of where min(p, q) and "
-            "max(0, p − q) come from.",
-            "expected_tokens_per_step: the step emits its first token for sure, the second "
-            "if one draft survived, … a geometric series. Mind alpha = 1.",
-            "step_distribution: a recursive walk. At each depth, every draft token x with "
-            "q(x) > 0 is kept with probability q(x)·min(1, p(x)/q(x)) (go deeper); what is "
-            "rejected in total is spread over the residual (the step ends there).",
-            "speculative_step: sample the gamma drafts first (each from the draft given the "
-            "context plus the drafts so far), then the target's distributions, then test "
-            "them in order.",
+            (
+                "residual and acceptance_rate are one line each: think of where min(p, q) and "
+                "max(0, p − q) come from."
+            ),
+            (
+                "expected_tokens_per_step: the step emits its first token for sure, the second "
+                "if one draft survived, … a geometric series. Mind alpha = 1."
+            ),
+            (
+                "step_distribution: a recursive walk. At each depth, every draft token x with "
+                "q(x) > 0 is kept with probability q(x)·min(1, p(x)/q(x)) (go deeper); what is "
+                "rejected in total is spread over the residual (the step ends there)."
+            ),
+            (
+                "speculative_step: sample the gamma drafts first (each from the draft given the "
+                "context plus the drafts so far), then the target's distributions, then test "
+                "them in order."
+            ),
         ),
-        checks=(Check("residual: r_V", _residual_check),
-                Check("acceptance_rate: alpha", _acceptance_check),
-                Check("expected_tokens_per_step", _tokens_per_step_check),
-                Check("step_distribution: exact", _step_distribution_check),
-                Check("speculative_step: samples follow the target", _sampling_check)),
+        checks=(
+            Check("residual: r_V", _residual_check),
+            Check("acceptance_rate: alpha", _acceptance_check),
+            Check("expected_tokens_per_step", _tokens_per_step_check),
+            Check("step_distribution: exact", _step_distribution_check),
+            Check("speculative_step: samples follow the target", _sampling_check),
+        ),
     ),
 ]

@@ -16,9 +16,11 @@ from .common import COMM_DOC, Pair
 
 B, D, F = 5, 4, 7  # B and F split unevenly over 2 and 3 ranks; all three differ
 
-NOTATION = "D model width, F hidden width, B batch"
-RELU_GATE = ("the ReLU gate is missing: the gradient flows back only where h > 0 "
-             "(a zero input to relu gets no gradient either)")
+NOTATION = "B batch, D model width, F hidden width, S ranks"
+RELU_GATE = (
+    "the ReLU gate is missing: the gradient flows back only where h > 0 "
+    "(a zero input to relu gets no gradient either)"
+)
 
 
 def _weights(rng):
@@ -37,25 +39,35 @@ def _dense_symptoms(name, args, d_y, expected):
     x, w_in_DF, w_out_FD = args[0], args[1], args[2]
     symptoms = []
     if name.startswith("y_"):
-        symptoms.append((lambda got: np.allclose(got, x @ w_in_DF @ w_out_FD),
-                         "it equals the network without its ReLU: a = relu(h) = max(h, 0)"))
+        symptoms.append(
+            (
+                lambda got: np.allclose(got, x @ w_in_DF @ w_out_FD),
+                "it equals the network without its ReLU: a = relu(h) = max(h, 0)",
+            )
+        )
     stem = name.rpartition("_")[0]
     if stem in ("d_x", "d_w_in"):
         ungated = _ungated(stem, x, w_in_DF, w_out_FD, d_y)
         symptoms.append((lambda got: np.allclose(got, ungated), RELU_GATE))
     if stem in ("d_w_in", "d_w_out") and x.ndim == 2:
-        symptoms.append((lambda got: np.allclose(got * len(x), expected),
-                         f"it is the reference divided by B = {len(x)}: the loss sums over the "
-                         f"examples, so the weight gradients sum too (no mean)"))
+        symptoms.append(
+            (
+                lambda got: np.allclose(got * len(x), expected),
+                (
+                    f"it is the reference divided by B = {len(x)}: the loss sums over the "
+                    f"examples, so the weight gradients sum too (no mean)"
+                ),
+            )
+        )
     return symptoms
 
 
-MLP_CONTRACT = f'''"""2-layer MLP with ReLU, ONE example, forward and backward by hand.
+MLP_CONTRACT = '''"""2-layer MLP with ReLU, ONE example, forward and backward by hand.
 
     h_F = x_D · w_in_DF      a_F = relu(h_F)      y_D = a_F · w_out_FD
 
-{NOTATION}. A gradient is named d_<tensor> and has that tensor's suffix: d_w_in_DF is the
-gradient of the loss with respect to w_in_DF, so it has w_in_DF's shape.
+D model width, F hidden width. A gradient is named d_<tensor> and has that tensor's suffix:
+d_w_in_DF is the gradient of the loss with respect to w_in_DF, so it has w_in_DF's shape.
 """
 
 import numpy as np
@@ -73,12 +85,12 @@ def mlp_backward_D(d_y_D, saved):
     raise NotImplementedError
 '''
 
-BATCHED_CONTRACT = f'''"""The same MLP with a batch dimension: B examples at once, forward and backward.
+BATCHED_CONTRACT = '''"""The same MLP with a batch dimension: B examples at once, forward and backward.
 
     h_BF = x_BD · w_in_DF      a_BF = relu(h_BF)      y_BD = a_BF · w_out_FD
 
-{NOTATION}. The loss is a SUM over the batch, so a weight gradient is the sum of the
-per-example ones; d_x_BD stays per example.
+B batch, D model width, F hidden width. The loss is a SUM over the batch, so a weight
+gradient is the sum of the per-example ones; d_x_BD stays per example.
 """
 
 import numpy as np
@@ -98,7 +110,7 @@ ROW_CONTRACT = f'''"""Row-parallel MLP (tensor parallel): w_out_FD is split alon
 
 w_in_DF is replicated: every rank holds all of it and computes all of h_BF. Rank s holds rows
 (the F block s) of w_out_FD, so from its block of a_BF it can make only a PARTIAL y_BD: the
-true y_BD is the sum of the S partials. {NOTATION}, S ranks.
+true y_BD is the sum of the S partials. {NOTATION}.
 
 {COMM_DOC}
 """
@@ -126,7 +138,7 @@ def row_parallel_backward(comm, d_y_BD, saved):
 COLUMN_CONTRACT = f'''"""Column-parallel MLP (tensor parallel): w_in_DF is split along F over S ranks.
 
 Rank s holds columns (the F block s) of w_in_DF and computes only its F block of h_BF and
-a_BF; w_out_FD is replicated and needs all of a_BF. {NOTATION}, S ranks.
+a_BF; w_out_FD is replicated and needs all of a_BF. {NOTATION}.
 
 {COMM_DOC}
 """
@@ -152,7 +164,8 @@ DATA_CONTRACT = f'''"""Data-parallel MLP: the batch is split along B over S rank
 
 Each rank runs the whole MLP on its block of examples. The loss is a SUM over the global
 batch, so the weight gradient is the sum of the ranks' local gradients, and every replica
-must end up with that same sum to take the same optimizer step. {NOTATION}, S ranks.
+must end up with that same sum to take the same optimizer step.
+{NOTATION}.
 
 {COMM_DOC}
 """
@@ -206,8 +219,12 @@ def _row_symptoms(name, args, d_y, expected):
         return []
     a_BF = np.maximum(x_BD @ w_in_DF, 0)
     partial = a_BF[:, : len(w_out_FD_ranks[0])] @ w_out_FD_ranks[0]
-    return [(lambda got: np.allclose(got, partial),
-             "it is rank 0's partial sum alone: the partials of all ranks must be summed")]
+    return [
+        (
+            lambda got: np.allclose(got, partial),
+            "it is rank 0's partial sum alone: the partials of all ranks must be summed",
+        )
+    ]
 
 
 def _data_symptoms(name, args, d_y_ranks, expected):
@@ -218,11 +235,17 @@ def _data_symptoms(name, args, d_y_ranks, expected):
     i = 1 if name.startswith("d_w_in") else 2
     local = ref.mlp_backward(d_y_ranks[0], ref.mlp_forward(x_ranks[0], w_in_DF, w_out_FD)[1])[i]
     return [
-        (lambda got: np.allclose(got * S, expected),
-         f"it is the sum divided by S = {S}: averaging over ranks gives each rank's examples "
-         f"weight 1/S, but the loss is a plain sum over the global batch"),
-        (lambda got: np.allclose(got, local),
-         "it is rank 0's local gradient alone: the ranks' gradients must be summed"),
+        (
+            lambda got: np.allclose(got * S, expected),
+            (
+                f"it is the sum divided by S = {S}: averaging over ranks gives each rank's examples "
+                f"weight 1/S, but the loss is a plain sum over the global batch"
+            ),
+        ),
+        (
+            lambda got: np.allclose(got, local),
+            "it is rank 0's local gradient alone: the ranks' gradients must be summed",
+        ),
     ]
 
 
@@ -233,18 +256,32 @@ EXERCISES = [
         goal="One example through x·w_in → relu → ·w_out, and every gradient back by hand.",
         contract=MLP_CONTRACT,
         hints=(
-            "Forward is three lines, one per equation in the docstring. Save h_F (or a_F): "
-            "the backward needs to know where the ReLU was open.",
-            "Every gradient has its tensor's suffix. d_w_out_FD is F × D: which two tensors "
-            "you have carry exactly an F and a D?",
-            "Walk back one equation at a time: d_a_F from d_y_D, then d_h_F, then the two "
-            "quantities that h_F was made from.",
-            "relu's derivative is 1 where h_F > 0 and 0 elsewhere: it multiplies elementwise, "
-            "it is not a matmul.",
+            (
+                "Forward is three lines, one per equation in the docstring. Save h_F (or a_F): "
+                "the backward needs to know where the ReLU was open."
+            ),
+            (
+                "Every gradient has its tensor's suffix. d_w_out_FD is F × D: which two tensors "
+                "you have carry exactly an F and a D?"
+            ),
+            (
+                "Walk back one equation at a time: d_a_F from d_y_D, then d_h_F, then the two "
+                "quantities that h_F was made from."
+            ),
+            (
+                "relu's derivative is 1 where h_F > 0 and 0 elsewhere: it multiplies elementwise, "
+                "it is not a matmul."
+            ),
         ),
-        checks=Pair(ref, "mlp_forward_D", "mlp_backward_D", "y_D",
-                    ("d_x_D", "d_w_in_DF", "d_w_out_FD"), _one_example,
-                    symptoms=_dense_symptoms).checks(),
+        checks=Pair(
+            ref,
+            "mlp_forward_D",
+            "mlp_backward_D",
+            "y_D",
+            ("d_x_D", "d_w_in_DF", "d_w_out_FD"),
+            _one_example,
+            symptoms=_dense_symptoms,
+        ).checks(),
     ),
     Exercise(
         name="mlp_batched",
@@ -252,15 +289,25 @@ EXERCISES = [
         goal="The same MLP on B examples at once; weight gradients sum over the batch.",
         contract=BATCHED_CONTRACT,
         hints=(
-            "Take your one-example solution and add a 'b' to every activation's einsum; the "
-            "weights keep their suffixes.",
-            "A weight gradient's name has no B, so b must be summed over: a letter that is in "
-            "the inputs but not in the output is summed by einsum.",
+            (
+                "Take your one-example solution and add a 'b' to every activation's einsum; the "
+                "weights keep their suffixes."
+            ),
+            (
+                "A weight gradient's name has no B, so b must be summed over: a letter that is in "
+                "the inputs but not in the output is summed by einsum."
+            ),
             "Do not divide by B: the loss here is a sum, not a mean.",
         ),
-        checks=Pair(ref, "mlp_forward", "mlp_backward", "y_BD",
-                    ("d_x_BD", "d_w_in_DF", "d_w_out_FD"), _batch,
-                    symptoms=_dense_symptoms).checks(),
+        checks=Pair(
+            ref,
+            "mlp_forward",
+            "mlp_backward",
+            "y_BD",
+            ("d_x_BD", "d_w_in_DF", "d_w_out_FD"),
+            _batch,
+            symptoms=_dense_symptoms,
+        ).checks(),
     ),
     Exercise(
         name="row_parallel",
@@ -268,18 +315,34 @@ EXERCISES = [
         goal="w_out split along F: partial y's summed with one all-reduce; backward too.",
         contract=ROW_CONTRACT,
         hints=(
-            "Each rank needs only its F block of a_BF, the block that matches its rows of "
-            "w_out: cut a_BF the same way w_out was cut.",
-            "Forward: one partial y_BD per rank, then one collective that leaves every rank "
-            "with their sum. Which collective sums?",
-            "Backward: each rank can make d_a_BF only for its own F block, but the replicated "
-            "w_in needs all of F on every rank. Which collective assembles blocks?",
-            "Blocks of uneven size concatenate fine; array_split and all_gather agree on "
-            "the cut.",
+            (
+                "Each rank needs only its F block of a_BF, the block that matches its rows of "
+                "w_out: cut a_BF the same way w_out was cut."
+            ),
+            (
+                "Forward: one partial y_BD per rank, then one collective that leaves every rank "
+                "with their sum. Which collective sums?"
+            ),
+            (
+                "Backward: each rank can make d_a_BF only for its own F block, but the replicated "
+                "w_in needs all of F on every rank. Which collective assembles blocks?"
+            ),
+            (
+                "Blocks of uneven size concatenate fine; array_split and all_gather agree on "
+                "the cut."
+            ),
         ),
-        checks=Pair(ref, "row_parallel_forward", "row_parallel_backward", "y_BD",
-                    ("d_x_BD", "d_w_in_DF", "d_w_out_FD_ranks"), _row,
-                    comm_forward=True, comm_backward=True, symptoms=_row_symptoms).checks(),
+        checks=Pair(
+            ref,
+            "row_parallel_forward",
+            "row_parallel_backward",
+            "y_BD",
+            ("d_x_BD", "d_w_in_DF", "d_w_out_FD_ranks"),
+            _row,
+            comm_forward=True,
+            comm_backward=True,
+            symptoms=_row_symptoms,
+        ).checks(),
     ),
     Exercise(
         name="column_parallel",
@@ -287,16 +350,29 @@ EXERCISES = [
         goal="w_in split along F: blocks of a all-gathered forward, d_x all-reduced backward.",
         contract=COLUMN_CONTRACT,
         hints=(
-            "Forward: each rank makes its F block of h_BF and a_BF with no communication; "
-            "the replicated w_out needs all of a_BF on every rank.",
-            "Backward: d_a_BF can be computed whole on every rank; each rank keeps only its "
-            "own F block of it, which costs no communication.",
-            "d_x_BD gets a contribution from every rank's F block, and the rank's share only "
-            "sees its own block. Which collective adds them up?",
+            (
+                "Forward: each rank makes its F block of h_BF and a_BF with no communication; "
+                "the replicated w_out needs all of a_BF on every rank."
+            ),
+            (
+                "Backward: d_a_BF can be computed whole on every rank; each rank keeps only its "
+                "own F block of it, which costs no communication."
+            ),
+            (
+                "d_x_BD gets a contribution from every rank's F block, and the rank's share only "
+                "sees its own block. Which collective adds them up?"
+            ),
         ),
-        checks=Pair(ref, "column_parallel_forward", "column_parallel_backward", "y_BD",
-                    ("d_x_BD", "d_w_in_DF_ranks", "d_w_out_FD"), _column,
-                    comm_forward=True, comm_backward=True).checks(),
+        checks=Pair(
+            ref,
+            "column_parallel_forward",
+            "column_parallel_backward",
+            "y_BD",
+            ("d_x_BD", "d_w_in_DF_ranks", "d_w_out_FD"),
+            _column,
+            comm_forward=True,
+            comm_backward=True,
+        ).checks(),
     ),
     Exercise(
         name="data_parallel",
@@ -306,11 +382,20 @@ EXERCISES = [
         hints=(
             "The forward is your batched MLP run once per rank on that rank's examples.",
             "The backward is your batched backward per rank; d_x stays where it is.",
-            "Every replica must take the same step with the gradient of the whole batch: one "
-            "collective per weight gradient, and it sums (no division by S).",
+            (
+                "Every replica must take the same step with the gradient of the whole batch: one "
+                "collective per weight gradient, and it sums (no division by S)."
+            ),
         ),
-        checks=Pair(ref, "data_parallel_forward", "data_parallel_backward", "y_BD_ranks",
-                    ("d_x_BD_ranks", "d_w_in_DF", "d_w_out_FD"), _data,
-                    comm_backward=True, symptoms=_data_symptoms).checks(),
+        checks=Pair(
+            ref,
+            "data_parallel_forward",
+            "data_parallel_backward",
+            "y_BD_ranks",
+            ("d_x_BD_ranks", "d_w_in_DF", "d_w_out_FD"),
+            _data,
+            comm_backward=True,
+            symptoms=_data_symptoms,
+        ).checks(),
     ),
 ]
