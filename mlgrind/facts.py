@@ -82,15 +82,19 @@ def einsum_contracted(names: str) -> str:
     return " ".join(f"[{c}]{{.contract}}" for c in summed) or "none"
 
 
+@calc
+def einsum_flops_tex(names: str) -> str:
+    """The same FLOP count as LaTeX for a formula block, letters coloured by family."""
+    return r" \cdot ".join(["2", *(rf"\dim{{{c}}}" for c in einsum_flops(names).split("·")[1:])])
+
+
 # Each idiom: einsum spec, the NumPy spelling shown, and a function computing that spelling.
 _IDIOMS: list[tuple[str, str, Callable[..., np.ndarray]]] = [
     ("ij,jk->ik", "A @ B", lambda a, b: a @ b),
-    ("bij,bjk->bik", "A @ B (batched)", lambda a, b: a @ b),
     ("i,i->", "a @ b (dot)", lambda a, b: a @ b),
     ("i,j->ij", "np.outer(a, b)", np.outer),
     ("ij->ji", "A.T", lambda a: a.T),
     ("ij->i", "A.sum(axis=1)", lambda a: a.sum(axis=1)),
-    ("ij->", "A.sum()", lambda a: a.sum()),
     ("ii->i", "np.diag(A)", np.diag),
     ("ii->", "np.trace(A)", np.trace),
     ("ij,ij->ij", "A * B", lambda a, b: a * b),

@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from mdit_py_plugins.attrs import attrs_plugin
 from mdit_py_plugins.texmath import texmath_plugin
 
+from . import maths
 from .palette import ROLES
 from .ref.notation import LETTERS, split_suffix
 
@@ -72,15 +73,16 @@ def _parser(target: Target) -> MarkdownIt:
     def code_inline(self, tokens, idx, options, env):  # type: ignore[no-untyped-def]
         return f"<code>{colour_suffixes(tokens[idx].content)}</code>"
 
-    def math(open_: str, close: str, css: str):  # type: ignore[no-untyped-def]
-        if target == "card":  # Anki's MathJax reads these delimiters
-            return lambda self, tokens, idx, *_: html.escape(open_ + tokens[idx].content + close)
-        return lambda self, tokens, idx, *_: f'<span class="{css}">{html.escape(tokens[idx].content)}</span>'
+    def math(open_: str, close: str, inline: bool):  # type: ignore[no-untyped-def]
+        if target == "card":  # Anki's MathJax reads these delimiters (and \color)
+            return lambda self, tokens, idx, *_: html.escape(
+                open_ + maths.expand_macros(tokens[idx].content) + close)
+        return lambda self, tokens, idx, *_: str(maths.svg(tokens[idx].content, inline=inline))
 
     md.add_render_rule("span_open", span_open)
     md.add_render_rule("code_inline", code_inline)
-    md.add_render_rule("math_inline", math(r"\(", r"\)", "math"))
-    md.add_render_rule("math_block", math(r"\[", r"\]", "math display"))
+    md.add_render_rule("math_inline", math(r"\(", r"\)", inline=True))
+    md.add_render_rule("math_block", math(r"\[", r"\]", inline=False))
     return md
 
 

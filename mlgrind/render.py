@@ -18,7 +18,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from . import palette
+from . import maths, palette
 from .compute import ExpressionError, expand, table_rows
 from .errors import Problem
 from .load import Loc, Source
@@ -32,13 +32,17 @@ class Texts:
     def __init__(self, source: Source, problems: list[Problem], target: Target):
         self.source, self.problems, self.target = source, problems, target
 
-    def __call__(self, text: str | None, loc: Loc, *, code: bool = False) -> Markup | None:
+    def __call__(self, text: str | None, loc: Loc, *, code: bool = False,
+                 tex: bool = False) -> Markup | None:
+        """The field as HTML: markup by default, code (suffixes coloured) or display maths."""
         if text is None:
             return None
         try:
             expanded = expand(text)
+            if tex:
+                return maths.svg(expanded)
             return Markup(colour_suffixes(expanded) if code else inline(expanded, self.target))
-        except (ExpressionError, MarkupError) as error:
+        except (ExpressionError, MarkupError, maths.MathsError) as error:
             self.problems.append(self.source.problem(loc, str(error)))
             return Markup("")
 
@@ -58,7 +62,7 @@ def sheet_view(sheet: Sheet, source: Source, problems: list[Problem]) -> dict[st
             if isinstance(block, TableBlock):
                 blocks.append(_table(block, here + ("table",), text, source, problems))
             elif isinstance(block, FormulaBlock):
-                blocks.append({"kind": "formula", "formula": text(block.formula, here + ("formula",)),
+                blocks.append({"kind": "formula", "formula": text(block.formula, here + ("formula",), tex=True),
                                "label": text(block.label, here + ("label",))})
             elif isinstance(block, CodeBlock):
                 blocks.append({"kind": "code", "code": text(block.code, here + ("code",), code=True),

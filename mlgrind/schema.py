@@ -4,7 +4,8 @@ Two kinds of file: a one-pager (`onepagers/*.yaml`) and a card set (`cards/*.yam
 Schema for editors (`mlgrind schema`) and the error messages both come from these models.
 
 Text fields are *markup*: inline Markdown (`code`, **bold**, *italic*), role spans
-`[text]{.role}`, maths `\\( … \\)`, and computed values `${ calc.name(args) }`.
+`[text]{.role}`, maths `\\( … \\)`, and computed values `${ calc.name(args) }`. A formula
+block is LaTeX, drawn as vector graphics.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class TableBlock(Strict):
 
 
 class FormulaBlock(Strict):
-    formula: Text
+    formula: str = Field(description="LaTeX maths (aligned, \\frac, …); \\dim{BLD} colours "
+                         "dimension letters, \\role{name}{…} any role; ${ } is computed")
     label: Text | None = None
 
 

@@ -89,6 +89,12 @@ CASES = {
     "table without rows": (
         edit(SHEET, "rows_from: suffix_letters", "rows_from: suffix_letter"),
         rf"{SHEET}:\d+:\d+: unknown table 'suffix_letter'"),
+    "unknown letter in maths": (
+        edit(SHEET, "\\role{contract}{D}", "\\dim{DX}"),
+        rf"{SHEET}:\d+:\d+: \\dim{{DX}}: not notation letters"),
+    "unknown role in maths": (
+        edit(SHEET, "\\role{contract}{D}", "\\role{red}{D}"),
+        rf"{SHEET}:\d+:\d+: \\role{{red}}: unknown role"),
     "unknown block kind": (
         edit(SHEET, "      - note: \"The letters", "      - nota: \"The letters"),
         rf"{SHEET}:\d+:\d+: a block needs one of the keys: table, formula, code, list, note"),
