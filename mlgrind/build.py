@@ -63,11 +63,26 @@ class Output:
     written: bool = False
 
 
+EDITIONS = ("key", "recall")  # the full sheet (the answer key), and the blank one to fill in
+
+
+@dataclass
+class SheetContent:
+    source: Source
+    sheet: Sheet
+    views: dict[str, dict[str, Any]]  # per edition
+
+    @property
+    def digest(self) -> str:
+        """Everything the sheet's pages show, but the date: its edition date moves with it."""
+        return hashlib.sha256(repr(self.views).encode()).hexdigest()
+
+
 @dataclass
 class Content:
     """Everything validated and rendered to views, ready for templates."""
 
-    sheets: list[tuple[Source, Sheet, dict[str, Any]]] = field(default_factory=list)
+    sheets: list[SheetContent] = field(default_factory=list)  # in the seed's order
     notes: list[AnkiNote] = field(default_factory=list)  # in the seed's order
 
 
@@ -93,7 +108,9 @@ def load_content(project: Project) -> Content:
 
     content = Content()
     for source, sheet in sorted(sheets, key=lambda s: s[1].position):
-        content.sheets.append((source, sheet, sheet_view(sheet, source, problems)))
+        views = {edition: sheet_view(sheet, source, problems, recall=edition == "recall")
+                 for edition in EDITIONS}
+        content.sheets.append(SheetContent(source, sheet, views))
 
     by_id = {sheet.id: sheet for _, sheet in sheets}
     for source, cards in sorted(cardsets, key=lambda c: by_id[c[1].sheet].position
@@ -104,21 +121,26 @@ def load_content(project: Project) -> Content:
     return content
 
 
-def pdf_name(sheet: Sheet, paper: str) -> str:
-    return f"onepagers/{sheet.position:02d}-{sheet.id}-{paper}.pdf"
+def pdf_name(sheet: Sheet, edition: str, paper: str) -> str:
+    recall = "-recall" if edition == "recall" else ""
+    return f"onepagers/{sheet.position:02d}-{sheet.id}{recall}-{paper}.pdf"
 
 
-def select(content: Content, only: list[str]) -> list[tuple[Source, Sheet, dict[str, Any]]]:
+def booklet_name(edition: str, paper: str) -> str:
+    return f"booklet{'-recall' if edition == 'recall' else ''}-{paper}.pdf"
+
+
+def select(content: Content, only: list[str]) -> list[SheetContent]:
     """Sheets named by id, by number (`1`, `01`) or by file stem (`01-suffixes-einsum`)."""
     if not only:
         return content.sheets
-    names = {s.id: i for i, (_, s, _) in enumerate(content.sheets)}
-    names |= {f"{s.position:02d}": i for i, (_, s, _) in enumerate(content.sheets)}
-    names |= {f"{s.position:02d}-{s.id}": i for i, (_, s, _) in enumerate(content.sheets)}
-    names |= {str(s.position): i for i, (_, s, _) in enumerate(content.sheets)}
+    names: dict[str, int] = {}
+    for i, entry in enumerate(content.sheets):
+        s = entry.sheet
+        names |= {s.id: i, f"{s.position:02d}": i, str(s.position): i, f"{s.position:02d}-{s.id}": i}
     unknown = [n for n in only if n not in names]
     if unknown:
-        known = ", ".join(f"{s.position:02d}-{s.id}" for _, s, _ in content.sheets)
+        known = ", ".join(f"{e.sheet.position:02d}-{e.sheet.id}" for e in content.sheets)
         raise UsageError(f"no sheet named {', '.join(unknown)} (sheets: {known})")
     picked = sorted({names[n] for n in only})
     return [content.sheets[i] for i in picked]
@@ -151,32 +173,52 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
     problems: list[Problem] = []
     outputs: list[Output] = []
 
-    for source, sheet, view in select(content, only):
-        for paper in papers:
-            if progress:
-                progress(pdf_name(sheet, paper))
-            start = time.perf_counter()
-            html, found = templates.render("sheet.html.j2", sheet=view, paper=paper)
-            problems += found
-            if html is None:
-                continue
-            try:
-                data, pages, cached = _sheet_pdf(html, project, cache, write_cache,
-                                                 title=f"{sheet.position:02d} {sheet.title}")
-            except SheetError as error:
-                problems.append(source.problem((), f"sheet {sheet.id!r} on {paper}: {error}"))
-                continue
-            if pages != 1:
-                problems.append(source.problem((), f"sheet {sheet.id!r} overflows on {paper}: "
-                                               f"{pages} pages, must be 1 (shorten it, or drop a panel)"))
-                continue
-            outputs.append(Output(pdf_name(sheet, paper), data, time.perf_counter() - start, cached))
+    old, found = ledger.load(project.root / ledger.LEDGER_FILE, ledger.LEDGER_FILE)
+    problems += found
+    digests = {e.sheet.id: e.digest for e in content.sheets}
+    sheet_dates = ledger.sheet_dates(old, digests, now)
+    selected = select(content, only)
+    for entry in selected:
+        sheet, source = entry.sheet, entry.source
+        date = time.strftime("%Y-%m-%d", time.gmtime(sheet_dates[sheet.id]))
+        colophon = {"version": importlib.metadata.version("mlgrind"), "date": date,
+                    "digest": entry.digest[:10]}
+        for edition in EDITIONS:
+            for paper in papers:
+                name = pdf_name(sheet, edition, paper)
+                if progress:
+                    progress(name)
+                start = time.perf_counter()
+                html, found = templates.render("sheet.html.j2", sheet=entry.views[edition],
+                                               paper=paper, colophon=colophon)
+                problems += found
+                if html is None:
+                    continue
+                what = f"sheet {sheet.id!r}{' (recall edition)' if edition == 'recall' else ''}"
+                try:
+                    data, pages, cached = _sheet_pdf(html, project, cache, write_cache,
+                                                     epoch=sheet_dates[sheet.id])
+                except SheetError as error:
+                    problems.append(source.problem((), f"{what} on {paper}: {error}"))
+                    continue
+                if pages != 1:
+                    problems.append(source.problem((), f"{what} overflows on {paper}: {pages} "
+                                                   "pages, must be 1 (shorten it, or drop a panel)"))
+                    continue
+                outputs.append(Output(name, data, time.perf_counter() - start, cached))
+
+    if not only and not problems:  # a booklet holds every sheet, in the seed's order
+        for edition in EDITIONS:
+            for paper in papers:
+                pages = [o.data for e in selected for o in outputs
+                         if o.path == pdf_name(e.sheet, edition, paper)]
+                from .pdf import merge
+
+                outputs.append(Output(booklet_name(edition, paper), merge(pages), 0.0))
 
     if progress:
         progress(DECK_FILE)
     start = time.perf_counter()
-    old, found = ledger.load(project.root / ledger.LEDGER_FILE, ledger.LEDGER_FILE)
-    problems += found
     try:
         specs = deck.type_specs(templates)
     except OSError as error:
@@ -184,6 +226,7 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
     if problems:
         raise ContentError(problems)
     new, notes, note_mods, type_mods, changes = ledger.update(old, content.notes, specs, now)
+    new.sheets = {i: {"digest": digests[i], "mod": sheet_dates[i]} for i in digests}
     data = deck.package(notes, specs, note_mods, type_mods)
     outputs.append(Output(DECK_FILE, data, time.perf_counter() - start))
     return Result(outputs, new.dumps(), changes)
@@ -200,7 +243,7 @@ class SheetError(Exception):
 
 
 def _sheet_pdf(html: str, project: Project, cache: Path | None, write_cache: bool, *,
-               title: str) -> tuple[bytes, int, bool]:
+               epoch: int) -> tuple[bytes, int, bool]:
     """PDF bytes, page count, and whether they came from the cache (which holds one-pagers only)."""
     hit = cache / f"{pdf_cache_key(html)}.pdf" if cache else None
     if hit is not None and hit.exists():
@@ -209,7 +252,7 @@ def _sheet_pdf(html: str, project: Project, cache: Path | None, write_cache: boo
     from . import pdf  # WeasyPrint takes most of a second to import: only on a cache miss
 
     try:
-        rendered, warnings = pdf.render_pdf(html, project.templates, title=title)
+        rendered, warnings = pdf.render_pdf(html, project.templates, epoch=epoch)
     except pdf.RefusedURL as error:
         raise SheetError(str(error)) from None
     if warnings:  # a warning means something on the page is not what the template asked for

@@ -87,13 +87,20 @@ def _compile(text: str) -> Any:
     return _ENV.from_string(tree)
 
 
-def expand(text: str) -> str:
+# Private-use characters around each computed value when asked (`marked=True`): they survive
+# markup and code rendering, so the recall edition can find every fact and blank it.
+FACT_OPEN, FACT_CLOSE = "\ue000", "\ue001"
+_MARKED = {name: (lambda fn: lambda *a, **k: FACT_OPEN + str(_format(fn(*a, **k))) + FACT_CLOSE)(fn)
+           for name, fn in CALC.items()}
+
+
+def expand(text: str, *, marked: bool = False) -> str:
     """Text with every `${ calc.name(args) }` replaced by its computed, formatted value."""
     if "${" not in text:
         return text
     template = _compile(text)
     try:
-        return template.render(calc=CALC)
+        return template.render(calc=_MARKED if marked else CALC)
     except Exception as error:  # a registered computation rejected its arguments
         raise ExpressionError(f"computation failed: {type(error).__name__}: {error}") from None
 

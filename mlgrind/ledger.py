@@ -29,9 +29,11 @@ FORMAT = 1
 class Ledger:
     note_types: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sheets: dict[str, dict[str, Any]] = field(default_factory=dict)  # edition dates
 
     def dumps(self) -> bytes:
-        data = {"format": FORMAT, "note_types": self.note_types, "notes": self.notes}
+        data = {"format": FORMAT, "note_types": self.note_types, "notes": self.notes,
+                "sheets": self.sheets}
         return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
@@ -43,7 +45,7 @@ def load(path: Path, name: str) -> tuple[Ledger, list[Problem]]:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
-        return Ledger(data["note_types"], data["notes"]), []
+        return Ledger(data["note_types"], data["notes"], data.get("sheets", {})), []
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         return Ledger(), [Problem(name, 0, 0, f"unreadable notes ledger ({error}); restore it from "
                                   "version control, or delete it to start a new one (every note "
@@ -60,6 +62,24 @@ class Changes:
     warnings: list[str] = field(default_factory=list)
 
 
+def _stamp(previous: dict[str, Any] | None, digest: str, now: int) -> int:
+    """The modification time of an item whose content has `digest`: kept while the digest is,
+    else `max(now, previous + 1)`, strictly later even when two builds share a second or the
+    clock is pinned (SOURCE_DATE_EPOCH)."""
+    if previous is None:
+        return now
+    if previous["digest"] == digest:
+        return int(previous["mod"])
+    return max(now, int(previous["mod"]) + 1)
+
+
+def sheet_dates(old: Ledger, digests: dict[str, str], now: int) -> dict[str, int]:
+    """Each sheet's edition time, printed in its footer: it moves only when the sheet does, so
+    an unchanged sheet keeps byte-identical PDFs."""
+    return {sheet_id: _stamp(old.sheets.get(sheet_id), digest, now)
+            for sheet_id, digest in digests.items()}
+
+
 def _digest(note: AnkiNote) -> str:
     text = json.dumps([note.type, note.deck, note.fields, note.tags])
     return hashlib.sha256(text.encode()).hexdigest()
@@ -70,17 +90,10 @@ def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
     """The new ledger; every note to package (current ones, then retired ones, each with a
     retired tag); each note's and note type's modification time; and what changed.
 
-    A changed item gets `max(now, previous + 1)`: strictly later than before even when two
-    builds fall in the same second or the clock is pinned (SOURCE_DATE_EPOCH).
+    Modification times follow `_stamp`.
     """
     changes = Changes()
     new = Ledger()
-
-    def stamp(kind: dict[str, dict[str, Any]], key: str, digest: str) -> int:
-        previous = kind.get(key)
-        if previous is not None and previous["digest"] == digest:
-            return int(previous["mod"])
-        return max(now, int(previous["mod"]) + 1) if previous is not None else now
 
     type_mods = {}
     for key, spec in specs.items():
@@ -95,7 +108,7 @@ def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
                 changes.warnings.append(
                     f"note type {key!r} is now version {spec.schema['version']}: learners must "
                     "follow README, Upgrading note types, before importing.")
-        type_mods[key] = stamp(old.note_types, key, spec.digest)
+        type_mods[key] = _stamp(old.note_types.get(key), spec.digest, now)
         new.note_types[key] = {"schema": spec.schema, "digest": spec.digest, "mod": type_mods[key]}
 
     current = {note.id for note in notes}
@@ -107,7 +120,7 @@ def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
     for note in [*notes, *retired]:
         digest = _digest(note)
         before = old.notes.get(note.id)
-        note_mods[note.id] = stamp(old.notes, note.id, digest)
+        note_mods[note.id] = _stamp(before, digest, now)
         if before is None:
             changes.added.append(note.id)
         elif before["digest"] != digest:

@@ -3,11 +3,14 @@
 The URL fetcher refuses every URL that is not a `file:` path inside `templates/` (no network, no
 `data:`, no `/etc/passwd` through `<link rel="attachment">`), and a refusal stops the rendering:
 a sheet never silently ships with a hole in it, or with a file it should not hold.
+Document metadata (title, author, subject, language, dates) comes from the page's own <head>.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -54,16 +57,37 @@ class _Warnings(logging.Handler):
             self.messages.append(message)
 
 
-def render_pdf(html: str, assets: Path, *, title: str) -> tuple[RenderedPDF, list[str]]:
-    """PDF bytes and page count, plus WeasyPrint's warnings. Raises RefusedURL."""
+def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> tuple[RenderedPDF, list[str]]:
+    """PDF bytes and page count, plus WeasyPrint's warnings. Raises RefusedURL.
+
+    `epoch` is the time stamped into the embedded font subsets (fontTools reads it from
+    SOURCE_DATE_EPOCH), so the same page gives the same bytes.
+    """
     capture = _Warnings()
     logger = logging.getLogger("weasyprint")
     logger.addHandler(capture)
+    saved = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = str(epoch)
     try:
         document = weasyprint.HTML(
             string=html, base_url=assets.resolve().as_uri() + "/",
             url_fetcher=AssetFetcher(assets)).render()
-        document.metadata.title = title
         return RenderedPDF(document.write_pdf(), len(document.pages)), capture.messages
     finally:
         logger.removeHandler(capture)
+        if saved is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = saved
+
+
+def merge(pdfs: list[bytes]) -> bytes:
+    """One PDF of all pages, in order (the booklets); the same inputs give the same bytes."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for data in pdfs:
+        writer.append(PdfReader(io.BytesIO(data)))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

@@ -19,7 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from . import maths, palette
-from .compute import ExpressionError, expand, table_rows
+from .compute import FACT_CLOSE, FACT_OPEN, ExpressionError, expand, table_rows
 from .errors import Problem
 from .load import Loc, Source
 from .markup import MarkupError, Target, colour_suffixes, inline
@@ -27,32 +27,57 @@ from .schema import CodeBlock, FormulaBlock, ListBlock, NoteBlock, Sheet, TableB
 
 
 class Texts:
-    """Renders text fields of one source, collecting problems instead of stopping at the first."""
+    """Renders text fields of one source, collecting problems instead of stopping at the first.
 
-    def __init__(self, source: Source, problems: list[Problem], target: Target):
-        self.source, self.problems, self.target = source, problems, target
+    With `recall`, facts are blanked for the recall edition: every computed value, and whole
+    fields when asked (`hide`). A blank keeps the fact's text, invisible, inside a ruled span,
+    so the recall edition has exactly the answer key's layout but none of its facts (hidden
+    text is not drawn, so it is not in the PDF either).
+    """
 
-    def __call__(self, text: str | None, loc: Loc, *, code: bool = False,
-                 tex: bool = False) -> Markup | None:
+    def __init__(self, source: Source, problems: list[Problem], target: Target,
+                 recall: bool = False):
+        self.source, self.problems, self.target, self.recall = source, problems, target, recall
+
+    def __call__(self, text: str | None, loc: Loc, *, code: bool = False, tex: bool = False,
+                 hide: bool = False) -> Markup | None:
         """The field as HTML: markup by default, code (suffixes coloured) or display maths."""
         if text is None:
             return None
         try:
-            expanded = expand(text)
+            expanded = expand(text, marked=self.recall and not (hide or tex))
             if tex:
-                return maths.svg(expanded)
-            return Markup(colour_suffixes(expanded) if code else inline(expanded, self.target))
+                html = maths.svg(expanded)
+            else:
+                html = colour_suffixes(expanded) if code else inline(expanded, self.target)
+                html = html.replace(FACT_OPEN, _GAP_OPEN).replace(FACT_CLOSE, _GAP_CLOSE)
         except (ExpressionError, MarkupError, maths.MathsError) as error:
             self.problems.append(self.source.problem(loc, str(error)))
             return Markup("")
+        if self.recall and hide:
+            return Markup(f'<span class="gap{" block" if tex else ""}"><span class="hide">{html}</span></span>')
+        return Markup(html)
+
+    def lead_in(self, text: str, loc: Loc) -> Markup | None:
+        """A list item: in the recall edition only its bold lead-in (`**Align right**:`) stays."""
+        match = _LEAD_IN.match(text)
+        if not self.recall or not match:
+            return self(text, loc, hide=True)
+        return Markup(f"{self(match.group(1), loc)} {self(match.group(2), loc, hide=True)}")
+
+
+_GAP_OPEN, _GAP_CLOSE = '<span class="gap"><span class="hide">', "</span></span>"
+_LEAD_IN = re.compile(r"^(\*\*[^*]+\*\*:?)\s*(.+)$", re.S)
 
 
 # Sheets ---------------------------------------------------------------------------------------
 
 
-def sheet_view(sheet: Sheet, source: Source, problems: list[Problem]) -> dict[str, Any]:
-    """The sheet with every text field rendered: what the page template sees."""
-    text = Texts(source, problems, "sheet")
+def sheet_view(sheet: Sheet, source: Source, problems: list[Problem], *,
+               recall: bool = False) -> dict[str, Any]:
+    """The sheet with every text field rendered: what the page template sees. The recall
+    edition keeps titles, labels, table headers and inputs, and blanks the facts."""
+    text = Texts(source, problems, "sheet", recall)
     panels = []
     for p, panel in enumerate(sheet.panels):
         at: Loc = ("panels", p)
@@ -62,23 +87,25 @@ def sheet_view(sheet: Sheet, source: Source, problems: list[Problem]) -> dict[st
             if isinstance(block, TableBlock):
                 blocks.append(_table(block, here + ("table",), text, source, problems))
             elif isinstance(block, FormulaBlock):
-                blocks.append({"kind": "formula", "formula": text(block.formula, here + ("formula",), tex=True),
+                blocks.append({"kind": "formula",
+                               "formula": text(block.formula, here + ("formula",), tex=True, hide=True),
                                "label": text(block.label, here + ("label",))})
             elif isinstance(block, CodeBlock):
                 blocks.append({"kind": "code", "code": text(block.code, here + ("code",), code=True),
                                "caption": text(block.caption, here + ("caption",))})
             elif isinstance(block, ListBlock):
                 blocks.append({"kind": "list", "ordered": block.ordered,
-                               "entries": [text(i, here + ("list", n)) for n, i in enumerate(block.list)]})
+                               "entries": [text.lead_in(i, here + ("list", n))
+                                           for n, i in enumerate(block.list)]})
             elif isinstance(block, NoteBlock):
                 blocks.append({"kind": "note", "role": block.role,
-                               "note": text(block.note, here + ("note",))})
+                               "note": text(block.note, here + ("note",), hide=True)})
         panels.append({"title": text(panel.title, at + ("title",)), "role": panel.role,
                        "span": panel.span, "blocks": blocks})
     used = set(_ROLE_CLASS.findall(repr(panels))) | {p.role for p in sheet.panels if p.role}
     return {"id": sheet.id, "title": sheet.title, "number": f"{sheet.position:02d}",
             "seed": sheet.seed, "orientation": sheet.orientation, "columns": sheet.columns,
-            "panels": panels, "legend": _legend(used)}
+            "panels": panels, "legend": _legend(used), "recall": recall}
 
 
 def _legend(used: set[str]) -> list[tuple[str, list[palette.Role]]]:
@@ -113,10 +140,18 @@ def _table(block: TableBlock, at: Loc, text: Texts, source: Source,
     # Computed rows have no YAML position of their own: their problems point at `rows_from`.
     cell_at = (lambda r, c: at + ("rows", r, c)) if table.rows is not None else (
         lambda r, c: at + ("rows_from",))
+    # The recall edition blanks the columns named in `hide`; by default, every cell holding a
+    # computed value, and all but the first column of a computed table.
+    def hidden(c: int, cell: str) -> bool:
+        if table.hide is not None:
+            return c + 1 in table.hide
+        return "${" in cell or (table.rows_from is not None and c > 0)
+
     return {
         "kind": "table",
         "header": [text(h, at + ("header", c)) for c, h in enumerate(table.header or [])],
-        "rows": [[text(cell, cell_at(r, c)) for c, cell in enumerate(row)] for r, row in enumerate(rows)],
+        "rows": [[text(cell, cell_at(r, c), hide=hidden(c, cell)) for c, cell in enumerate(row)]
+                 for r, row in enumerate(rows)],
         "caption": text(table.caption, at + ("caption",)),
     }
 

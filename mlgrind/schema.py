@@ -34,6 +34,9 @@ class Table(Strict):
     rows: list[list[Text]] | None = None
     rows_from: str | None = Field(None, description="a registered table computation")
     caption: Text | None = None
+    hide: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="columns (1-based) blanked in the recall edition; default: cells "
+        "with computed values, and all but the first column of a rows_from table")
 
 
 class TableBlock(Strict):

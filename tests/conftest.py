@@ -31,9 +31,16 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pdf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One PDF cache for the whole run: unchanged sheets render once, as for a user."""
-    return tmp_path_factory.mktemp("pdf-cache")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One full build of the bundled project, shared by the tests that only read it (a test
+    that edits it puts it back)."""
+    root = tmp_path_factory.mktemp("built")
+    for folder in ("onepagers", "cards", "templates"):
+        shutil.copytree(ROOT / folder, root / folder)
+    shutil.copy(ROOT / "notes.lock.json", root)
+    result = run("build", "--root", root)
+    assert result.code == 0, result.err
+    return root
 
 
 def run(*args: str | Path) -> Result:

@@ -13,30 +13,27 @@ from mlgrind.pdf import RefusedURL, render_pdf
 SHEETS = sorted(p.stem for p in (Path(__file__).parent.parent / "onepagers").glob("*.yaml"))
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One full build of the bundled project, shared by the read-only tests below."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("built")
-    for folder in ("onepagers", "cards", "templates"):
-        shutil.copytree(Path(__file__).parent.parent / folder, root / folder)
-    result = run("build", "--root", root)
-    assert result.code == 0, result.err
-    return root
-
-
-def test_build_writes_the_deck_and_a_pdf_per_sheet_and_paper(built: Path) -> None:
+def test_build_writes_the_deck_a_pdf_per_sheet_edition_and_paper_and_booklets(built: Path) -> None:
     pdfs = sorted(p.name for p in (built / "build/onepagers").glob("*.pdf"))
-    assert pdfs == sorted(f"{s}-{paper}.pdf" for s in SHEETS for paper in ("a4", "letter"))
+    assert pdfs == sorted(f"{s}{edition}-{paper}.pdf" for s in SHEETS
+                          for edition in ("", "-recall") for paper in ("a4", "letter"))
     assert (built / "build/mlgrind.apkg").stat().st_size > 0
+    for edition in ("", "-recall"):
+        for paper in ("a4", "letter"):
+            booklet = PdfReader(built / f"build/booklet{edition}-{paper}.pdf")
+            assert len(booklet.pages) == len(SHEETS)
+            # In the seed's order: each booklet page is the sheet's own page.
+            for page, sheet in zip(booklet.pages, SHEETS, strict=True):
+                single = PdfReader(built / f"build/onepagers/{sheet}{edition}-{paper}.pdf").pages[0]
+                assert page.extract_text() == single.extract_text()
 
 
 @pytest.mark.parametrize("sheet", SHEETS)
+@pytest.mark.parametrize("edition", ["", "-recall"])
 @pytest.mark.parametrize("paper,width_mm", [("a4", (210, 297)), ("letter", (215.9, 279.4))])
-def test_each_pdf_is_one_page_of_its_paper(built: Path, sheet: str, paper: str,
+def test_each_pdf_is_one_page_of_its_paper(built: Path, sheet: str, edition: str, paper: str,
                                             width_mm: tuple[float, float]) -> None:
-    reader = PdfReader(built / f"build/onepagers/{sheet}-{paper}.pdf")
+    reader = PdfReader(built / f"build/onepagers/{sheet}{edition}-{paper}.pdf")
     assert len(reader.pages) == 1
     box = reader.pages[0].mediabox
     size_mm = sorted(round(float(v) * 25.4 / 72, 1) for v in (box.width, box.height))
@@ -84,7 +81,8 @@ def test_only_renders_the_named_sheet(project: Path) -> None:
     result = run("build", "--only", "90", "--paper", "letter", "--root", project)
     assert result.code == 0, result.err
     assert sorted(p.name for p in (project / "build/onepagers").iterdir()) == [
-        "90-numpy-shapes-letter.pdf"]
+        "90-numpy-shapes-letter.pdf", "90-numpy-shapes-recall-letter.pdf"]
+    assert not list((project / "build").glob("booklet*"))  # a booklet needs every sheet
     assert (project / "build/mlgrind.apkg").exists()
 
 
@@ -107,7 +105,7 @@ def test_out_option_writes_elsewhere(project: Path, tmp_path: Path) -> None:
 ])
 def test_fetcher_refuses_everything_outside_templates(project: Path, html: str) -> None:
     with pytest.raises(RefusedURL):
-        render_pdf(html, project / "templates", title="t")
+        render_pdf(html, project / "templates")
 
 
 def test_refused_attachment_never_reaches_a_pdf(project: Path) -> None:
@@ -127,6 +125,6 @@ def test_fetcher_serves_the_projects_own_assets(project: Path) -> None:
         "0000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
     (project / "templates/assets").mkdir(exist_ok=True)
     (project / "templates/assets/dot.png").write_bytes(png)
-    rendered, warnings = render_pdf('<img src="assets/dot.png">', project / "templates", title="t")
+    rendered, warnings = render_pdf("<img src=\"assets/dot.png\">", project / "templates")
     assert rendered.pages == 1 and warnings == []
     assert b"/Image" in rendered.data
