@@ -7,7 +7,9 @@ only when it succeeds does `build` write, so a failed build never leaves half it
 from __future__ import annotations
 
 import hashlib
+import concurrent.futures
 import importlib.metadata
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -178,34 +180,31 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
     digests = {e.sheet.id: e.digest for e in content.sheets}
     sheet_dates = ledger.sheet_dates(old, digests, now)
     selected = select(content, only)
+    pages: list[Page] = []
     for entry in selected:
-        sheet, source = entry.sheet, entry.source
-        date = time.strftime("%Y-%m-%d", time.gmtime(sheet_dates[sheet.id]))
+        date = time.strftime("%Y-%m-%d", time.gmtime(sheet_dates[entry.sheet.id]))
         colophon = {"version": importlib.metadata.version("mlgrind"), "date": date,
                     "digest": entry.digest[:10]}
         for edition in EDITIONS:
             for paper in papers:
-                name = pdf_name(sheet, edition, paper)
-                if progress:
-                    progress(name)
-                start = time.perf_counter()
                 html, found = templates.render("sheet.html.j2", sheet=entry.views[edition],
                                                paper=paper, colophon=colophon)
                 problems += found
-                if html is None:
-                    continue
-                what = f"sheet {sheet.id!r}{' (recall edition)' if edition == 'recall' else ''}"
-                try:
-                    data, pages, cached = _sheet_pdf(html, project, cache, write_cache,
-                                                     epoch=sheet_dates[sheet.id])
-                except SheetError as error:
-                    problems.append(source.problem((), f"{what} on {paper}: {error}"))
-                    continue
-                if pages != 1:
-                    problems.append(source.problem((), f"{what} overflows on {paper}: {pages} "
-                                                   "pages, must be 1 (shorten it, or drop a panel)"))
-                    continue
-                outputs.append(Output(name, data, time.perf_counter() - start, cached))
+                if html is not None:
+                    pages.append(Page(entry, edition, paper, html, sheet_dates[entry.sheet.id]))
+
+    for page, (data, count, error, seconds, cached) in zip(
+            pages, _render_pages(pages, project, cache, write_cache, progress), strict=True):
+        sheet = page.entry.sheet
+        what = f"sheet {sheet.id!r}{' (recall edition)' if page.edition == 'recall' else ''}"
+        if error:
+            problems.append(page.entry.source.problem((), f"{what} on {page.paper}: {error}"))
+        elif count != 1:
+            problems.append(page.entry.source.problem((), (
+                f"{what} overflows on {page.paper}: {count} pages, must be 1 "
+                "(shorten it, or drop a panel)")))
+        else:
+            outputs.append(Output(page.name, data, seconds, cached))
 
     if not only and not problems:  # a booklet holds every sheet, in the seed's order
         for edition in EDITIONS:
@@ -232,34 +231,67 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
     return Result(outputs, new.dumps(), changes)
 
 
+@dataclass(frozen=True)
+class Page:
+    """One sheet, in one edition, on one paper: HTML waiting to become a PDF."""
+
+    entry: SheetContent
+    edition: str
+    paper: str
+    html: str
+    epoch: int  # the sheet's edition time, stamped into its fonts
+
+    @property
+    def name(self) -> str:
+        return pdf_name(self.entry.sheet, self.edition, self.paper)
+
+
+def _render_pages(pages: list[Page], project: Project, cache: Path | None, write_cache: bool,
+                  progress: Progress | None) -> list[tuple[bytes, int, str, float, bool]]:
+    """(PDF bytes, page count, error, seconds, cached) per page, in order. Cache hits are read;
+    misses are rendered, in parallel across the cores when there are several, since
+    WeasyPrint spends about a second on each sheet."""
+    results: list[tuple[bytes, int, str, float, bool] | None] = []
+    misses: list[int] = []
+    for i, page in enumerate(pages):
+        hit = cache / f"{pdf_cache_key(page.html)}.pdf" if cache else None
+        if hit is not None and hit.exists():
+            results.append((hit.read_bytes(), 1, "", 0.0, True))
+            if progress:
+                progress(page.name)
+        else:
+            results.append(None)
+            misses.append(i)
+
+    from . import pdf  # WeasyPrint takes most of a second to import: only on a cache miss
+
+    jobs = [(pages[i].html, str(project.templates), pages[i].epoch) for i in misses]
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers > 1:
+        context = multiprocessing.get_context("spawn")  # no fork under rich's progress thread
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(pdf.render_job, *job): i for i, job in zip(misses, jobs)}
+            for future in concurrent.futures.as_completed(futures):
+                results[futures[future]] = future.result()
+                if progress:
+                    progress(pages[futures[future]].name)
+    else:
+        for i, job in zip(misses, jobs):
+            results[i] = pdf.render_job(*job)
+            if progress:
+                progress(pages[i].name)
+
+    for i in misses:
+        data, count, error, _, _ = results[i]  # type: ignore[misc]
+        if cache is not None and write_cache and not error and count == 1:
+            write_atomic(cache / f"{pdf_cache_key(pages[i].html)}.pdf", data)
+    return results  # type: ignore[return-value]
+
+
 def pdf_cache_key(html: str) -> str:
     """Everything a page depends on is inlined in its HTML, except the renderer itself."""
     renderer = importlib.metadata.version("weasyprint")
     return hashlib.sha256(f"weasyprint {renderer}\n{html}".encode()).hexdigest()
-
-
-class SheetError(Exception):
-    """The sheet's page asked for something it may not have, or rendered with warnings."""
-
-
-def _sheet_pdf(html: str, project: Project, cache: Path | None, write_cache: bool, *,
-               epoch: int) -> tuple[bytes, int, bool]:
-    """PDF bytes, page count, and whether they came from the cache (which holds one-pagers only)."""
-    hit = cache / f"{pdf_cache_key(html)}.pdf" if cache else None
-    if hit is not None and hit.exists():
-        return hit.read_bytes(), 1, True
-
-    from . import pdf  # WeasyPrint takes most of a second to import: only on a cache miss
-
-    try:
-        rendered, warnings = pdf.render_pdf(html, project.templates, epoch=epoch)
-    except pdf.RefusedURL as error:
-        raise SheetError(str(error)) from None
-    if warnings:  # a warning means something on the page is not what the template asked for
-        raise SheetError("WeasyPrint: " + "; ".join(warnings))
-    if rendered.pages == 1 and hit is not None and write_cache:
-        write_atomic(hit, rendered.data)
-    return rendered.data, rendered.pages, False
 
 
 def build(project: Project, out: Path, **options: Any) -> Result:

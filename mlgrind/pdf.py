@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -91,3 +92,16 @@ def merge(pdfs: list[bytes]) -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def render_job(html: str, assets: str, epoch: int) -> tuple[bytes, int, str, float, bool]:
+    """`render_pdf` for a worker process: (PDF bytes, page count, error, seconds, cached=False),
+    with a refused URL or a WeasyPrint warning as the error message."""
+    start = time.perf_counter()
+    try:
+        rendered, warnings = render_pdf(html, Path(assets), epoch=epoch)
+    except RefusedURL as refused:
+        return b"", 0, str(refused), 0.0, False
+    if warnings:  # a warning means something on the page is not what the template asked for
+        return b"", 0, "WeasyPrint: " + "; ".join(warnings), 0.0, False
+    return rendered.data, rendered.pages, "", time.perf_counter() - start, False

@@ -22,11 +22,14 @@ class Result:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """The bundled content, templates and all, copied where a test may break it."""
+def project(tmp_path: Path, built: Path) -> Path:
+    """The bundled content, templates and all, copied where a test may break it, with the PDF
+    cache of one full build (as a user has after their first build): unchanged sheets are not
+    rendered again, edited ones are."""
     for folder in ("onepagers", "cards", "templates"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     shutil.copy(ROOT / "notes.lock.json", tmp_path)
+    shutil.copytree(built / "build/.cache", tmp_path / "build/.cache")
     return tmp_path
 
 

@@ -90,7 +90,7 @@ def test_out_option_writes_elsewhere(project: Path, tmp_path: Path) -> None:
     out = tmp_path / "elsewhere"
     assert run("build", "--only", "90", "--paper", "a4", "--out", out, "--root", project).code == 0
     assert (out / "onepagers/90-numpy-shapes-a4.pdf").exists()
-    assert not (project / "build").exists()
+    assert not (project / "build/onepagers").exists()
 
 
 # The URL fetcher ------------------------------------------------------------------------------

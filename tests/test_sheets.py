@@ -113,7 +113,8 @@ def test_pdfs_carry_their_metadata(built: Path) -> None:
 def test_same_input_gives_byte_identical_pdfs(project: Path, tmp_path: Path) -> None:
     # Two builds with separate caches: the second renders everything again.
     for out in ("first", "second"):
-        assert run("build", "--only", "90", "--out", tmp_path / out, "--root", project).code == 0
+        assert run("build", "--only", "90", "--paper", "a4", "--out", tmp_path / out,
+                   "--root", project).code == 0
     first = sorted((tmp_path / "first").rglob("*.pdf"))
     assert first
     for path in first:
@@ -123,6 +124,7 @@ def test_same_input_gives_byte_identical_pdfs(project: Path, tmp_path: Path) -> 
 def test_a_weasyprint_warning_fails_the_build(project: Path) -> None:
     css = project / "templates/sheet.css"
     css.write_text(css.read_text() + "\nheader { colr: red; }\n")
-    result = run("check", "--root", project)
+    result = run("build", "--only", "90", "--paper", "a4", "--root", project)
     assert result.code == 1
-    assert re.search(r"onepagers/\S+\.yaml:\d+:\d+: sheet '[a-z-]+' on a4: WeasyPrint: .*colr", result.err)
+    assert re.search(r"onepagers/90-numpy-shapes\.yaml:\d+:\d+: sheet 'numpy-shapes' on a4: "
+                     r"WeasyPrint: .*colr", result.err), result.err
