@@ -128,3 +128,17 @@ def test_a_weasyprint_warning_fails_the_build(project: Path) -> None:
     assert result.code == 1
     assert re.search(r"onepagers/90-numpy-shapes\.yaml:\d+:\d+: sheet 'numpy-shapes' on a4: "
                      r"WeasyPrint: .*colr", result.err), result.err
+
+
+@pytest.mark.parametrize("sheet", SHEETS)
+@pytest.mark.parametrize("edition", ["", "-recall"])
+def test_nothing_is_drawn_in_the_margins(built: Path, sheet: str, edition: str) -> None:
+    """Rendered to an image: panels, rules, maths and text all stay off the printer's margin."""
+    page = pdfium.PdfDocument(built / f"build/onepagers/{sheet}{edition}-letter.pdf")[0]
+    scale = 100 / 72  # 100 dpi
+    image = page.render(scale=scale, grayscale=True).to_numpy()
+    image = image if image.ndim == 2 else image[..., 0]
+    px = {side: int((mm - 1) * MM * scale) for side, mm in MARGINS_MM.items()}  # 1 mm slack
+    bands = [image[: px["top"]], image[-px["bottom"]:], image[:, : px["left"]],
+             image[:, -px["right"]:]]
+    assert all(band.min() > 245 for band in bands)  # white paper only
