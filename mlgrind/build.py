@@ -132,7 +132,7 @@ def booklet_name(edition: str, paper: str) -> str:
     return f"booklet{'-recall' if edition == 'recall' else ''}-{paper}.pdf"
 
 
-def select(content: Content, only: list[str]) -> list[SheetContent]:
+def select(content: Content, only: list[str] | tuple[str, ...]) -> list[SheetContent]:
     """Sheets named by id, by number (`1`, `01`) or by file stem (`01-suffixes-einsum`)."""
     if not only:
         return content.sheets
@@ -165,7 +165,7 @@ def clock() -> int:
     return int(epoch)
 
 
-def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only: list[str] = [],
+def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only: list[str] | tuple[str, ...] = (),
                     cache: Path | None = None, write_cache: bool = True,
                     progress: Progress | None = None) -> Result:
     """Every output in memory, or ContentError with every problem found."""

@@ -90,8 +90,15 @@ def _compile(text: str) -> Any:
 # Private-use characters around each computed value when asked (`marked=True`): they survive
 # markup and code rendering, so the recall edition can find every fact and blank it.
 FACT_OPEN, FACT_CLOSE = "\ue000", "\ue001"
-_MARKED = {name: (lambda fn: lambda *a, **k: FACT_OPEN + str(_format(fn(*a, **k))) + FACT_CLOSE)(fn)
-           for name, fn in CALC.items()}
+
+
+def _marking(fn: Any) -> Any:
+    def marked(*args: Any, **kwargs: Any) -> str:
+        return FACT_OPEN + str(_format(fn(*args, **kwargs))) + FACT_CLOSE
+    return marked
+
+
+_MARKED = {name: _marking(fn) for name, fn in CALC.items()}
 
 
 def expand(text: str, *, marked: bool = False) -> str:

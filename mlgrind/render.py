@@ -170,7 +170,6 @@ class Templates:
             loader=FileSystemLoader(self.root), autoescape=True, undefined=StrictUndefined,
             trim_blocks=True, lstrip_blocks=True)
         self.env.globals["palette_css"] = Markup(palette.css())
-        self.env.globals["roles"] = palette.ROLES
 
     def render(self, name: str, **context: Any) -> tuple[str | None, list[Problem]]:
         try:
