@@ -1,4 +1,4 @@
-"""The `mlgrind` command: build, check, schema.
+"""The `mlgrind` command: build, check, schema; `calc` and `exercise` are groups of their own.
 
 Exit status: 0 success, 1 content errors (each printed as file:line:col: message), 2 usage
 errors. A user's mistake never shows a traceback.
@@ -15,7 +15,9 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .calc.cli import calc
 from .errors import ContentError, display_path
+from .exercise.cli import exercise
 
 # The pipeline (pydantic, Jinja, Markdown, and WeasyPrint on a cache miss) is imported inside
 # the commands that build, so that commands which don't (`--help`, `calc`) start at once.
@@ -146,11 +148,5 @@ def schema_command() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-from .exercise.cli import exercise  # noqa: E402
-
 main.add_command(exercise)
-
-
-from .calc.cli import calc  # noqa: E402  (registered last: `calc` needs nothing above)
-
 main.add_command(calc)
