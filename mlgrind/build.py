@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import concurrent.futures
+import io
 import importlib.metadata
 import multiprocessing
 import os
@@ -19,7 +20,7 @@ from typing import Any
 
 from .errors import ContentError, Problem, display_path
 from .load import Source, load_yaml
-from . import deck, ledger
+from . import deck, ledger, maths
 from .deck import AnkiNote, card_notes
 from .ledger import Changes
 from .render import Templates, sheet_view
@@ -170,6 +171,8 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
                     progress: Progress | None = None) -> Result:
     """Every output in memory, or ContentError with every problem found."""
     now = clock()
+    drawings = maths.Drawings(cache / "maths.json" if cache else None)
+    maths.use(drawings)
     content = load_content(project)
     templates = Templates(project.templates)
     problems: list[Problem] = []
@@ -211,9 +214,7 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
             for paper in papers:
                 pages = [o.data for e in selected for o in outputs
                          if o.path == pdf_name(e.sheet, edition, paper)]
-                from .pdf import merge
-
-                outputs.append(Output(booklet_name(edition, paper), merge(pages), 0.0))
+                outputs.append(Output(booklet_name(edition, paper), _booklet(pages), 0.0))
 
     if progress:
         progress(DECK_FILE)
@@ -226,6 +227,8 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
         raise ContentError(problems)
     new, notes, note_mods, type_mods, changes = ledger.update(old, content.notes, specs, now)
     new.sheets = {i: {"digest": digests[i], "mod": sheet_dates[i]} for i in digests}
+    if write_cache:
+        drawings.save()
     data = deck.package(notes, specs, note_mods, type_mods)
     outputs.append(Output(DECK_FILE, data, time.perf_counter() - start))
     return Result(outputs, new.dumps(), changes)
@@ -263,6 +266,8 @@ def _render_pages(pages: list[Page], project: Project, cache: Path | None, write
             results.append(None)
             misses.append(i)
 
+    if not misses:
+        return results  # type: ignore[return-value]
     from . import pdf  # WeasyPrint takes most of a second to import: only on a cache miss
 
     jobs = [(pages[i].html, str(project.templates), pages[i].epoch) for i in misses]
@@ -286,6 +291,18 @@ def _render_pages(pages: list[Page], project: Project, cache: Path | None, write
         if cache is not None and write_cache and not error and count == 1:
             write_atomic(cache / f"{pdf_cache_key(pages[i].html)}.pdf", data)
     return results  # type: ignore[return-value]
+
+
+def _booklet(pdfs: list[bytes]) -> bytes:
+    """One PDF of all pages, in order; the same inputs give the same bytes."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for data in pdfs:
+        writer.append(PdfReader(io.BytesIO(data)))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 def pdf_cache_key(html: str) -> str:

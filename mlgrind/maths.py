@@ -8,11 +8,15 @@ a palette role. They expand to plain `\\color`, so MathJax on cards reads them t
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import json
 import re
+from pathlib import Path
 
 from markupsafe import Markup
 
 from .palette import ROLES
+from .write import write_atomic
 from .ref.notation import LETTERS
 
 # Display maths at 10 pt keeps sub- and superscripts (70 %) at the 7-pt floor of the sheets.
@@ -44,10 +48,43 @@ def expand_macros(tex: str) -> str:
     return _ROLE.sub(role, _DIM.sub(dim, tex))
 
 
-@functools.lru_cache(maxsize=1024)
+class Drawings:
+    """Formulas already typeset, kept between builds (ziamath takes most of a second to load
+    its font, a no-op rebuild should not pay it). Keyed by everything a drawing depends on."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.saved = path, {}
+        if path is not None and path.exists():
+            try:
+                self.saved = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                pass  # a damaged cache is only a slower build
+        self.drawings = dict(self.saved)
+
+    def save(self) -> None:
+        if self.path is not None and self.drawings != self.saved:
+            write_atomic(self.path, json.dumps(self.drawings, sort_keys=True).encode())
+
+
+_drawings = Drawings(None)
+
+
+def use(drawings: Drawings) -> None:
+    global _drawings
+    _drawings = drawings
+
+
 def svg(tex: str, *, inline: bool = False) -> Markup:
     """The formula as an inline <svg> element; inline maths sits on the text's baseline."""
-    import ziamath  # about 0.2 s to import: only when a sheet has maths to draw
+    key = f"{importlib.metadata.version('ziamath')} {SIZE_PX} {inline} {tex}"
+    if key not in _drawings.drawings:
+        _drawings.drawings[key] = _typeset(tex, inline)
+    return Markup(_drawings.drawings[key])
+
+
+@functools.lru_cache(maxsize=1024)
+def _typeset(tex: str, inline: bool) -> str:
+    import ziamath  # slow to import and to load its font: only when a formula is new
 
     # Plain paths rather than <symbol>/<use>: symbol ids would clash between formulas.
     ziamath.config.svg2 = False
@@ -62,4 +99,4 @@ def svg(tex: str, *, inline: bool = False) -> Markup:
         _, height = math.getsize()
         drawing = drawing.replace(
             "<svg ", f'<svg style="vertical-align:{-(height + math.getyofst()):.2f}px" ', 1)
-    return Markup(drawing)
+    return drawing

@@ -8,7 +8,6 @@ Document metadata (title, author, subject, language, dates) comes from the page'
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -80,18 +79,6 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> tuple[RenderedPDF,
             del os.environ["SOURCE_DATE_EPOCH"]
         else:
             os.environ["SOURCE_DATE_EPOCH"] = saved
-
-
-def merge(pdfs: list[bytes]) -> bytes:
-    """One PDF of all pages, in order (the booklets); the same inputs give the same bytes."""
-    from pypdf import PdfReader, PdfWriter
-
-    writer = PdfWriter()
-    for data in pdfs:
-        writer.append(PdfReader(io.BytesIO(data)))
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def render_job(html: str, assets: str, epoch: int) -> tuple[bytes, int, str, float, bool]:
