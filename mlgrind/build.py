@@ -273,7 +273,10 @@ def _render_pages(pages: list[Page], project: Project, cache: Path | None, write
     jobs = [(pages[i].html, str(project.templates), pages[i].epoch) for i in misses]
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers > 1:
-        context = multiprocessing.get_context("spawn")  # no fork under rich's progress thread
+        # A fork server imports WeasyPrint once and forks each worker from it; forking this
+        # process instead would copy rich's progress thread mid-flight.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["mlgrind.pdf"])
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = {pool.submit(pdf.render_job, *job): i for i, job in zip(misses, jobs)}
             for future in concurrent.futures.as_completed(futures):
