@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ContentError, Problem, display_path
-from .load import Source, load_yaml
+from .load import Loc, Source, load_yaml
 from . import deck, ledger, maths
 from .deck import AnkiNote, card_notes
 from .ledger import Changes
 from .render import Templates, sheet_view
 from .schema import CardSet, Sheet
 from .validate import cross_check, to_model
-from .write import write_atomic
+from .write import write_all
 
 PAPERS = ("a4", "letter")
 DECK_FILE = "mlgrind.apkg"
@@ -87,12 +87,16 @@ class Content:
 
     sheets: list[SheetContent] = field(default_factory=list)  # in the seed's order
     notes: list[AnkiNote] = field(default_factory=list)  # in the seed's order
+    note_locations: dict[str, tuple[Source, Loc]] = field(default_factory=dict)  # of `type:`
 
 
 Progress = Callable[[str], None]
 
 
-def load_content(project: Project) -> Content:
+def load_content(project: Project, drawings: maths.Drawings | None = None) -> Content:
+    """Every source loaded, validated and rendered to views and notes; ContentError if any
+    problem. `drawings` keeps typeset formulas between builds."""
+    drawings = drawings if drawings is not None else maths.Drawings.load(None)
     problems: list[Problem] = []
     sheets: list[tuple[Source, Sheet]] = []
     cardsets: list[tuple[Source, CardSet]] = []
@@ -111,7 +115,7 @@ def load_content(project: Project) -> Content:
 
     content = Content()
     for source, sheet in sorted(sheets, key=lambda s: s[1].position):
-        views = {edition: sheet_view(sheet, source, problems, recall=edition == "recall")
+        views = {edition: sheet_view(sheet, source, problems, drawings, recall=edition == "recall")
                  for edition in EDITIONS}
         content.sheets.append(SheetContent(source, sheet, views))
 
@@ -119,6 +123,8 @@ def load_content(project: Project) -> Content:
     for source, cards in sorted(cardsets, key=lambda c: by_id[c[1].sheet].position
                                 if c[1].sheet in by_id else 0):
         content.notes += card_notes(cards, by_id.get(cards.sheet), source, problems)
+        content.note_locations |= {note.id: (source, ("notes", n, "type"))
+                                   for n, note in enumerate(cards.notes)}
     if problems:
         raise ContentError(problems)
     return content
@@ -154,6 +160,8 @@ class Result:
     outputs: list[Output]
     ledger: bytes  # the new notes ledger, written beside the sources
     changes: Changes
+    cache_files: list[tuple[Path, bytes]] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)  # outputs of sheets that are gone
 
 
 def clock() -> int:
@@ -161,25 +169,26 @@ def clock() -> int:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is None:
         return int(time.time())
-    if not epoch.isdigit():
+    if not epoch.isdigit() or int(epoch) >= 2**32:  # the PDF dates stop at year 9999
         raise UsageError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}")
     return int(epoch)
 
 
-def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only: list[str] | tuple[str, ...] = (),
-                    cache: Path | None = None, write_cache: bool = True,
+def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
+                    only: list[str] | tuple[str, ...] = (), cache: Path | None = None,
                     progress: Progress | None = None) -> Result:
-    """Every output in memory, or ContentError with every problem found."""
+    """Every output in memory, or ContentError with every problem found. Reads the ledger and
+    the caches; writes nothing (`build` does)."""
     now = clock()
-    drawings = maths.Drawings(cache / "maths.json" if cache else None)
-    maths.use(drawings)
-    content = load_content(project)
+    drawings = maths.Drawings.load(cache / "maths.json" if cache else None)
+    content = load_content(project, drawings)
     templates = Templates(project.templates)
     problems: list[Problem] = []
     outputs: list[Output] = []
 
     old, found = ledger.load(project.root / ledger.LEDGER_FILE, ledger.LEDGER_FILE)
-    problems += found
+    if found:  # edition dates come from the ledger: no page can be right without it
+        raise ContentError(found)
     digests = {e.sheet.id: e.digest for e in content.sheets}
     sheet_dates = ledger.sheet_dates(old, digests, now)
     selected = select(content, only)
@@ -196,8 +205,12 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
                 if html is not None:
                     pages.append(Page(entry, edition, paper, html, sheet_dates[entry.sheet.id]))
 
-    for page, (data, count, error, seconds, cached) in zip(
-            pages, _render_pages(pages, project, cache, write_cache, progress), strict=True):
+    assets = _assets_digest(project.templates)
+    keys = [pdf_cache_key(page.html, page.epoch, assets) for page in pages]
+    cache_files: list[tuple[Path, bytes]] = [] if cache is None else [
+        (cache / "maths.json", drawings.dumps())]
+    for page, key, (data, count, error, seconds, cached) in zip(
+            pages, keys, _render_pages(pages, keys, project, cache, progress), strict=True):
         sheet = page.entry.sheet
         what = f"sheet {sheet.id!r}{' (recall edition)' if page.edition == 'recall' else ''}"
         if error:
@@ -208,30 +221,45 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS, only:
                 "(shorten it, or drop a panel)")))
         else:
             outputs.append(Output(page.name, data, seconds, cached))
+            if cache is not None and not cached:
+                cache_files.append((cache / f"{key}.pdf", data))
 
-    if not only and not problems:  # a booklet holds every sheet, in the seed's order
+    if selected and not only and not problems:  # a booklet holds every sheet, in order
         for edition in EDITIONS:
             for paper in papers:
-                pages = [o.data for e in selected for o in outputs
-                         if o.path == pdf_name(e.sheet, edition, paper)]
-                outputs.append(Output(booklet_name(edition, paper), _booklet(pages), 0.0))
+                sheet_pdfs = [o.data for e in selected for o in outputs
+                              if o.path == pdf_name(e.sheet, edition, paper)]
+                outputs.append(Output(booklet_name(edition, paper), _booklet(sheet_pdfs), 0.0))
 
     if progress:
         progress(DECK_FILE)
     start = time.perf_counter()
     try:
         specs = deck.type_specs(templates)
-    except OSError as error:
-        problems.append(Problem("templates/anki", 0, 0, f"cannot read card template: {error}"))
+    except (OSError, UnicodeError) as error:
+        problems.append(Problem("templates/", 0, 0, f"cannot read the card templates: {error}"))
+        specs = {}
     if problems:
         raise ContentError(problems)
-    new, notes, note_mods, type_mods, changes = ledger.update(old, content.notes, specs, now)
-    new.sheets = {i: {"digest": digests[i], "mod": sheet_dates[i]} for i in digests}
-    if write_cache:
-        drawings.save()
-    data = deck.package(notes, specs, note_mods, type_mods)
+    up = ledger.update(old, content.notes, specs, digests, now)
+    for note_id in up.changes.retyped:
+        source, loc = content.note_locations[note_id]
+        problems.append(source.problem(loc, (
+            f"note {note_id!r} changed its type; Anki cannot change a note's type on import "
+            "(it would refuse the update): give the note a new id, the old one is then retired")))
+    if problems:
+        raise ContentError(problems)
+    data = deck.package(up.notes, specs, up.note_mods, up.type_mods)
     outputs.append(Output(DECK_FILE, data, time.perf_counter() - start))
-    return Result(outputs, new.dumps(), changes)
+    return Result(outputs, up.ledger.dumps(), up.changes, cache_files)
+
+
+def _assets_digest(templates: Path) -> str:
+    """Every file under templates/: a page may fetch any of them (an image, a font)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in templates.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(templates)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -249,23 +277,22 @@ class Page:
         return pdf_name(self.entry.sheet, self.edition, self.paper)
 
 
-def _render_pages(pages: list[Page], project: Project, cache: Path | None, write_cache: bool,
+def _render_pages(pages: list[Page], keys: list[str], project: Project, cache: Path | None,
                   progress: Progress | None) -> list[tuple[bytes, int, str, float, bool]]:
     """(PDF bytes, page count, error, seconds, cached) per page, in order. Cache hits are read;
     misses are rendered, in parallel across the cores when there are several, since
-    WeasyPrint spends about a second on each sheet."""
+    WeasyPrint spends about a second on each page."""
     results: list[tuple[bytes, int, str, float, bool] | None] = []
     misses: list[int] = []
-    for i, page in enumerate(pages):
-        hit = cache / f"{pdf_cache_key(page.html)}.pdf" if cache else None
-        if hit is not None and hit.exists():
+    for i, (page, key) in enumerate(zip(pages, keys, strict=True)):
+        hit = cache / f"{key}.pdf" if cache else None
+        if hit is not None and hit.is_file():
             results.append((hit.read_bytes(), 1, "", 0.0, True))
             if progress:
                 progress(page.name)
         else:
             results.append(None)
             misses.append(i)
-
     if not misses:
         return results  # type: ignore[return-value]
     from . import pdf  # WeasyPrint takes most of a second to import: only on a cache miss
@@ -288,11 +315,6 @@ def _render_pages(pages: list[Page], project: Project, cache: Path | None, write
             results[i] = pdf.render_job(*job)
             if progress:
                 progress(pages[i].name)
-
-    for i in misses:
-        data, count, error, _, _ = results[i]  # type: ignore[misc]
-        if cache is not None and write_cache and not error and count == 1:
-            write_atomic(cache / f"{pdf_cache_key(pages[i].html)}.pdf", data)
     return results  # type: ignore[return-value]
 
 
@@ -308,17 +330,27 @@ def _booklet(pdfs: list[bytes]) -> bytes:
     return out.getvalue()
 
 
-def pdf_cache_key(html: str) -> str:
-    """Everything a page depends on is inlined in its HTML, except the renderer itself."""
+def pdf_cache_key(html: str, epoch: int, assets: str) -> str:
+    """Everything a page's bytes depend on: its HTML (styles inlined), the time stamped into
+    its fonts, the files it may fetch, and the renderer."""
     renderer = importlib.metadata.version("weasyprint")
-    return hashlib.sha256(f"weasyprint {renderer}\n{html}".encode()).hexdigest()
+    return hashlib.sha256(f"weasyprint {renderer}\n{epoch}\n{assets}\n{html}".encode()).hexdigest()
 
 
 def build(project: Project, out: Path, **options: Any) -> Result:
-    """Compile, then write every output and the ledger; nothing is written if compiling fails."""
+    """Compile, then write every output, the caches and the ledger; nothing is written if
+    compiling fails, and outputs of sheets that no longer exist are removed (full builds)."""
     result = compile_project(project, cache=out / ".cache", **options)
-    for output in result.outputs:
-        output.written = write_atomic(out / output.path, output.data)
-    # Last: if writing an output failed, the ledger must not claim it was published.
-    write_atomic(project.root / ledger.LEDGER_FILE, result.ledger)
+    files = [(out / o.path, o.data) for o in result.outputs]
+    # The ledger goes last: if writing an output failed, it must not claim it was published.
+    written = write_all([*files, *result.cache_files, (project.root / ledger.LEDGER_FILE,
+                                                        result.ledger)])
+    for output, was_written in zip(result.outputs, written, strict=False):
+        output.written = was_written
+    if not options.get("only"):
+        produced = {path for path, _ in files}
+        result.removed = [p for p in [*out.glob("onepagers/*.pdf"), *out.glob("booklet*.pdf")]
+                          if p not in produced]
+        for path in result.removed:
+            path.unlink()
     return result

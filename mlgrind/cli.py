@@ -73,11 +73,18 @@ def main() -> None:
               help="Output folder  [default: ROOT/build]")
 @ROOT
 def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Path) -> None:
-    """Write the Anki deck and the one-page PDFs.
+    """Write the Anki deck, the one-page PDFs and their recall editions.
 
-    Outputs: OUT/mlgrind.apkg and OUT/onepagers/NN-name-{a4,letter}.pdf (NN = place in the
-    seed's sequence). Nothing is written unless everything builds; files whose bytes did not
-    change are left untouched, and unchanged sheets come from a cache in OUT/.cache/.
+    \b
+    OUT/mlgrind.apkg                          the deck, one sub-deck per sheet
+    OUT/onepagers/NN-name-PAPER.pdf           each sheet (NN = its place in the seed's sequence)
+    OUT/onepagers/NN-name-recall-PAPER.pdf    the same sheet with its facts blanked
+    OUT/booklet[-recall]-PAPER.pdf            all sheets in order (full builds only)
+    ROOT/notes.lock.json                      the notes ledger: commit it with the sources
+
+    Nothing is written unless everything builds; files whose bytes did not change are left
+    untouched, unchanged sheets come from a cache in OUT/.cache/, and PDFs of sheets that no
+    longer exist are removed. SOURCE_DATE_EPOCH, if set, is the build's clock.
     """
     from .build import PAPERS, UsageError, build
 
@@ -96,12 +103,18 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
         _report(error)
     except UsageError as error:
         raise click.UsageError(str(error)) from None
+    except OSError as error:
+        err.print(f"cannot write {error.filename or out_dir}: {error.strerror or error}; "
+                  "nothing was replaced", soft_wrap=True, markup=False)
+        sys.exit(1)
     outputs = result.outputs
     for o in outputs:
         state = "written" if o.written else "unchanged"
         how = "cached" if o.cached else f"{o.seconds:.2f} s"
         stdout.print(f"  {state:9} {_shown(out_dir / o.path)}  [dim]{_size(len(o.data))}, {how}[/dim]",
                      soft_wrap=True)
+    for path in result.removed:
+        stdout.print(f"  removed   {_shown(path)}  [dim](its sheet is gone)[/dim]", soft_wrap=True)
     _report_changes(result.changes)
     err.print(f"[green]✓[/green] {len(outputs)} files in {time.perf_counter() - start:.2f} s")
 
@@ -115,6 +128,15 @@ def _report_changes(changes) -> None:  # type: ignore[no-untyped-def]
     for note_id in changes.retired:
         err.print(f"  [yellow]retired[/yellow] {note_id}: no longer in cards/; tagged mlgrind::retired "
                   "(Anki's import never deletes: delete it in Anki if you wish)", soft_wrap=True)
+    _warn(changes)
+
+
+def _warn(changes) -> None:  # type: ignore[no-untyped-def]
+    """What a learner must do by hand after importing: Anki moves no cards between decks."""
+    for (old, new), ids in changes.moved.items():
+        err.print(f"  [yellow]warning[/yellow] {len(ids)} note(s) move from deck '{old}' to '{new}': "
+                  f"Anki keeps their cards in '{old}' (in Anki: Browse, select them, Change Deck)",
+                  soft_wrap=True, highlight=False)
     for warning in changes.warnings:
         err.print(f"  [yellow]warning[/yellow] {warning}", soft_wrap=True)
 
@@ -123,20 +145,20 @@ def _report_changes(changes) -> None:  # type: ignore[no-untyped-def]
 @ROOT
 def check_command(root: Path) -> None:
     """Validate everything (schema, ids, computed values, one-page fit); write nothing."""
-    from .build import compile_project
+    from .build import UsageError, compile_project
 
     project = _project(root)
     start = time.perf_counter()
     try:
         with err.status("checking…"):
-            result = compile_project(project, cache=project.root / "build" / ".cache",
-                                     write_cache=False)
+            result = compile_project(project, cache=project.root / "build" / ".cache")
     except ContentError as error:
         _report(error)
-    for warning in result.changes.warnings:
-        err.print(f"[yellow]warning[/yellow] {warning}", soft_wrap=True)
-    sheets = sum(o.path.endswith(".pdf") for o in result.outputs)
-    err.print(f"[green]✓[/green] all good: {sheets} sheet PDFs fit one page, deck builds "
+    except UsageError as error:
+        raise click.UsageError(str(error)) from None
+    _warn(result.changes)
+    pages = sum(o.path.startswith("onepagers/") for o in result.outputs)
+    err.print(f"[green]✓[/green] all good: {pages} sheet pages fit one page each, the deck builds "
               f"({time.perf_counter() - start:.2f} s)")
 
 

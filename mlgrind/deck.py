@@ -104,6 +104,10 @@ def card_notes(cards: CardSet, sheet: Sheet | None, source: Source,
     for n, note in enumerate(cards.notes):
         values = {anki_field: str(text(getattr(note, yaml_field), ("notes", n, yaml_field)) or "")
                   for anki_field, yaml_field in FIELD_SOURCES.items() if hasattr(note, yaml_field)}
+        if note.type == "type-in" and "<" in values["Answer"]:
+            problems.append(source.problem(("notes", n, "back"), (
+                "a type-in answer must be plain text, since the learner types it: no `code`, "
+                "**bold**, maths or role spans")))
         if sheet is None:
             continue
         where = f" · {note.panel}" if note.panel else ""

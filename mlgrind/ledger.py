@@ -4,36 +4,60 @@ Anki updates a note on re-import only when the package's copy is newer, so each 
 modification time that moves exactly when its content changes: a fixed time would block
 updates, "now" on every build would overwrite a learner's own edits for nothing. The ledger
 remembers, per note, a digest of its content and that time; per note type, its schema and a
-digest of its templates and CSS. Notes that left the YAML stay in the ledger, and in the deck
-with a `mlgrind::retired` tag, since Anki's import never deletes.
+digest of its templates and CSS; per sheet, its edition date. Notes that left the YAML stay in
+the ledger, and in the deck with a `mlgrind::retired` tag, since Anki's import never deletes.
 
 Commit the ledger with the sources, like a lock file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-from .deck import RETIRED_TAG, AnkiNote, TypeSpec
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .deck import NOTE_TYPES, RETIRED_TAG, AnkiNote, TypeSpec
 from .errors import Problem
 
 LEDGER_FILE = "notes.lock.json"
-FORMAT = 1
 
 
-@dataclass
-class Ledger:
-    note_types: dict[str, dict[str, Any]] = field(default_factory=dict)
-    notes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    sheets: dict[str, dict[str, Any]] = field(default_factory=dict)  # edition dates
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    digest: str
+    mod: int = Field(ge=0, lt=2**40)
+
+
+class _Schema(BaseModel):
+    version: int
+    fields: list[str]
+    cards: list[str]
+
+
+class TypeEntry(_Entry):
+    note_schema: _Schema = Field(alias="schema")
+
+
+class NoteEntry(_Entry):
+    note: AnkiNote
+
+
+class Ledger(BaseModel):
+    """The file's one schema: a ledger that does not match it is reported, never half-read."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    format: Literal[1] = 1
+    note_types: dict[str, TypeEntry] = {}
+    notes: dict[str, NoteEntry] = {}
+    sheets: dict[str, _Entry] = {}
 
     def dumps(self) -> bytes:
-        data = {"format": FORMAT, "note_types": self.note_types, "notes": self.notes,
-                "sheets": self.sheets}
+        data = self.model_dump(mode="json", by_alias=True)
         return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
@@ -42,14 +66,17 @@ def load(path: Path, name: str) -> tuple[Ledger, list[Problem]]:
     if not path.exists():
         return Ledger(), []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != FORMAT:
-            raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
-        return Ledger(data["note_types"], data["notes"], data.get("sheets", {})), []
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        return Ledger(), [Problem(name, 0, 0, f"unreadable notes ledger ({error}); restore it from "
+        return Ledger.model_validate_json(path.read_bytes()), []
+    except (OSError, ValidationError) as error:
+        reason = error.strerror if isinstance(error, OSError) else _first_error(error)
+        return Ledger(), [Problem(name, 0, 0, f"unreadable notes ledger ({reason}); restore it from "
                                   "version control, or delete it to start a new one (every note "
-                                  "then counts as changed)")]
+                                  "then counts as changed once)")]
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    return f"{'.'.join(map(str, first['loc'])) or 'file'}: {first['msg']}"
 
 
 @dataclass
@@ -59,18 +86,20 @@ class Changes:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)  # newly retired in this build
+    retyped: list[str] = field(default_factory=list)  # Anki refuses these: an error
+    moved: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (old, new deck) → ids
     warnings: list[str] = field(default_factory=list)
 
 
-def _stamp(previous: dict[str, Any] | None, digest: str, now: int) -> int:
+def _stamp(previous: _Entry | None, digest: str, now: int) -> int:
     """The modification time of an item whose content has `digest`: kept while the digest is,
     else `max(now, previous + 1)`, strictly later even when two builds share a second or the
     clock is pinned (SOURCE_DATE_EPOCH)."""
     if previous is None:
         return now
-    if previous["digest"] == digest:
-        return int(previous["mod"])
-    return max(now, int(previous["mod"]) + 1)
+    if previous.digest == digest:
+        return previous.mod
+    return max(now, previous.mod + 1)
 
 
 def sheet_dates(old: Ledger, digests: dict[str, str], now: int) -> dict[str, int]:
@@ -85,37 +114,49 @@ def _digest(note: AnkiNote) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
-           now: int) -> tuple[Ledger, list[AnkiNote], dict[str, int], dict[str, int], Changes]:
-    """The new ledger; every note to package (current ones, then retired ones, each with a
-    retired tag); each note's and note type's modification time; and what changed.
+def _retire(note: AnkiNote) -> AnkiNote:
+    """A note that left the YAML, as last published, tagged, with its fields laid onto its note
+    type's current fields by name (a field added since stays empty, one removed is dropped)."""
+    values = dict(note.fields)
+    fields = tuple((name, values.get(name, "")) for name in NOTE_TYPES[note.type].fields)
+    return dataclasses.replace(note, fields=fields, tags=tuple(sorted({*note.tags, RETIRED_TAG})))
 
-    Modification times follow `_stamp`.
-    """
+
+@dataclass
+class Update:
+    ledger: Ledger  # the new ledger
+    notes: list[AnkiNote]  # to package: current notes, then retired ones
+    note_mods: dict[str, int]
+    type_mods: dict[str, int]
+    changes: Changes
+
+
+def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
+           sheet_digests: dict[str, str], now: int) -> Update:
+    """Modification times (see `_stamp`) for every note and note type, and what changed."""
     changes = Changes()
     new = Ledger()
 
     type_mods = {}
     for key, spec in specs.items():
         before = old.note_types.get(key)
-        if before is not None and before["schema"] != spec.schema:
-            if before["schema"]["version"] == spec.schema["version"]:
+        schema = _Schema(**spec.schema)
+        if before is not None and before.note_schema != schema:
+            if before.note_schema.version == schema.version:
                 changes.warnings.append(
-                    f"note type {key!r} changed its fields or cards at version "
-                    f"{spec.schema['version']}: Anki will not update existing notes of this type. "
-                    "Bump NoteType.version in mlgrind/deck.py (README: Upgrading note types).")
+                    f"note type {key!r} changed its fields or cards at version {schema.version}: "
+                    "Anki will not update existing notes of this type. Bump NoteType.version in "
+                    "mlgrind/deck.py (README: Upgrading note types).")
             else:
                 changes.warnings.append(
-                    f"note type {key!r} is now version {spec.schema['version']}: learners must "
-                    "follow README, Upgrading note types, before importing.")
-        type_mods[key] = _stamp(old.note_types.get(key), spec.digest, now)
-        new.note_types[key] = {"schema": spec.schema, "digest": spec.digest, "mod": type_mods[key]}
+                    f"note type {key!r} is now version {schema.version}: learners must follow "
+                    "README, Upgrading note types, before importing.")
+        type_mods[key] = _stamp(before, spec.digest, now)
+        new.note_types[key] = TypeEntry(digest=spec.digest, mod=type_mods[key], schema=schema)
 
     current = {note.id for note in notes}
-    retired = [AnkiNote(**{**entry["note"], "fields": tuple(map(tuple, entry["note"]["fields"])),
-                           "tags": tuple(sorted({*entry["note"]["tags"], RETIRED_TAG}))})
-               for note_id, entry in sorted(old.notes.items())
-               if note_id not in current and entry["note"]["type"] in specs]
+    retired = [_retire(entry.note) for note_id, entry in sorted(old.notes.items())
+               if note_id not in current and entry.note.type in specs]
     note_mods = {}
     for note in [*notes, *retired]:
         digest = _digest(note)
@@ -123,9 +164,14 @@ def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
         note_mods[note.id] = _stamp(before, digest, now)
         if before is None:
             changes.added.append(note.id)
-        elif before["digest"] != digest:
-            was_retired = RETIRED_TAG in before["note"]["tags"]
-            is_retired = RETIRED_TAG in note.tags
+        elif before.digest != digest:
+            if before.note.type != note.type:
+                changes.retyped.append(note.id)
+            if before.note.deck != note.deck:
+                changes.moved.setdefault((before.note.deck, note.deck), []).append(note.id)
+            was_retired, is_retired = RETIRED_TAG in before.note.tags, RETIRED_TAG in note.tags
             (changes.retired if is_retired and not was_retired else changes.updated).append(note.id)
-        new.notes[note.id] = {"digest": digest, "mod": note_mods[note.id], "note": asdict(note)}
-    return new, [*notes, *retired], note_mods, type_mods, changes
+        new.notes[note.id] = NoteEntry(digest=digest, mod=note_mods[note.id], note=note)
+    dates = sheet_dates(old, sheet_digests, now)
+    new.sheets = {i: _Entry(digest=sheet_digests[i], mod=dates[i]) for i in sheet_digests}
+    return Update(new, [*notes, *retired], note_mods, type_mods, changes)

@@ -16,7 +16,6 @@ from pathlib import Path
 from markupsafe import Markup
 
 from .palette import ROLES
-from .write import write_atomic
 from .ref.notation import LETTERS
 
 # Display maths at 10 pt keeps sub- and superscripts (70 %) at the 7-pt floor of the sheets.
@@ -49,52 +48,47 @@ def expand_macros(tex: str) -> str:
 
 
 class Drawings:
-    """Formulas already typeset, kept between builds (ziamath takes most of a second to load
-    its font, a no-op rebuild should not pay it). Keyed by everything a drawing depends on."""
+    """Formulas already typeset, kept between builds in the cache (ziamath takes most of a
+    second to load its font: a no-op rebuild should not pay it). Keyed by the LaTeX after
+    macro expansion, so a palette or notation change is a new key, and by ziamath's version."""
 
-    def __init__(self, path: Path | None):
-        self.path, self.saved = path, {}
-        if path is not None and path.exists():
-            try:
-                self.saved = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                pass  # a damaged cache is only a slower build
-        self.drawings = dict(self.saved)
+    def __init__(self, drawings: dict[str, str]):
+        self.drawings = drawings
 
-    def save(self) -> None:
-        if self.path is not None and self.drawings != self.saved:
-            write_atomic(self.path, json.dumps(self.drawings, sort_keys=True).encode())
+    @classmethod
+    def load(cls, path: Path | None) -> Drawings:
+        try:
+            return cls(json.loads(path.read_text(encoding="utf-8")) if path else {})
+        except (OSError, ValueError):
+            return cls({})  # no cache, or a damaged one: only a slower build
 
-
-_drawings = Drawings(None)
+    def dumps(self) -> bytes:
+        return json.dumps(self.drawings, sort_keys=True).encode()
 
 
-def use(drawings: Drawings) -> None:
-    global _drawings
-    _drawings = drawings
-
-
-def svg(tex: str, *, inline: bool = False) -> Markup:
+def svg(tex: str, drawings: Drawings, *, inline: bool = False) -> Markup:
     """The formula as an inline <svg> element; inline maths sits on the text's baseline."""
-    key = f"{importlib.metadata.version('ziamath')} {SIZE_PX} {inline} {tex}"
-    if key not in _drawings.drawings:
-        _drawings.drawings[key] = _typeset(tex, inline)
-    return Markup(_drawings.drawings[key])
+    expanded = expand_macros(tex)  # validates \dim and \role every time, cached or not
+    key = f"{importlib.metadata.version('ziamath')} {SIZE_PX} {inline} {expanded}"
+    if key not in drawings.drawings:
+        try:
+            drawings.drawings[key] = _typeset(expanded, inline)
+        except MathsError as error:
+            raise MathsError(f"cannot typeset {tex!r}: {error}") from None
+    return Markup(drawings.drawings[key])
 
 
 @functools.lru_cache(maxsize=1024)
-def _typeset(tex: str, inline: bool) -> str:
+def _typeset(expanded: str, inline: bool) -> str:
     import ziamath  # slow to import and to load its font: only when a formula is new
 
     # Plain paths rather than <symbol>/<use>: symbol ids would clash between formulas.
     ziamath.config.svg2 = False
     try:
-        math = ziamath.Latex(expand_macros(tex), size=SIZE_PX)
+        math = ziamath.Latex(expanded, size=SIZE_PX)
         drawing = math.svg()
-    except MathsError:
-        raise
     except Exception as error:  # ziamath/latex2mathml reject malformed LaTeX in many ways
-        raise MathsError(f"cannot typeset {tex!r}: {error or type(error).__name__}") from None
+        raise MathsError(str(error) or type(error).__name__) from None
     if inline:
         _, height = math.getsize()
         drawing = drawing.replace(

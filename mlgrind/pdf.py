@@ -87,8 +87,9 @@ def render_job(html: str, assets: str, epoch: int) -> tuple[bytes, int, str, flo
     start = time.perf_counter()
     try:
         rendered, warnings = render_pdf(html, Path(assets), epoch=epoch)
-    except RefusedURL as refused:
-        return b"", 0, str(refused), 0.0, False
+    except FatalURLFetchingError as refused:  # refused, or a template's asset is missing
+        cause = f": {refused.__cause__}" if refused.__cause__ else ""
+        return b"", 0, f"{refused}{cause}", 0.0, False
     if warnings:  # a warning means something on the page is not what the template asked for
         return b"", 0, "WeasyPrint: " + "; ".join(warnings), 0.0, False
     return rendered.data, rendered.pages, "", time.perf_counter() - start, False

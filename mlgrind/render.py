@@ -12,7 +12,7 @@ import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
@@ -29,55 +29,53 @@ from .schema import CodeBlock, FormulaBlock, ListBlock, NoteBlock, Sheet, TableB
 class Texts:
     """Renders text fields of one source, collecting problems instead of stopping at the first.
 
-    With `recall`, facts are blanked for the recall edition: every computed value, and whole
-    fields when asked (`hide`). A blank keeps the fact's text, invisible, inside a ruled span,
-    so the recall edition has exactly the answer key's layout but none of its facts (hidden
-    text is not drawn, so it is not in the PDF either).
+    With `recall`, facts are blanked for the recall edition. A computed value, or a table cell
+    (`hide="cell"`), becomes a blank of one fixed width, so its length gives nothing away.
+    Prose (`hide="prose"`) keeps its text, invisible, inside ruled lines: the same room to
+    write in as the answer key (hidden text is not drawn, so it is not in the PDF either).
     """
 
     def __init__(self, source: Source, problems: list[Problem], target: Target,
-                 recall: bool = False):
+                 drawings: maths.Drawings | None = None, recall: bool = False):
         self.source, self.problems, self.target, self.recall = source, problems, target, recall
+        self.drawings = drawings if drawings is not None else maths.Drawings({})
 
     def __call__(self, text: str | None, loc: Loc, *, code: bool = False, tex: bool = False,
-                 hide: bool = False) -> Markup | None:
+                 hide: Literal["", "cell", "prose"] = "") -> Markup | None:
         """The field as HTML: markup by default, code (suffixes coloured) or display maths."""
         if text is None:
             return None
         try:
-            expanded = expand(text, marked=self.recall and not (hide or tex))
+            expanded = expand(text, marked=self.recall and not hide)
             if tex:
-                html = maths.svg(expanded)
+                html = maths.svg(expanded, self.drawings)
             else:
-                html = colour_suffixes(expanded) if code else inline(expanded, self.target)
-                html = html.replace(FACT_OPEN, _GAP_OPEN).replace(FACT_CLOSE, _GAP_CLOSE)
+                html = colour_suffixes(expanded) if code else inline(expanded, self.target,
+                                                                      self.drawings)
+                html = _FACT.sub(_BLANK, html)
         except (ExpressionError, MarkupError, maths.MathsError) as error:
             self.problems.append(self.source.problem(loc, str(error)))
             return Markup("")
-        if self.recall and hide:
-            return Markup(f'<span class="gap{" block" if tex else ""}"><span class="hide">{html}</span></span>')
+        if self.recall and hide == "cell":
+            return Markup('<span class="blank cell"></span>')
+        if self.recall and hide == "prose":
+            block = " block" if tex else ""
+            return Markup(f'<span class="ruled{block}"><span class="hide">{html}</span></span>')
         return Markup(html)
 
-    def lead_in(self, text: str, loc: Loc) -> Markup | None:
-        """A list item: in the recall edition only its bold lead-in (`**Align right**:`) stays."""
-        match = _LEAD_IN.match(text)
-        if not self.recall or not match:
-            return self(text, loc, hide=True)
-        return Markup(f"{self(match.group(1), loc)} {self(match.group(2), loc, hide=True)}")
 
-
-_GAP_OPEN, _GAP_CLOSE = '<span class="gap"><span class="hide">', "</span></span>"
-_LEAD_IN = re.compile(r"^(\*\*[^*]+\*\*:?)\s*(.+)$", re.S)
+_FACT = re.compile(f"{FACT_OPEN}.*?{FACT_CLOSE}", re.DOTALL)
+_BLANK = '<span class="blank"></span>'
 
 
 # Sheets ---------------------------------------------------------------------------------------
 
 
-def sheet_view(sheet: Sheet, source: Source, problems: list[Problem], *,
-               recall: bool = False) -> dict[str, Any]:
+def sheet_view(sheet: Sheet, source: Source, problems: list[Problem],
+               drawings: maths.Drawings, *, recall: bool = False) -> dict[str, Any]:
     """The sheet with every text field rendered: what the page template sees. The recall
     edition keeps titles, labels, table headers and inputs, and blanks the facts."""
-    text = Texts(source, problems, "sheet", recall)
+    text = Texts(source, problems, "sheet", drawings, recall)
     panels = []
     for p, panel in enumerate(sheet.panels):
         at: Loc = ("panels", p)
@@ -88,18 +86,19 @@ def sheet_view(sheet: Sheet, source: Source, problems: list[Problem], *,
                 blocks.append(_table(block, here + ("table",), text, source, problems))
             elif isinstance(block, FormulaBlock):
                 blocks.append({"kind": "formula",
-                               "formula": text(block.formula, here + ("formula",), tex=True, hide=True),
+                               "formula": text(block.formula, here + ("formula",), tex=True,
+                                               hide="prose"),
                                "label": text(block.label, here + ("label",))})
             elif isinstance(block, CodeBlock):
                 blocks.append({"kind": "code", "code": text(block.code, here + ("code",), code=True),
                                "caption": text(block.caption, here + ("caption",))})
             elif isinstance(block, ListBlock):
                 blocks.append({"kind": "list", "ordered": block.ordered,
-                               "entries": [text.lead_in(i, here + ("list", n))
+                               "entries": [text(i, here + ("list", n), hide="prose")
                                            for n, i in enumerate(block.list)]})
             elif isinstance(block, NoteBlock):
                 blocks.append({"kind": "note", "role": block.role,
-                               "note": text(block.note, here + ("note",), hide=True)})
+                               "note": text(block.note, here + ("note",), hide="prose")})
         panels.append({"title": text(panel.title, at + ("title",)), "role": panel.role,
                        "span": panel.span, "blocks": blocks})
     used = set(_ROLE_CLASS.findall(repr(panels))) | {p.role for p in sheet.panels if p.role}
@@ -140,12 +139,11 @@ def _table(block: TableBlock, at: Loc, text: Texts, source: Source,
     # Computed rows have no YAML position of their own: their problems point at `rows_from`.
     cell_at = (lambda r, c: at + ("rows", r, c)) if table.rows is not None else (
         lambda r, c: at + ("rows_from",))
-    # The recall edition blanks the columns named in `hide`; by default, every cell holding a
-    # computed value, and all but the first column of a computed table.
-    def hidden(c: int, cell: str) -> bool:
-        if table.hide is not None:
-            return c + 1 in table.hide
-        return "${" in cell or (table.rows_from is not None and c > 0)
+    # The recall edition blanks every cell holding a computed value, all but the first column
+    # of a computed table, and the columns named in `hide`.
+    def hidden(c: int, cell: str) -> Literal["", "cell"]:
+        computed = "${" in cell or (table.rows_from is not None and c > 0)
+        return "cell" if computed or c + 1 in (table.hide or []) else ""
 
     return {
         "kind": "table",

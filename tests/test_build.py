@@ -128,3 +128,67 @@ def test_fetcher_serves_the_projects_own_assets(project: Path) -> None:
     rendered, warnings = render_pdf("<img src=\"assets/dot.png\">", project / "templates")
     assert rendered.pages == 1 and warnings == []
     assert b"/Image" in rendered.data
+
+
+def test_a_failed_write_changes_nothing_and_says_why(project: Path) -> None:
+    assert run("build", "--only", "90", "--paper", "a4", "--root", project).code == 0
+    out = project / "build/onepagers"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    lock = (project / "notes.lock.json").read_bytes()
+    edit = project / "onepagers/90-numpy-shapes.yaml"
+    edit.write_text(edit.read_text().replace("Adding a bias", "Adding a bias vector"))
+    # The recall PDF cannot be replaced: its path is now a folder.
+    (out / "90-numpy-shapes-recall-a4.pdf").unlink()
+    (out / "90-numpy-shapes-recall-a4.pdf").mkdir()
+    result = run("build", "--only", "90", "--paper", "a4", "--root", project)
+    assert result.code == 1
+    assert "cannot write" in result.err and "Traceback" not in result.err
+    assert (out / "90-numpy-shapes-a4.pdf").read_bytes() == before["90-numpy-shapes-a4.pdf"]
+    assert (project / "notes.lock.json").read_bytes() == lock
+
+
+def test_outputs_get_ordinary_file_permissions(project: Path) -> None:
+    import os
+    import stat
+
+    assert run("build", "--only", "90", "--paper", "a4", "--root", project).code == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [project / "build/mlgrind.apkg", project / "notes.lock.json",
+                 project / "build/onepagers/90-numpy-shapes-a4.pdf"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_pdfs_of_a_sheet_that_is_gone_are_removed(built: Path, project: Path) -> None:
+    import shutil
+
+    shutil.copytree(built / "build/onepagers", project / "build/onepagers")
+    (project / "build/onepagers/42-old-sheet-a4.pdf").write_bytes(b"%PDF stale")
+    result = run("build", "--root", project)
+    assert result.code == 0, result.err
+    assert not (project / "build/onepagers/42-old-sheet-a4.pdf").exists()
+    assert "removed   build/onepagers/42-old-sheet-a4.pdf" in result.out.replace(str(project) + "/", "")
+
+
+def test_a_missing_template_asset_is_an_error_not_a_crash(project: Path) -> None:
+    template = project / "templates/sheet.html.j2"
+    template.write_text(template.read_text().replace("<main", '<img src="assets/missing.png"><main', 1))
+    result = run("build", "--only", "90", "--paper", "a4", "--root", project)
+    assert result.code == 1
+    assert "missing.png" in result.err and "Traceback" not in result.err
+
+
+def test_undecodable_card_template_is_an_error(project: Path) -> None:
+    (project / "templates/anki/basic-front.html").write_bytes(b"\xff\xfe{{Front}}")
+    result = run("check", "--root", project)
+    assert result.code == 1
+    assert "cannot read the card templates" in result.err
+
+
+@pytest.mark.parametrize("epoch", ["abc", "99999999999999999999"])
+def test_a_bad_source_date_epoch_is_a_usage_error(project: Path, epoch: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    for command in ("check", "build"):
+        result = run(command, "--root", project)
+        assert result.code == 2 and "SOURCE_DATE_EPOCH" in result.err

@@ -199,3 +199,65 @@ def test_tags_are_hierarchical_by_sheet_and_topic(project: Path, col: Collection
     tags = set(col.tags.all())
     assert {"mlgrind::90-numpy-shapes", "mlgrind::01-suffixes-einsum",
             "mlgrind::topic::numpy", "mlgrind::topic::einsum"} <= tags
+
+
+def test_retired_note_of_an_older_note_type_layout_is_still_packaged(project: Path,
+                                                                     col: Collection) -> None:
+    # As after the README's upgrade path: the ledger holds a retired cloze note published when
+    # the note type had one field fewer (no "Source").
+    lock = project / "notes.lock.json"
+    data = json.loads(lock.read_text())
+    data["notes"]["old-cloze"] = {"digest": "x", "mod": 1, "note": {
+        "id": "old-cloze", "type": "cloze", "sheet_id": "numpy-shapes", "deck": SHEET_90,
+        "fields": [["Text", "old {{c1::fact}}"], ["Extra", ""], ["Sheet", "Sheet 90"]],
+        "tags": ["mlgrind::retired"]}}
+    lock.write_text(json.dumps(data))
+    build(project)
+    import_deck(col, project)
+    [note_id] = col.find_notes('"text:old*"')
+    note = col.get_note(note_id)
+    assert note.has_tag("mlgrind::retired") and note["Source"] == ""
+
+
+def test_changing_a_notes_type_is_an_error_at_its_line(project: Path) -> None:
+    build(project)
+    cards_yaml = project / "cards/90-numpy-shapes.yaml"
+    edit(cards_yaml, "  - id: broadcast-per-example\n", "  - id: broadcast-per-example\n    type: reverse\n")
+    line = cards_yaml.read_text().splitlines().index("    type: reverse", ) + 1
+    result = run("build", "--only", "90", "--paper", "a4", "--root", project)
+    assert result.code == 1
+    assert re.search(rf"cards/90-numpy-shapes\.yaml:{line}:\d+: note 'broadcast-per-example' "
+                     r"changed its type", result.err), result.err
+
+
+def test_renaming_a_sheet_warns_that_anki_keeps_cards_in_the_old_deck(project: Path) -> None:
+    build(project)
+    edit(project / "onepagers/90-numpy-shapes.yaml", 'title: "NumPy shapes: broadcasting, matmul, reshape"',
+         'title: "NumPy shapes"')
+    report = build(project)
+    assert re.search(rf"warning \d+ note\(s\) move from deck '{re.escape(SHEET_90)}' to "
+                     r"'ML Grind::90 NumPy shapes'", report), report
+
+
+def test_a_type_in_answer_must_be_plain_text(project: Path) -> None:
+    edit(project / "cards/90-numpy-shapes.yaml", 'back: "${ calc.matmul(\'K\', \'K\') }"',
+         'back: "**${ calc.matmul(\'K\', \'K\') }**"')
+    result = run("check", "--root", project)
+    assert result.code == 1
+    assert re.search(r"cards/90-numpy-shapes\.yaml:\d+:\d+: a type-in answer must be plain text",
+                     result.err), result.err
+
+
+@pytest.mark.parametrize("ledger", [
+    '{"format": 1, "notes": []}',
+    '{"format": 1, "notes": {"x": {"digest": "d", "mod": "abc", "note": {}}}}',
+    '{"format": 1, "note_types": {"basic": {"digest": "d", "mod": 1, "schema": null}}}',
+    '{"format": 2}',
+    "not json",
+])
+def test_a_damaged_ledger_is_reported_not_half_read(project: Path, ledger: str) -> None:
+    (project / "notes.lock.json").write_text(ledger)
+    result = run("check", "--root", project)
+    assert result.code == 1
+    assert "notes.lock.json: unreadable notes ledger" in result.err
+    assert "Traceback" not in result.err
