@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ContentError, Problem, display_path
 from .load import Loc, Source, load_yaml
@@ -209,20 +209,20 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
     keys = [pdf_cache_key(page.html, page.epoch, assets) for page in pages]
     cache_files: list[tuple[Path, bytes]] = [] if cache is None else [
         (cache / "maths.json", drawings.dumps())]
-    for page, key, (data, count, error, seconds, cached) in zip(
-            pages, keys, _render_pages(pages, keys, project, cache, progress), strict=True):
+    for page, key, pdf in zip(pages, keys, _render_pages(pages, keys, project, cache, progress),
+                              strict=True):
         sheet = page.entry.sheet
         what = f"sheet {sheet.id!r}{' (recall edition)' if page.edition == 'recall' else ''}"
-        if error:
-            problems.append(page.entry.source.problem((), f"{what} on {page.paper}: {error}"))
-        elif count != 1:
+        if pdf.error:
+            problems.append(page.entry.source.problem((), f"{what} on {page.paper}: {pdf.error}"))
+        elif pdf.pages != 1:
             problems.append(page.entry.source.problem((), (
-                f"{what} overflows on {page.paper}: {count} pages, must be 1 "
+                f"{what} overflows on {page.paper}: {pdf.pages} pages, must be 1 "
                 "(shorten it, or drop a panel)")))
         else:
-            outputs.append(Output(page.name, data, seconds, cached))
-            if cache is not None and not cached:
-                cache_files.append((cache / f"{key}.pdf", data))
+            outputs.append(Output(page.name, pdf.data, pdf.seconds, pdf.cached))
+            if cache is not None and not pdf.cached:
+                cache_files.append((cache / f"{key}.pdf", pdf.data))
 
     if selected and not only and not problems:  # a booklet holds every sheet, in order
         for edition in EDITIONS:
@@ -277,17 +277,24 @@ class Page:
         return pdf_name(self.entry.sheet, self.edition, self.paper)
 
 
+class Rendered(NamedTuple):
+    data: bytes
+    pages: int
+    error: str  # a refused URL, a missing asset, a WeasyPrint warning
+    seconds: float
+    cached: bool
+
+
 def _render_pages(pages: list[Page], keys: list[str], project: Project, cache: Path | None,
-                  progress: Progress | None) -> list[tuple[bytes, int, str, float, bool]]:
-    """(PDF bytes, page count, error, seconds, cached) per page, in order. Cache hits are read;
-    misses are rendered, in parallel across the cores when there are several, since
-    WeasyPrint spends about a second on each page."""
-    results: list[tuple[bytes, int, str, float, bool] | None] = []
+                  progress: Progress | None) -> list[Rendered]:
+    """Each page's PDF, in order. Cache hits are read; misses are rendered, in parallel across
+    the cores when there are several, since WeasyPrint spends about a second on each page."""
+    results: list[Rendered | None] = []
     misses: list[int] = []
     for i, (page, key) in enumerate(zip(pages, keys, strict=True)):
         hit = cache / f"{key}.pdf" if cache else None
         if hit is not None and hit.is_file():
-            results.append((hit.read_bytes(), 1, "", 0.0, True))
+            results.append(Rendered(hit.read_bytes(), 1, "", 0.0, True))
             if progress:
                 progress(page.name)
         else:
@@ -307,12 +314,12 @@ def _render_pages(pages: list[Page], keys: list[str], project: Project, cache: P
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = {pool.submit(pdf.render_job, *job): i for i, job in zip(misses, jobs)}
             for future in concurrent.futures.as_completed(futures):
-                results[futures[future]] = future.result()
+                results[futures[future]] = Rendered(*future.result())
                 if progress:
                     progress(pages[futures[future]].name)
     else:
         for i, job in zip(misses, jobs):
-            results[i] = pdf.render_job(*job)
+            results[i] = Rendered(*pdf.render_job(*job))
             if progress:
                 progress(pages[i].name)
     return results  # type: ignore[return-value]

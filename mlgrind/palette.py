@@ -1,6 +1,7 @@
 """The one palette: every colour on a sheet or a card has a role, defined here once.
 
-Five hues, chosen so that every pair stays apart (ΔE ≥ 15 in CAM02-UCS) for normal vision and
+Five hues for the roles that come in sets (plus ink and red for maths and prose), chosen so
+that every pair of a set stays apart (ΔE ≥ 15 in CAM02-UCS) for normal vision and
 simulated deuteranopia, protanopia and tritanopia (tests/test_palette.py), each dark enough for
 7-pt text on white. A hue means nothing by itself: the role gives it meaning within its kind
 (a dimension family, a collective, a memory kind), and the legend on each sheet says which.
