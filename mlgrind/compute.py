@@ -3,6 +3,8 @@
 An expression may only call `calc.<name>(…)` with literal arguments (numbers, strings, tuples,
 lists). Everything else — other names, attributes, arithmetic, filters, blocks — is refused
 before evaluation, so YAML can never run code; evaluation itself happens in Jinja's sandbox.
+Brackets nest at most `MAX_NESTING` deep, so no argument can exhaust the parser's recursion.
+`$${` is a literal `${` (for shell or template code in a code block).
 """
 
 from __future__ import annotations
@@ -77,14 +79,32 @@ def _check_literal(node: nodes.Node) -> None:
         _check_literal(child)
 
 
+MAX_NESTING = 8  # shapes nest two deep, ((2, 3), (4,)); Jinja's parser recurses per level
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse deep brackets by counting them in the token stream (the lexer does not recurse)."""
+    depth = 0
+    for _, kind, value in _ENV.lex(text):
+        if kind == "operator" and value in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ExpressionError(f"a ${{ }} nests brackets more than {MAX_NESTING} deep")
+        elif kind == "operator" and value in ")]}":
+            depth -= 1
+
+
 @functools.lru_cache(maxsize=4096)
 def _compile(text: str) -> Any:
     try:
+        _check_nesting(text)
         tree = _ENV.parse(text)
+        _check(tree)
+        return _ENV.from_string(tree)
     except TemplateSyntaxError as error:
         raise ExpressionError(f"malformed ${{ }}: {error.message}") from None
-    _check(tree)
-    return _ENV.from_string(tree)
+    except RecursionError:  # e.g. a long run of unary minus signs: no brackets, still deep
+        raise ExpressionError("a ${ } nests too deeply") from None
 
 
 # Private-use characters around each computed value when asked (`marked=True`): they survive
@@ -101,15 +121,23 @@ def _marking(fn: Any) -> Any:
 _MARKED = {name: _marking(fn) for name, fn in CALC.items()}
 
 
+# `$${` stands for a literal `${`: it is swapped for this private-use character before Jinja
+# reads the text, and back after.
+_LITERAL = "\ue002"
+
+
 def expand(text: str, *, marked: bool = False) -> str:
     """Text with every `${ calc.name(args) }` replaced by its computed, formatted value."""
     if "${" not in text:
         return text
-    template = _compile(text)
-    try:
-        return template.render(calc=_MARKED if marked else CALC)
-    except Exception as error:  # a registered computation rejected its arguments
-        raise ExpressionError(f"computation failed: {type(error).__name__}: {error}") from None
+    text = text.replace("$${", _LITERAL)
+    if "${" in text:
+        template = _compile(text)
+        try:
+            text = template.render(calc=_MARKED if marked else CALC)
+        except Exception as error:  # a registered computation rejected its arguments
+            raise ExpressionError(f"computation failed: {type(error).__name__}: {error}") from None
+    return text.replace(_LITERAL, "${")
 
 
 def table_rows(name: str) -> list[list[str]]:

@@ -4,6 +4,11 @@ YAML calls these by name, `${ calc.broadcast((9, 1, 3), (4, 1)) }`, and a table 
 rows from a registered table, `rows_from: suffix_letters`. Nothing else is callable from YAML.
 Each function computes with NumPy or the reference package (`mlgrind.ref`), never from a typed
 answer.
+
+Arguments come from YAML, so each function checks them and raises `ValueError` with a readable
+reason (the build reports it as "computation failed: …" at the YAML line). Checking a spec never
+costs real memory: einsum specs are checked by NumPy's own parser on zero-stride operands, and
+the shape operations that need a real array are capped at `MAX_ELEMENTS` one-byte elements.
 """
 
 from __future__ import annotations
@@ -35,6 +40,43 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    """A shape argument, checked: a tuple of non-negative integers such as `(2, 3)` or `(4,)`."""
+    if not (isinstance(value, tuple) and all(_is_int(n) and n >= 0 for n in value)):
+        raise ValueError(f"a shape is a tuple of non-negative integers like (2, 3) or (4,), "
+                         f"got {value!r}")
+    return value
+
+
+def _new_shape(value: Any) -> int | tuple[int, ...]:
+    """A reshape target: an integer or a tuple of integers, one of them may be -1."""
+    if not (_is_int(value) or isinstance(value, tuple) and all(map(_is_int, value))):
+        raise ValueError(f"a new shape is an integer or a tuple of integers (-1: inferred), "
+                         f"got {value!r}")
+    return value
+
+
+# Reshape, transpose and the rest run on a real array, since whether the result is contiguous
+# or a view depends on its strides. One byte per element, and never more than this many.
+MAX_ELEMENTS = 1 << 24
+
+
+def _check_elements(count: int, shape: Any) -> None:
+    if count > MAX_ELEMENTS:
+        raise ValueError(f"{shape} has {count:,} elements; shape operations are checked on "
+                         f"arrays of at most {MAX_ELEMENTS:,}")
+
+
+def _zeros(shape: Any) -> np.ndarray:
+    shape = _shape(shape)
+    _check_elements(math.prod(shape), shape_text(shape))
+    return np.zeros(shape, dtype=np.uint8)
+
+
 # Seed step 1: shape suffixes and einsum ----------------------------------------------------------
 
 
@@ -47,25 +89,38 @@ def suffix_letters() -> list[list[str]]:
 
 @calc
 def letter(name: str) -> str:
+    if name not in LETTERS:
+        raise ValueError(f"unknown suffix letter {name!r}; known: {', '.join(LETTERS)}")
     return LETTERS[name].meaning
 
 
+MAX_EINSUM_RANK = 8  # letters in one tensor's suffix; attention's q_BLHK has 4
+
+
 def _einsum_of(names: str) -> tuple[str, list[str], str]:
-    """`"x_BLD, w_in_DF -> h_BLF"` → ("bld,df->blf", ["BLD", "DF"], "BLF"), checked by running it."""
+    """`"x_BLD, w_in_DF -> h_BLF"` → ("bld,df->blf", ["BLD", "DF"], "BLF"), checked by NumPy."""
+    if not isinstance(names, str):
+        raise ValueError(f"expected a string 'a_XY, b_YZ -> c_XZ', got {names!r}")
     lhs, arrow, rhs = names.partition("->")
     suffixes = []
     for name in [*lhs.split(","), rhs]:
         parts = split_suffix(name.strip())
         if not arrow or parts is None:
             raise ValueError(f"expected 'a_XY, b_YZ -> c_XZ' with suffix letters, got {names!r}")
+        if len(parts[1]) > MAX_EINSUM_RANK:
+            raise ValueError(f"{name.strip()} has {len(parts[1])} suffix letters; an einsum "
+                             f"tensor may have at most {MAX_EINSUM_RANK}")
         suffixes.append(parts[1])
     *inputs, output = suffixes
     spec = ",".join(s.lower() for s in inputs) + "->" + output.lower()
-    # Distinct sizes per letter, so a wrong spec cannot pass by coincidence.
+    # NumPy's einsum parser checks the spec (every output letter in an input, none twice) on
+    # zero-stride operands of distinct sizes per letter: nothing is allocated, nothing computed.
     sizes = {c: i + 2 for i, c in enumerate(dict.fromkeys("".join(suffixes)))}
-    arrays = [np.zeros([sizes[c] for c in s]) for s in inputs]
-    if np.einsum(spec, *arrays).shape != tuple(sizes[c] for c in output):
-        raise ValueError(f"{spec} does not produce {output}")
+    operands = [np.broadcast_to(np.zeros(()), [sizes[c] for c in s]) for s in inputs]
+    try:
+        np.einsum_path(spec, *operands, optimize=False)
+    except ValueError as error:
+        raise ValueError(f"{names!r} is not a valid einsum ({spec}): {error}") from None
     return spec, inputs, output
 
 
@@ -117,13 +172,26 @@ def einsum_idioms() -> list[list[str]]:
     return rows
 
 
+def _primes(count: int) -> list[int]:
+    primes: list[int] = []
+    n = 2
+    while len(primes) < count:
+        if all(n % p for p in primes):
+            primes.append(n)
+        n += 1
+    return primes
+
+
 @calc
 def einsum_flops(names: str) -> str:
     """2 × the product of every letter's size, as a formula, checked against the FLOP counter."""
     spec, inputs, output = _einsum_of(names)
     letters = list(dict.fromkeys("".join(inputs) + output))
-    sizes = {c.lower(): p for c, p in zip(letters, (2, 3, 5, 7, 11, 13, 17, 19, 23))}
-    assert ref_einsum.flops(spec, sizes) == 2 * math.prod(sizes.values())
+    # A distinct prime per letter: the product names each letter exactly once, so a counter
+    # that skipped or repeated a letter cannot agree by coincidence.
+    sizes = {c.lower(): p for c, p in zip(letters, _primes(len(letters)), strict=True)}
+    if ref_einsum.flops(spec, sizes) != 2 * math.prod(sizes.values()):
+        raise ValueError(f"the FLOP counter disagrees with 2·{'·'.join(letters)} for {spec}")
     return "2·" + "·".join(letters)
 
 
@@ -132,14 +200,15 @@ def einsum_flops(names: str) -> str:
 
 @calc
 def broadcast(*shapes: tuple[int, ...]) -> str:
-    return shape_text(np.broadcast_shapes(*shapes))
+    return shape_text(np.broadcast_shapes(*map(_shape, shapes)))
 
 
 @calc
 def broadcast_or_error(*shapes: tuple[int, ...]) -> str:
     """The broadcast shape, or which dimensions clash (read off NumPy's own refusal)."""
+    shapes = tuple(map(_shape, shapes))
     try:
-        return broadcast(*shapes)
+        return shape_text(np.broadcast_shapes(*shapes))
     except ValueError:
         rank = max(map(len, shapes))
         padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
@@ -150,7 +219,7 @@ def broadcast_or_error(*shapes: tuple[int, ...]) -> str:
 @calc
 def right_aligned(shape: tuple[int, ...], *others: tuple[int, ...]) -> str:
     """`shape` padded on the left with 1s to the rank of the longest: the first broadcast rule."""
-    rank = max(len(s) for s in (shape, *others))
+    rank = max(len(_shape(s)) for s in (shape, *others))
     return " × ".join(map(str, (1,) * (rank - len(shape)) + tuple(shape)))
 
 
@@ -160,10 +229,15 @@ _ELLIPSIS = (7, 11)
 
 
 def _symbolic(dims: str) -> np.ndarray:
-    shape: list[int] = []
-    for dim in dims.split():
-        shape += _ELLIPSIS if dim == "..." else [_SYMBOL_SIZES[dim]]
-    return np.zeros(shape)
+    """`"... M K"` → a zero array of shape (7, 11, 2, 3): an optional leading `...`, then one
+    to three of M, K, N (so the array stays tiny)."""
+    words = dims.split() if isinstance(dims, str) else []
+    batch = words[:1] == ["..."]
+    letters = words[1:] if batch else words
+    if not 1 <= len(letters) <= 3 or any(d not in _SYMBOL_SIZES for d in letters):
+        raise ValueError(f"a matmul shape is an optional '...' then one to three of "
+                         f"{', '.join(_SYMBOL_SIZES)}, like '... M K'; got {dims!r}")
+    return np.zeros([*(_ELLIPSIS if batch else ()), *(_SYMBOL_SIZES[d] for d in letters)])
 
 
 @calc
@@ -181,26 +255,35 @@ def matmul(a: str, b: str) -> str:
 
 @calc
 def reshape(shape: tuple[int, ...], new: tuple[int, ...] | int) -> str:
-    return shape_text(np.zeros(shape).reshape(new).shape)
+    return shape_text(_zeros(shape).reshape(_new_shape(new)).shape)
 
 
-# The NumPy shape operations a sheet may chain, each taking an array and one argument.
+def _copies(x: np.ndarray, n: Any) -> list[np.ndarray]:
+    """`n` copies of `x` to stack or concatenate, within the element budget."""
+    if not (_is_int(n) and n >= 1):
+        raise ValueError(f"the number of copies is a positive integer, got {n!r}")
+    _check_elements(x.size * n, f"{n} × {shape_text(x.shape)}")
+    return [x] * n
+
+
+# The NumPy shape operations a sheet may chain, each taking an array and one argument. None
+# makes more elements than `_copies` allows; `sum` keeps one byte per element.
 _SHAPE_OPS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
-    "reshape": lambda x, shape: x.reshape(shape),
+    "reshape": lambda x, shape: x.reshape(_new_shape(shape)),
     "transpose": lambda x, axes: x.transpose(axes),
     "swapaxes": lambda x, axes: np.swapaxes(x, *axes),
     "expand_dims": lambda x, axis: np.expand_dims(x, axis),
     "squeeze": lambda x, axis: np.squeeze(x, axis),
-    "sum": lambda x, axis: x.sum(axis=axis),
-    "stack": lambda x, n: np.stack([x] * n),
-    "concatenate": lambda x, n_axis: np.concatenate([x] * n_axis[0], axis=n_axis[1]),
+    "sum": lambda x, axis: x.sum(axis=axis, dtype=x.dtype),
+    "stack": lambda x, n: np.stack(_copies(x, n)),
+    "concatenate": lambda x, n_axis: np.concatenate(_copies(x, n_axis[0]), axis=n_axis[1]),
 }
 
 
 def _apply(shape: tuple[int, ...], steps: tuple[Any, ...]) -> np.ndarray:
     if len(steps) % 2:
         raise ValueError("steps come in pairs: an operation's name, then its argument")
-    x = np.zeros(shape)
+    x = _zeros(shape)
     for name, arg in zip(steps[::2], steps[1::2]):
         if name not in _SHAPE_OPS:
             raise ValueError(f"unknown shape operation {name!r}; known: {', '.join(_SHAPE_OPS)}")
@@ -224,9 +307,9 @@ def contiguous(shape: tuple[int, ...], *steps: Any) -> str:
 def reshape_is_view(shape: tuple[int, ...], new: tuple[int, ...] | int, *steps: Any) -> str:
     """Whether `reshape(new)`, after `steps`, returns a view (shares memory) or had to copy."""
     x = _apply(shape, steps)
-    return "view" if np.shares_memory(x, x.reshape(new)) else "copy"
+    return "view" if np.shares_memory(x, x.reshape(_new_shape(new))) else "copy"
 
 
 @calc
 def size(shape: tuple[int, ...]) -> int:
-    return math.prod(shape)
+    return math.prod(_shape(shape))

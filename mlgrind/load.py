@@ -1,7 +1,8 @@
 """Stage 1, load: read YAML sources safely and remember where every value came from.
 
 Only YAML's safe subset is accepted (no `!!python/...` tags), aliases are refused outright (a
-"billion laughs" document fails at its first `*alias`, before anything is expanded) and duplicate
+"billion laughs" document fails at its first `*alias`, before anything is expanded), nesting is
+capped (`[[[[…]]]]` fails at the level too deep, before Python's recursion limit) and duplicate
 keys are errors rather than silently overwritten. Every value's line and column is kept in a
 `Positions` map so later stages can point at it.
 """
@@ -19,6 +20,7 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 from .errors import Problem
 
 MAX_BYTES = 1_000_000  # a study sheet is a few kB; anything this big is a mistake
+MAX_DEPTH = 32  # a sheet nests ~10 levels (panels, blocks, table, rows, cells)
 
 Loc = tuple[str | int, ...]
 
@@ -44,6 +46,8 @@ class Source:
 
 
 class _Loader(yaml.SafeLoader):
+    depth = 0
+
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
             event = self.peek_event()
@@ -52,7 +56,18 @@ class _Loader(yaml.SafeLoader):
                 "write the value out",
                 problem_mark=event.start_mark,
             )
-        return super().compose_node(parent, index)
+        # PyYAML composes (and we walk) nested values recursively: refuse deep nesting here,
+        # with its position, rather than meet Python's recursion limit later.
+        if self.depth >= MAX_DEPTH:
+            raise yaml.MarkedYAMLError(
+                problem=f"nested more than {MAX_DEPTH} levels deep",
+                problem_mark=self.peek_event().start_mark,
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _mark(node: Node) -> tuple[int, int]:
@@ -101,6 +116,8 @@ def load_yaml(path: Path, name: str) -> tuple[Source | None, list[Problem]]:
         return None, [Problem(name, line, col, f"invalid YAML: {message}")]
     except yaml.YAMLError as error:
         return None, [Problem(name, 1, 1, f"invalid YAML: {error}")]
+    except RecursionError:  # MAX_DEPTH keeps well clear of it; never a traceback regardless
+        return None, [Problem(name, 1, 1, "invalid YAML: nested too deeply")]
     finally:
         loader.dispose()
 

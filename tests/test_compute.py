@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from conftest import run
 from mlgrind.compute import ExpressionError, expand
 from mlgrind.facts import CALC, TABLES
+from mlgrind.ref import einsum as ref_einsum
 from mlgrind.ref.einsum import count_flops, einsum
 
 
@@ -94,6 +96,87 @@ def test_anki_cloze_and_braces_stay_literal() -> None:
     text = "{{c1::answer}} {% raw %} {# x #} \\frac{a}{b}"
     assert expand(text) == text
     assert expand("x ${ calc.size((2, 3)) } {{c1::y}}") == "x 6 {{c1::y}}"
+
+
+def test_dollar_dollar_brace_is_a_literal_dollar_brace() -> None:
+    assert expand("echo $${HOME}") == "echo ${HOME}"
+    assert expand("$${ calc.size((2, 3)) } is ${ calc.size((2, 3)) }") == "${ calc.size((2, 3)) } is 6"
+    assert expand("cost: $$${ x }") == "cost: $${ x }"  # `$` then the literal
+
+
+@pytest.mark.parametrize("text", [
+    "${ calc.size(('a', 3)) }",
+    "${ calc.size((-1,)) }",
+    "${ calc.size((1e3,)) }",
+    "${ calc.size((True, 2)) }",
+    "${ calc.size(((1,),)) }",
+    "${ calc.broadcast((9, 1, 3), (4, -1)) }",
+    "${ calc.broadcast_or_error((5, 4), (5.0,)) }",
+    "${ calc.right_aligned((4, 1), ('9', 1, 3)) }",
+    "${ calc.reshape((3, 4.0), -1) }",
+    "${ calc.shape_after((10, -20), 'sum', 0) }",
+])
+def test_shapes_must_be_tuples_of_non_negative_integers(text: str) -> None:
+    with pytest.raises(ExpressionError, match="ValueError: a shape is a tuple of non-negative"):
+        expand(text)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("${ calc.reshape((32, 3, 224, 224, 224), -1) }", "at most 16,777,216"),
+    ("${ calc.shape_after((1000, 1000), 'stack', 1000) }", "at most 16,777,216"),
+    ("${ calc.shape_after((10,), 'stack', True) }", "positive integer"),
+    ("${ calc.reshape((10,), 2.5) }", "a new shape is an integer"),
+    ("${ calc.matmul('M M M M M', 'K') }", "one to three of M, K, N"),
+    ("${ calc.matmul('M X', 'K') }", "one to three of M, K, N"),
+    ("${ calc.letter('Z') }", "unknown suffix letter 'Z'"),
+    ("${ calc.einsum_spec('x_BL, w_DF -> y_BLK') }", "did not appear in the input"),
+    ("${ calc.einsum_spec('x_BBBBBBBBB, w_B -> y_B') }", "at most 8"),
+])
+def test_arguments_are_refused_with_a_reason_before_any_array_is_built(text: str, message: str) -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExpressionError, match=message):
+            expand(text)
+        assert tracemalloc.get_traced_memory()[1] < 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_checking_a_wide_einsum_allocates_nothing_and_drops_no_letter() -> None:
+    # All 13 suffix letters: by letter sizes 2, 3, …, 14 the inputs alone would take 140 MB, and
+    # the old check built them; the old FLOP check also had primes for only 9 letters.
+    names = "a_BLMDVF, b_HKGCRES -> c_BLMDVFHK"
+    tracemalloc.start()
+    try:
+        formula = expand(f"${{ calc.einsum_flops('{names}') }}")
+        assert tracemalloc.get_traced_memory()[1] < 2**20
+    finally:
+        tracemalloc.stop()
+    letters = formula.removeprefix("2·").split("·")
+    assert sorted(letters) == sorted("BLMDVFHKGCRES")
+    # The count from running it, every letter of size 2: a dropped letter would halve it.
+    spec = expand(f"${{ calc.einsum_spec('{names}') }}")
+    arrays = [np.ones([2] * len(term)) for term in spec.split("->")[0].split(",")]
+    with count_flops() as counter:
+        einsum(spec, *arrays)
+    assert counter.total == 2 * 2 ** len(letters)
+
+
+def test_flop_formula_is_checked_without_assert(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `python -O` strips asserts: the check against the counter must be a real one.
+    monkeypatch.setattr(ref_einsum, "flops", lambda spec, sizes: 0)
+    with pytest.raises(ExpressionError, match="ValueError: the FLOP counter disagrees"):
+        expand("${ calc.einsum_flops('x_BLD, w_in_DF -> h_BLF') }")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("${ calc.size(" + "(" * 100 + "1," + ")" * 100 + ") }", "nests brackets more than 8 deep"),
+    ("${ calc.size([" + "[" * 20 + "]" * 20 + "]) }", "nests brackets more than 8 deep"),
+    ("${ calc.size(" + "-" * 3000 + "1) }", "nests too deeply"),
+])
+def test_deep_expressions_are_refused_not_recursed_into(text: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=message):
+        expand(text)
 
 
 def test_registry_holds_only_plain_functions() -> None:

@@ -98,6 +98,20 @@ CASES = {
     "unknown block kind": (
         edit(SHEET, "      - note: \"The letters", "      - nota: \"The letters"),
         rf"{SHEET}:\d+:\d+: a block needs one of the keys: table, formula, code, list, note"),
+    "nesting deeper than Python recurses": (
+        write("cards/deep.yaml", "sheet: suffixes-einsum\nnotes: " + "[" * 400 + "]" * 400 + "\n"),
+        r"cards/deep\.yaml:2:\d+: invalid YAML: nested more than 32 levels deep"),
+    "brackets nested deeper than the parser recurses": (
+        edit(CARDS, "calc.letter('B')", "calc.size(" + "(" * 100 + "1," + ")" * 100 + ")"),
+        (rf"{CARDS}:{line_of(CARDS, 'calc.letter(' + chr(39) + 'B')}:11: "
+         r"a \$\{ \} nests brackets more than 8 deep")),
+    "a run of minus signs": (
+        edit(CARDS, "calc.letter('B')", "calc.size(" + "-" * 3000 + "1)"),
+        rf"{CARDS}:{line_of(CARDS, 'calc.letter(' + chr(39) + 'B')}:11: a \$\{{ \}} nests too deeply"),
+    "a shape that is not one": (
+        edit(CARDS, "calc.letter('B')", "calc.size(('a', 3))"),
+        (rf"{CARDS}:{line_of(CARDS, 'calc.letter(' + chr(39) + 'B')}:11: computation failed: "
+         r"ValueError: a shape is a tuple of non-negative integers")),
 }
 
 
