@@ -4,15 +4,32 @@ Two kinds of file: a one-pager (`onepagers/*.yaml`) and a card set (`cards/*.yam
 Schema for editors (`mlgrind schema`) and the error messages both come from these models.
 
 Text fields are *markup*: inline Markdown (`code`, **bold**, *italic*), role spans
-`[text]{.role}`, maths `\\( … \\)`, and computed values `${ calc.name(args) }`. A formula
-block is LaTeX, drawn as vector graphics.
+`[text]{.role}`, maths `\\( … \\)`, and computed values `${ calc.name(args) }`. Write `$${`
+for a literal `${` (shell or template code in a code block: `echo $${HOME}` shows `echo ${HOME}`).
+A formula block is LaTeX, drawn as vector graphics.
+
+Checks that span several fields (a table has rows or rows_from; a panel fits the sheet's
+columns) are model validators here too, so every rule on the shape of a file lives in this one
+place. They raise `content_error`, whose context names the field to blame (`at`, relative to the
+model), so the message points at the offending line rather than at the whole block.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from .palette import ROLES
 
@@ -20,6 +37,23 @@ RoleName = Literal[tuple(ROLES)]  # type: ignore[valid-type]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 Tag_ = Annotated[str, Field(pattern=r"^[A-Za-z0-9_:-]+$")]
 Text = Annotated[str, Field(description="markup: Markdown inline, [text]{.role}, ${ calc.x() }")]
+
+
+def content_error(message: str, *at: str | int) -> PydanticCustomError:
+    """A rule broken inside a model, blamed on the field at `at` below it."""
+    return PydanticCustomError("content_error", "{message}", {"message": message, "at": at})
+
+
+def _no_deck_separator(text: str, info: ValidationInfo) -> str:
+    if "::" in text:
+        raise content_error(f"{info.field_name!r} may not contain '::' (Anki reads it as a "
+                            "sub-deck)")
+    return text
+
+
+# Sheet titles name Anki decks and panel titles are shown beside them: `::` would nest decks.
+DeckName = Annotated[str, AfterValidator(_no_deck_separator),
+                     Field(json_schema_extra={"not": {"pattern": "::"}})]
 
 
 class Strict(BaseModel):
@@ -37,6 +71,24 @@ class Table(Strict):
     hide: list[Annotated[int, Field(ge=1)]] | None = Field(
         None, description="columns (1-based) blanked in the recall edition; default: cells "
         "with computed values, and all but the first column of a rows_from table")
+
+    model_config = ConfigDict(json_schema_extra={
+        "oneOf": [{"required": ["rows"]}, {"required": ["rows_from"]}]})
+
+    @model_validator(mode="after")
+    def _shape(self) -> Table:
+        if (self.rows is None) == (self.rows_from is None):
+            raise content_error("a table needs exactly one of 'rows' or 'rows_from'")
+        width, of = ((len(self.header), "the header") if self.header
+                     else (len(self.rows[0]), "the first row") if self.rows else (None, ""))
+        for r, row in enumerate(self.rows or []):
+            if len(row) != width:
+                raise content_error(f"row has {len(row)} cells; {of} has {width}", "rows", r)
+        for n, column in enumerate(self.hide or []):
+            if width is not None and column > width:
+                raise content_error(f"hide: column {column} is past the table's {width} columns",
+                                    "hide", n)
+        return self
 
 
 class TableBlock(Strict):
@@ -85,7 +137,7 @@ Block = Annotated[
 
 
 class Panel(Strict):
-    title: Text
+    title: Text = Field(description="unique within the sheet: cards link back to it by title")
     role: RoleName | None = Field(None, description="accent colour of the panel's border")
     span: int = Field(1, ge=1, le=4, description="grid columns the panel spans")
     blocks: list[Block] = Field(min_length=1)
@@ -95,12 +147,26 @@ class Sheet(Strict):
     """A one-pager: panels of typed blocks laid on a grid."""
 
     id: Slug
-    title: str
+    title: DeckName = Field(description="also the name of the sheet's Anki sub-deck")
     position: int = Field(ge=1, le=99, description="place in the seed's sequence (appendix: 90+)")
     seed: str = Field(description="the seed step this sheet covers, in its words")
     orientation: Literal["portrait", "landscape"] = "landscape"
     columns: int = Field(3, ge=1, le=4)
     panels: list[Panel] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _grid(self) -> Sheet:
+        titles: dict[str, int] = {}
+        for p, panel in enumerate(self.panels):
+            if panel.span > self.columns:
+                raise content_error(f"span {panel.span} is wider than the sheet's "
+                                    f"{self.columns} columns", "panels", p, "span")
+            if panel.title in titles:
+                raise content_error(f"panel title {panel.title!r} is also used by panel "
+                                    f"{titles[panel.title] + 1} (cards link to panels by title)",
+                                    "panels", p, "title")
+            titles[panel.title] = p
+        return self
 
 
 # Card sets -------------------------------------------------------------------------------------
@@ -110,7 +176,7 @@ class NoteBase(Strict):
     id: Slug = Field(description="stable forever: the Anki GUID is derived from it")
     tags: list[Tag_] = []
     source: Text | None = Field(None, description="citation for the fact")
-    panel: str | None = Field(None, description="title of the panel on the sheet it drills")
+    panel: DeckName | None = Field(None, description="title of the panel on the sheet it drills")
 
 
 class BasicNote(NoteBase):
@@ -134,9 +200,27 @@ class TypeInNote(NoteBase):
     extra: Text | None = None
 
 
+# An Anki cloze deletion, {{c1::answer}} or {{c1::answer::hint}}; the markers are literal text.
+_CLOZE = re.compile(r"\{\{c(\d+)::(.*?)\}\}", re.DOTALL)
+
+
+def _has_cloze(text: str) -> str:
+    deletions = _CLOZE.findall(text)
+    if not deletions:
+        raise content_error("a cloze note needs at least one deletion {{c1::…}}")
+    for number, content in deletions:
+        if int(number) < 1:
+            raise content_error(f"cloze deletion c{number}: numbers start at c1")
+        if not content.split("::")[0].strip():
+            raise content_error(f"cloze deletion c{number} is empty")
+    return text
+
+
 class ClozeNote(NoteBase):
     type: Literal["cloze"]
-    text: Text = Field(description="with Anki cloze deletions {{c1::…}}")
+    text: Annotated[Text, AfterValidator(_has_cloze)] = Field(
+        description="with Anki cloze deletions {{c1::…}}",
+        json_schema_extra={"pattern": r"\{\{c[0-9]+::"})
     extra: Text | None = None
 
 

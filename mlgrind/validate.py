@@ -13,11 +13,11 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
 from .errors import Problem
 from .load import Loc, Source
-from .schema import BLOCK_KINDS, NOTE_TYPES, CardSet, Sheet
+from .schema import CardSet, Sheet
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,36 +34,54 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
-def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
-    """The schema model holding the mapping at `loc`, which is pydantic's error location: it
-    names the member of a tagged union (a block kind, a note type) by its tag."""
-    tagged: dict[str, type[BaseModel]] = {**BLOCK_KINDS, **NOTE_TYPES}
+def _tags(annotation: Any) -> dict[str, Any]:
+    """The members of a tagged union by tag (a block kind, a note type); {} for any other type."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return {}
+    members = {}
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is typing.Annotated:
+            tag = next((m.tag for m in arg.__metadata__ if isinstance(m, Tag)), None)
+            if tag is not None:
+                members[tag] = typing.get_args(arg)[0]
+    return members
+
+
+def _resolve(model: type[BaseModel], loc: Loc) -> tuple[Loc, Any]:
+    """pydantic's error location → the path through the data, and the schema type found there.
+
+    pydantic names the member of a tagged union by its tag inside `loc`. The tag is read off the
+    schema, walking `loc` alongside the model's types: a part is a tag exactly when the type at
+    that point is a tagged union. (The data cannot tell: a `note` block's tag is also its key.)
+    """
+    path: list[str | int] = []
     current: Any = model
     for part in loc:
         if isinstance(part, int):
-            continue  # a list index: the item type is already what `_unwrap` gives
+            path.append(part)
+            continue  # a list index: `_unwrap` already gives the item type
         holder = _unwrap(current)
-        if part in tagged and typing.get_origin(holder) in (typing.Union, types.UnionType):
-            current = tagged[part]
-        elif isinstance(holder, type) and issubclass(holder, BaseModel) and part in holder.model_fields:
+        members = _tags(holder)
+        if members:
+            current = members.get(part)
+            continue
+        path.append(part)
+        if isinstance(holder, type) and issubclass(holder, BaseModel) and part in holder.model_fields:
             current = holder.model_fields[part].annotation
         else:
-            return None
-    holder = _unwrap(current)
+            current = None
+    return tuple(path), _unwrap(current)
+
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The schema model holding the mapping at `loc` (pydantic's error location)."""
+    holder = _resolve(model, loc)[1]
     return holder if isinstance(holder, type) and issubclass(holder, BaseModel) else None
 
 
-def _data_loc(data: Any, loc: Loc) -> Loc:
+def _data_loc(model: type[BaseModel], loc: Loc) -> Loc:
     """Drop the union tags pydantic inserts into `loc`, keeping the path through the data."""
-    path: list[str | int] = []
-    for part in loc:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-            path.append(part)
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
-            data = data[part]
-            path.append(part)
-    return tuple(path)
+    return _resolve(model, loc)[0]
 
 
 def _describe(value: Any) -> str:
@@ -79,7 +97,7 @@ def to_model(source: Source, model: type[M]) -> tuple[M | None, list[Problem]]:
     # A misspelt key is one mistake, not two: drop "missing 'title'" beside "unknown 'titel'".
     misspelt = {(e["loc"][:-1], match) for e in errors if e["type"] == "extra_forbidden"
                 for match in _close_keys(model, e["loc"])}
-    return None, [_problem(source, model, e, _data_loc(source.data, e["loc"])) for e in errors
+    return None, [_problem(source, model, e) for e in errors
                   if not (e["type"] == "missing" and (e["loc"][:-1], e["loc"][-1]) in misspelt)]
 
 
@@ -88,8 +106,12 @@ def _close_keys(model: type[BaseModel], loc: Loc) -> list[str]:
     return difflib.get_close_matches(str(loc[-1]), list(parent.model_fields) if parent else [], n=1)
 
 
-def _problem(source: Source, model: type[BaseModel], e: dict[str, Any], loc: Loc) -> Problem:
-    kind, key = e["type"], (loc[-1] if loc else None)
+def _problem(source: Source, model: type[BaseModel], e: dict[str, Any]) -> Problem:
+    kind = e["type"]
+    if kind == "content_error":  # a schema rule that names the field to blame (schema.py)
+        return source.problem(_data_loc(model, e["loc"] + e["ctx"]["at"]), e["ctx"]["message"])
+    loc = _data_loc(model, e["loc"])
+    key = loc[-1] if loc else None
     if kind == "extra_forbidden":
         parent = _model_at(model, e["loc"][:-1])
         allowed = list(parent.model_fields) if parent else []
@@ -98,7 +120,7 @@ def _problem(source: Source, model: type[BaseModel], e: dict[str, Any], loc: Loc
         return source.problem(loc, f"unknown key {key!r}{hint} (allowed: {', '.join(allowed)})",
                               at_key=True)
     if kind == "missing":
-        parent_loc = _data_loc(source.data, e["loc"][:-1])
+        parent_loc = _data_loc(model, e["loc"][:-1])
         return source.problem(parent_loc, f"missing required key {e['loc'][-1]!r}")
     where = f"{key!r}: " if isinstance(key, str) else ""
     message = e["msg"][0].lower() + e["msg"][1:]
