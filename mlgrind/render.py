@@ -65,6 +65,7 @@ class Texts:
 
 
 _FACT = re.compile(f"{FACT_OPEN}.*?{FACT_CLOSE}", re.DOTALL)
+_COMPUTED = re.compile(r"(?<!\$)\$\{")  # `$${` is a literal `${`, not a computation
 _BLANK = '<span class="blank"></span>'
 
 
@@ -119,30 +120,24 @@ _ROLE_CLASS = re.compile(r'class="r-([a-z-]+)"')
 
 def _table(block: TableBlock, at: Loc, text: Texts, source: Source,
            problems: list[Problem]) -> dict[str, Any]:
-    table = block.table
-    if (table.rows is None) == (table.rows_from is None):
-        problems.append(source.problem(at, "a table needs exactly one of 'rows' or 'rows_from'"))
-        rows: list[list[str]] = []
-    elif table.rows_from is not None:
+    table = block.table  # the schema made sure it has rows or rows_from, as wide as its header
+    rows: list[list[str]] = table.rows or []
+    if table.rows_from is not None:
         try:
             rows = table_rows(table.rows_from)
         except ExpressionError as error:
             problems.append(source.problem(at + ("rows_from",), str(error)))
-            rows = []
-    else:
-        rows = table.rows or []
-    width = len(table.header) if table.header else None
-    for r, row in enumerate(rows):
-        if width is not None and len(row) != width:
+        width = len(table.header) if table.header else None
+        if width is not None and any(len(row) != width for row in rows):
             problems.append(source.problem(
-                at + ("rows", r), f"row has {len(row)} cells; the header has {width}"))
+                at + ("rows_from",), f"{table.rows_from} gives rows not {width} cells wide"))
     # Computed rows have no YAML position of their own: their problems point at `rows_from`.
     cell_at = (lambda r, c: at + ("rows", r, c)) if table.rows is not None else (
         lambda r, c: at + ("rows_from",))
     # The recall edition blanks every cell holding a computed value, all but the first column
     # of a computed table, and the columns named in `hide`.
     def hidden(c: int, cell: str) -> Literal["", "cell"]:
-        computed = "${" in cell or (table.rows_from is not None and c > 0)
+        computed = _COMPUTED.search(cell) is not None or (table.rows_from is not None and c > 0)
         return "cell" if computed or c + 1 in (table.hide or []) else ""
 
     return {
