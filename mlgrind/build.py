@@ -6,10 +6,11 @@ only when it succeeds does `build` write, so a failed build never leaves half it
 
 from __future__ import annotations
 
-import hashlib
 import concurrent.futures
-import io
+import functools
+import hashlib
 import importlib.metadata
+import io
 import multiprocessing
 import os
 import time
@@ -18,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import ContentError, Problem, display_path
-from .load import Loc, Source, load_yaml
 from . import deck, ledger, maths
 from .deck import AnkiNote, card_notes
+from .errors import ContentError, Problem, display_path
+from .load import Loc, Source, load_yaml
 from .ledger import Changes
 from .render import Templates, sheet_view
 from .schema import CardSet, Sheet
@@ -75,7 +76,7 @@ class SheetContent:
     sheet: Sheet
     views: dict[str, dict[str, Any]]  # per edition
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """Everything the sheet's pages show, but the date: its edition date moves with it."""
         return hashlib.sha256(repr(self.views).encode()).hexdigest()
