@@ -46,8 +46,9 @@ class Project:
         project = cls(root.resolve())
         missing = [d for d in ("onepagers", "cards", "templates") if not (project.root / d).is_dir()]
         if missing:
-            raise UsageError(f"{root} is not an mlgrind project: no {', '.join(missing)}/ folder "
-                             "(run mlgrind in the project folder, or pass --root)")
+            folders = ", ".join(f"{d}/" for d in missing)
+            raise UsageError(f"{root} is not an mlgrind project: it has no {folders} (run mlgrind "
+                             "in the project folder, or pass --root)")
         return project
 
     @property
