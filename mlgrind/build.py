@@ -197,7 +197,7 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
     pages: list[Page] = []
     for entry in selected:
         date = time.strftime("%Y-%m-%d", time.gmtime(sheet_dates[entry.sheet.id]))
-        colophon = {"version": importlib.metadata.version("mlgrind"), "date": date,
+        colophon = {"version": _version("mlgrind"), "date": date,
                     "digest": entry.digest[:10]}
         for edition in EDITIONS:
             for paper in papers:
@@ -243,7 +243,7 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
         specs = {}
     if problems:
         raise ContentError(problems)
-    up = ledger.update(old, content.notes, specs, digests, now)
+    up = ledger.update(old, content.notes, specs, digests, sheet_dates, now)
     for note_id in up.changes.retyped:
         source, loc = content.note_locations[note_id]
         problems.append(source.problem(loc, (
@@ -339,10 +339,16 @@ def _booklet(pdfs: list[bytes]) -> bytes:
     return out.getvalue()
 
 
+@functools.cache
+def _version(package: str) -> str:
+    """An installed package's version: read from its metadata once per run, not per page."""
+    return importlib.metadata.version(package)
+
+
 def pdf_cache_key(html: str, epoch: int, assets: str) -> str:
     """Everything a page's bytes depend on: its HTML (styles inlined), the time stamped into
     its fonts, the files it may fetch, and the renderer."""
-    renderer = importlib.metadata.version("weasyprint")
+    renderer = _version("weasyprint")
     return hashlib.sha256(f"weasyprint {renderer}\n{epoch}\n{assets}\n{html}".encode()).hexdigest()
 
 

@@ -132,7 +132,7 @@ class Update:
 
 
 def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
-           sheet_digests: dict[str, str], now: int) -> Update:
+           sheet_digests: dict[str, str], dates: dict[str, int], now: int) -> Update:
     """Modification times (see `_stamp`) for every note and note type, and what changed."""
     changes = Changes()
     new = Ledger()
@@ -172,6 +172,5 @@ def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
             was_retired, is_retired = RETIRED_TAG in before.note.tags, RETIRED_TAG in note.tags
             (changes.retired if is_retired and not was_retired else changes.updated).append(note.id)
         new.notes[note.id] = NoteEntry(digest=digest, mod=note_mods[note.id], note=note)
-    dates = sheet_dates(old, sheet_digests, now)
     new.sheets = {i: _Entry(digest=sheet_digests[i], mod=dates[i]) for i in sheet_digests}
     return Update(new, [*notes, *retired], note_mods, type_mods, changes)

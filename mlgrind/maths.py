@@ -66,10 +66,15 @@ class Drawings:
         return json.dumps(self.drawings, sort_keys=True).encode()
 
 
+@functools.cache
+def _ziamath_version() -> str:
+    return importlib.metadata.version("ziamath")
+
+
 def svg(tex: str, drawings: Drawings, *, inline: bool = False) -> Markup:
     """The formula as an inline <svg> element; inline maths sits on the text's baseline."""
     expanded = expand_macros(tex)  # validates \dim and \role every time, cached or not
-    key = f"{importlib.metadata.version('ziamath')} {SIZE_PX} {inline} {expanded}"
+    key = f"{_ziamath_version()} {SIZE_PX} {inline} {expanded}"
     if key not in drawings.drawings:
         try:
             drawings.drawings[key] = _typeset(expanded, inline)
