@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .calc.cli import calc
-from .errors import ContentError, display_path
+from .pipeline.problems import ContentError, display_path
 from .exercise.cli import exercise
 
 # The pipeline (pydantic, Jinja, Markdown, and WeasyPrint on a cache miss) is imported inside
@@ -30,7 +30,7 @@ ROOT = click.option("--root", type=click.Path(file_okay=False, path_type=Path), 
 
 
 def _project(root: Path):  # type: ignore[no-untyped-def]
-    from .build import Project, UsageError
+    from .pipeline.build import Project, UsageError
 
     try:
         return Project.at(root)
@@ -86,7 +86,7 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
     untouched, unchanged sheets come from a cache in OUT/.cache/, and PDFs of sheets that no
     longer exist are removed. SOURCE_DATE_EPOCH, if set, is the build's clock.
     """
-    from .build import PAPERS, UsageError, build
+    from .pipeline.build import PAPERS, UsageError, build
 
     project = _project(root)
     out_dir = out if out is not None else project.root / "build"
@@ -145,7 +145,7 @@ def _warn(changes) -> None:  # type: ignore[no-untyped-def]
 @ROOT
 def check_command(root: Path) -> None:
     """Validate everything (schema, ids, computed values, one-page fit); write nothing."""
-    from .build import UsageError, compile_project
+    from .pipeline.build import UsageError, compile_project
 
     project = _project(root)
     start = time.perf_counter()
@@ -165,7 +165,7 @@ def check_command(root: Path) -> None:
 @main.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of the YAML sources (for yaml-language-server and editors)."""
-    from .schema import json_schema
+    from .pipeline.schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
 

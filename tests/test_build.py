@@ -8,7 +8,7 @@ import pytest
 from pypdf import PdfReader
 
 from conftest import run
-from mlgrind.pdf import RefusedURL, render_pdf
+from mlgrind.pipeline.pdf import RefusedURL, render_pdf
 
 SHEETS = sorted(p.stem for p in (Path(__file__).parent.parent / "onepagers").glob("*.yaml"))
 

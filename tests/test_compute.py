@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import run
-from mlgrind.compute import ExpressionError, expand
+from mlgrind.pipeline.compute import ExpressionError, expand
 from mlgrind.facts import CALC, TABLES
 from mlgrind.ref import einsum as ref_einsum
 from mlgrind.ref.einsum import count_flops, einsum

@@ -13,7 +13,7 @@ import yaml
 from pypdf import PdfReader
 
 from conftest import run
-from mlgrind.compute import expand
+from mlgrind.pipeline.compute import expand
 
 ROOT = Path(__file__).resolve().parent.parent
 SHEETS = sorted(p.stem for p in (ROOT / "onepagers").glob("*.yaml"))

@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .deck import NOTE_TYPES, RETIRED_TAG, AnkiNote, TypeSpec
-from .errors import Problem
+from .problems import Problem
 
 LEDGER_FILE = "notes.lock.json"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from .palette import ROLES
-from .ref.notation import LETTERS
+from ..palette import ROLES
+from ..ref.notation import LETTERS
 
 # Display maths at 10 pt keeps sub- and superscripts (70 %) at the 7-pt floor of the sheets.
 SIZE_PX = 10 * 4 / 3

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from . import deck, ledger, maths
 from .deck import AnkiNote, card_notes
-from .errors import ContentError, Problem, display_path
+from .problems import ContentError, Problem, display_path
 from .load import Loc, Source, load_yaml
 from .ledger import Changes
 from .render import Templates, sheet_view
@@ -312,7 +312,7 @@ def _render_pages(pages: list[Page], keys: list[str], project: Project, cache: P
         # A fork server imports WeasyPrint once and forks each worker from it; forking this
         # process instead would copy rich's progress thread mid-flight.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["mlgrind.pdf"])
+        context.set_forkserver_preload(["mlgrind.pipeline.pdf"])
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = {pool.submit(pdf.render_job, *job): i for i, job in zip(misses, jobs)}
             for future in concurrent.futures.as_completed(futures):

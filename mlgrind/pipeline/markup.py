@@ -17,8 +17,8 @@ from mdit_py_plugins.attrs import attrs_plugin
 from mdit_py_plugins.texmath import texmath_plugin
 
 from . import maths
-from .palette import ROLES
-from .ref.notation import LETTERS, split_suffix
+from ..palette import ROLES
+from ..ref.notation import LETTERS, split_suffix
 
 Target = Literal["sheet", "card"]
 

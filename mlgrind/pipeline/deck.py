@@ -19,8 +19,8 @@ from pathlib import Path
 import genanki
 from markupsafe import escape
 
-from . import palette
-from .errors import Problem
+from .. import palette
+from .problems import Problem
 from .load import Source
 from .render import Templates, Texts
 from .schema import CardSet, Sheet

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from .errors import Problem
+from .problems import Problem
 from .load import Loc, Source
 from .schema import CardSet, Sheet
 

@@ -18,9 +18,10 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from . import maths, palette
+from .. import palette
+from . import maths
 from .compute import FACT_CLOSE, FACT_OPEN, ExpressionError, expand, table_rows
-from .errors import Problem
+from .problems import Problem
 from .load import Loc, Source
 from .markup import MarkupError, Target, colour_suffixes, inline
 from .schema import CodeBlock, FormulaBlock, ListBlock, NoteBlock, Sheet, TableBlock

@@ -17,7 +17,7 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from .errors import Problem
+from .problems import Problem
 
 MAX_BYTES = 1_000_000  # a study sheet is a few kB; anything this big is a mistake
 MAX_DEPTH = 32  # a sheet nests ~10 levels (panels, blocks, table, rows, cells)

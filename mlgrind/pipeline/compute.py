@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .facts import CALC, TABLES, shape_text
+from ..facts import CALC, TABLES, shape_text
 
 
 class ExpressionError(ValueError):
