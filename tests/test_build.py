@@ -125,8 +125,8 @@ def test_fetcher_serves_the_projects_own_assets(project: Path) -> None:
         "0000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
     (project / "templates/assets").mkdir(exist_ok=True)
     (project / "templates/assets/dot.png").write_bytes(png)
-    rendered, warnings = render_pdf("<img src=\"assets/dot.png\">", project / "templates")
-    assert rendered.pages == 1 and warnings == []
+    rendered = render_pdf("<img src=\"assets/dot.png\">", project / "templates")
+    assert rendered.pages == 1 and rendered.error == ""
     assert b"/Image" in rendered.data
 
 

@@ -1,7 +1,17 @@
-"""The pipeline, top to bottom: load → validate → compute/render → write.
+"""The pipeline, top to bottom. `compile_project` runs its phases in order, each a function
+below, and stops at the end of the first phase that found problems, with all of them:
 
-`compile_project` does everything in memory and raises `ContentError` with every problem found;
-only when it succeeds does `build` write, so a failed build never leaves half its outputs.
+    load_content   load, validate and cross-check every source; render sheets to views (both
+                   editions) and card sets to notes
+    read_ledger    the notes ledger: edition dates of sheets, modification times of notes
+    note_types     the card templates and CSS
+    page_html      each selected sheet's views → page HTML, per edition and paper
+    render_pdfs    HTML → one-page PDFs (from the cache, or WeasyPrint in parallel)
+    booklets       every sheet in one PDF, per edition and paper (full builds)
+    package_deck   notes → the .apkg, and the new ledger
+
+Everything happens in memory; only `build` writes, and only when compiling succeeded, so a failed
+build never leaves half its outputs.
 """
 
 from __future__ import annotations
@@ -11,25 +21,26 @@ import functools
 import hashlib
 import importlib.metadata
 import io
+import json
 import multiprocessing
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import deck, ledger, maths
-from .deck import AnkiNote, card_notes
-from .problems import ContentError, Problem, display_path
+from .deck import AnkiNote, TypeSpec, card_notes
+from .ledger import Changes, Ledger
 from .load import Loc, Source, load_yaml
-from .ledger import Changes
-from .render import Templates, sheet_view
+from .pages import EDITIONS, PAPERS, Page, Rendered, booklet_name, pdf_name
+from .problems import ContentError, Problem, Problems, display_path
+from .render import Templates, sheet_views
 from .schema import CardSet, Sheet
 from .validate import cross_check, to_model
 from .write import write_all
 
-PAPERS = ("a4", "letter")
 DECK_FILE = "mlgrind.apkg"
 
 
@@ -68,19 +79,22 @@ class Output:
     written: bool = False
 
 
-EDITIONS = ("key", "recall")  # the full sheet (the answer key), and the blank one to fill in
-
-
 @dataclass
 class SheetContent:
     source: Source
     sheet: Sheet
     views: dict[str, dict[str, Any]]  # per edition
 
+    @property
+    def stem(self) -> str:
+        return f"{self.sheet.position:02d}-{self.sheet.id}"
+
     @functools.cached_property
     def digest(self) -> str:
-        """Everything the sheet's pages show, but the date: its edition date moves with it."""
-        return hashlib.sha256(repr(self.views).encode()).hexdigest()
+        """Everything the sheet's pages show, but the date: its edition date moves with it.
+        The views are plain data (strings, numbers, lists, dicts), hashed as sorted JSON."""
+        text = json.dumps(self.views, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -95,50 +109,87 @@ class Content:
 Progress = Callable[[str], None]
 
 
-def load_content(project: Project, drawings: maths.Drawings | None = None) -> Content:
+@dataclass
+class Result:
+    outputs: list[Output]
+    ledger: bytes  # the new notes ledger, written beside the sources
+    changes: Changes
+    cache_files: list[tuple[Path, bytes]] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)  # outputs of sheets that are gone
+
+
+def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
+                    only: list[str] | tuple[str, ...] = (), cache: Path | None = None,
+                    progress: Progress | None = None) -> Result:
+    """Every output in memory, or ContentError with every problem found. Reads the ledger and
+    the caches; writes nothing (`build` does)."""
+    now = clock()
+    typeset = maths.Typeset.load(cache / "maths.json" if cache else None)
+    content = load_content(project, typeset)
+    old = read_ledger(project)
+    digests = {e.sheet.id: e.digest for e in content.sheets}
+    dates = ledger.sheet_dates(old, digests, now)
+    templates = Templates(project.templates)
+    specs = note_types(templates)
+    selected = select(content, only)
+    pages = page_html(selected, templates, dates, papers)
+    pdfs = render_pdfs(pages, project, cache, progress)
+    outputs = [Output(page.name, pdf.data, pdf.seconds, pdf.cached) for page, pdf in pdfs]
+    cache_files = [] if cache is None else [(cache / "maths.json", typeset.dumps())] + [
+        (cache / f"{page.key}.pdf", pdf.data) for page, pdf in pdfs if not pdf.cached]
+    if selected and not only:  # a booklet holds every sheet, in order
+        outputs += booklets(outputs, selected, papers)
+    if progress:
+        progress(DECK_FILE)
+    deck_output, up = package_deck(content, specs, old, digests, dates, now)
+    return Result([*outputs, deck_output], up.ledger.dumps(), up.changes, cache_files)
+
+
+def load_content(project: Project, typeset: maths.Typeset | None = None) -> Content:
     """Every source loaded, validated and rendered to views and notes; ContentError if any
-    problem. `drawings` keeps typeset formulas between builds."""
-    drawings = drawings if drawings is not None else maths.Drawings.load(None)
-    problems: list[Problem] = []
+    problem. `typeset` keeps typeset formulas between builds."""
+    typeset = typeset if typeset is not None else maths.Typeset.load(None)
+    problems = Problems()
     sheets: list[tuple[Source, Sheet]] = []
     cardsets: list[tuple[Source, CardSet]] = []
     for folder, model, into in (("onepagers", Sheet, sheets), ("cards", CardSet, cardsets)):
         for path, name in project.sources(folder):
-            source, found = load_yaml(path, name)
-            problems += found
-            if source is not None:
-                parsed, found = to_model(source, model)
-                problems += found
-                if parsed is not None:
-                    into.append((source, parsed))  # type: ignore[arg-type]
+            source = load_yaml(path, name, problems)
+            parsed = to_model(source, model, problems) if source is not None else None
+            if parsed is not None:
+                into.append((source, parsed))  # type: ignore[arg-type]
     # A sheet that failed to load has an unknown id: don't also blame the cards that name it.
     sheets_complete = len(sheets) == len(project.sources("onepagers"))
-    problems += cross_check(sheets, cardsets, sheets_complete=sheets_complete)
+    cross_check(sheets, cardsets, problems, sheets_complete=sheets_complete)
 
     content = Content()
     for source, sheet in sorted(sheets, key=lambda s: s[1].position):
-        views = {edition: sheet_view(sheet, source, problems, drawings, recall=edition == "recall")
-                 for edition in EDITIONS}
-        content.sheets.append(SheetContent(source, sheet, views))
-
+        content.sheets.append(SheetContent(source, sheet, sheet_views(sheet, source, problems,
+                                                                      typeset)))
     by_id = {sheet.id: sheet for _, sheet in sheets}
     for source, cards in sorted(cardsets, key=lambda c: by_id[c[1].sheet].position
                                 if c[1].sheet in by_id else 0):
         content.notes += card_notes(cards, by_id.get(cards.sheet), source, problems)
         content.note_locations |= {note.id: (source, ("notes", n, "type"))
                                    for n, note in enumerate(cards.notes)}
-    if problems:
-        raise ContentError(problems)
+    problems.check()
     return content
 
 
-def pdf_name(sheet: Sheet, edition: str, paper: str) -> str:
-    recall = "-recall" if edition == "recall" else ""
-    return f"onepagers/{sheet.position:02d}-{sheet.id}{recall}-{paper}.pdf"
+def read_ledger(project: Project) -> Ledger:
+    """Edition dates come from the ledger: no page can be right without it."""
+    problems = Problems()
+    old = ledger.load(project.root / ledger.LEDGER_FILE, ledger.LEDGER_FILE, problems)
+    problems.check()
+    return old
 
 
-def booklet_name(edition: str, paper: str) -> str:
-    return f"booklet{'-recall' if edition == 'recall' else ''}-{paper}.pdf"
+def note_types(templates: Templates) -> dict[str, TypeSpec]:
+    try:
+        return deck.type_specs(templates)
+    except (OSError, UnicodeError) as error:
+        raise ContentError([Problem("templates/", 0, 0,
+                                    f"cannot read the card templates: {error}")]) from None
 
 
 def select(content: Content, only: list[str] | tuple[str, ...]) -> list[SheetContent]:
@@ -148,22 +199,131 @@ def select(content: Content, only: list[str] | tuple[str, ...]) -> list[SheetCon
     names: dict[str, int] = {}
     for i, entry in enumerate(content.sheets):
         s = entry.sheet
-        names |= {s.id: i, f"{s.position:02d}": i, str(s.position): i, f"{s.position:02d}-{s.id}": i}
+        names |= {s.id: i, f"{s.position:02d}": i, str(s.position): i, entry.stem: i}
     unknown = [n for n in only if n not in names]
     if unknown:
-        known = ", ".join(f"{e.sheet.position:02d}-{e.sheet.id}" for e in content.sheets)
+        known = ", ".join(e.stem for e in content.sheets)
         raise UsageError(f"no sheet named {', '.join(unknown)} (sheets: {known})")
     picked = sorted({names[n] for n in only})
     return [content.sheets[i] for i in picked]
 
 
-@dataclass
-class Result:
-    outputs: list[Output]
-    ledger: bytes  # the new notes ledger, written beside the sources
-    changes: Changes
-    cache_files: list[tuple[Path, bytes]] = field(default_factory=list)
-    removed: list[Path] = field(default_factory=list)  # outputs of sheets that are gone
+def page_html(selected: list[SheetContent], templates: Templates, dates: dict[str, int],
+              papers: tuple[str, ...]) -> list[Page]:
+    """Each selected sheet's page, per edition and paper, from the page template. A template
+    that fails, fails the same way on every page: it is reported once."""
+    problems = Problems()
+    assets = _assets_digest(templates.root)
+    pages: list[Page] = []
+    for entry in selected:
+        epoch = dates[entry.sheet.id]
+        colophon = {"version": _version("mlgrind"), "digest": entry.digest[:10],
+                    "date": time.strftime("%Y-%m-%d", time.gmtime(epoch))}
+        for edition in EDITIONS:
+            for paper in papers:
+                html = templates.render("sheet.html.j2", problems, sheet=entry.views[edition],
+                                        paper=paper, colophon=colophon)
+                if html is None:
+                    problems.check()
+                key = page_key(html, epoch, assets)  # type: ignore[arg-type]
+                pages.append(Page(entry.sheet.id, entry.stem, entry.source, edition, paper,
+                                  html, epoch, key))  # type: ignore[arg-type]
+    return pages
+
+
+def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
+                progress: Progress | None) -> list[tuple[Page, Rendered]]:
+    """Each page's PDF, in order: cache hits are read; misses are rendered, in parallel across
+    the cores when there are several, since WeasyPrint spends about a second on each page.
+    Every page must render without warnings to exactly one page."""
+    results: dict[int, Rendered] = {}
+    misses: list[int] = []
+    for i, page in enumerate(pages):
+        hit = cache / f"{page.key}.pdf" if cache else None
+        if hit is not None and hit.is_file():
+            results[i] = Rendered(hit.read_bytes(), 1, cached=True)
+            if progress:
+                progress(page.name)
+        else:
+            misses.append(i)
+    for i, rendered in _render_misses([pages[i] for i in misses], project, progress):
+        results[misses[i]] = rendered
+
+    problems = Problems()
+    for i, page in enumerate(pages):
+        pdf = results[i]
+        if pdf.error:
+            problems.add(page.problem(f"on {page.paper}: {pdf.error}"))
+        elif pdf.pages != 1:
+            problems.add(page.problem(f"overflows on {page.paper}: {pdf.pages} pages, must be 1 "
+                                      "(shorten it, or drop a panel)"))
+    problems.check()
+    return [(page, results[i]) for i, page in enumerate(pages)]
+
+
+def _render_misses(pages: list[Page], project: Project,
+                   progress: Progress | None) -> list[tuple[int, Rendered]]:
+    """(index, PDF) for each page, rendered by WeasyPrint."""
+    if not pages:
+        return []
+    from . import pdf  # WeasyPrint takes most of a second to import: only on a cache miss
+
+    jobs = [(page.html, str(project.templates), page.epoch) for page in pages]
+    workers = min(len(jobs), os.cpu_count() or 1)
+    done: list[tuple[int, Rendered]] = []
+    if workers > 1:
+        # A fork server imports WeasyPrint once and forks each worker from it; forking this
+        # process instead would copy rich's progress thread mid-flight.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["mlgrind.pipeline.pdf"])
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(pdf.render_job, *job): i for i, job in enumerate(jobs)}
+            for future in concurrent.futures.as_completed(futures):
+                done.append((futures[future], future.result()))
+                if progress:
+                    progress(pages[futures[future]].name)
+    else:
+        for i, job in enumerate(jobs):
+            done.append((i, pdf.render_job(*job)))
+            if progress:
+                progress(pages[i].name)
+    return done
+
+
+def booklets(outputs: list[Output], selected: list[SheetContent],
+             papers: tuple[str, ...]) -> list[Output]:
+    """Per edition and paper, every sheet's page in one PDF, in the seed's order; the same
+    inputs give the same bytes."""
+    from pypdf import PdfReader, PdfWriter
+
+    by_name = {o.path: o.data for o in outputs}
+    made = []
+    for edition in EDITIONS:
+        for paper in papers:
+            writer = PdfWriter()
+            for entry in selected:
+                writer.append(PdfReader(io.BytesIO(by_name[pdf_name(entry.stem, edition, paper)])))
+            out = io.BytesIO()
+            writer.write(out)
+            made.append(Output(booklet_name(edition, paper), out.getvalue(), 0.0))
+    return made
+
+
+def package_deck(content: Content, specs: dict[str, TypeSpec], old: Ledger,
+                 digests: dict[str, str], dates: dict[str, int],
+                 now: int) -> tuple[Output, ledger.Update]:
+    """The .apkg of every note, stamped by the ledger, and the ledger's update."""
+    start = time.perf_counter()
+    up = ledger.update(old, content.notes, specs, digests, dates, now)
+    problems = Problems()
+    for note_id in up.changes.retyped:
+        source, loc = content.note_locations[note_id]
+        problems.add(source.problem(loc, (
+            f"note {note_id!r} changed its type; Anki cannot change a note's type on import "
+            "(it would refuse the update): give the note a new id, the old one is then retired")))
+    problems.check()
+    data = deck.package(up.notes, specs, up.note_mods, up.type_mods)
+    return Output(DECK_FILE, data, time.perf_counter() - start), up
 
 
 def clock() -> int:
@@ -176,84 +336,10 @@ def clock() -> int:
     return int(epoch)
 
 
-def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
-                    only: list[str] | tuple[str, ...] = (), cache: Path | None = None,
-                    progress: Progress | None = None) -> Result:
-    """Every output in memory, or ContentError with every problem found. Reads the ledger and
-    the caches; writes nothing (`build` does)."""
-    now = clock()
-    drawings = maths.Drawings.load(cache / "maths.json" if cache else None)
-    content = load_content(project, drawings)
-    templates = Templates(project.templates)
-    problems: list[Problem] = []
-    outputs: list[Output] = []
-
-    old, found = ledger.load(project.root / ledger.LEDGER_FILE, ledger.LEDGER_FILE)
-    if found:  # edition dates come from the ledger: no page can be right without it
-        raise ContentError(found)
-    digests = {e.sheet.id: e.digest for e in content.sheets}
-    sheet_dates = ledger.sheet_dates(old, digests, now)
-    selected = select(content, only)
-    pages: list[Page] = []
-    for entry in selected:
-        date = time.strftime("%Y-%m-%d", time.gmtime(sheet_dates[entry.sheet.id]))
-        colophon = {"version": _version("mlgrind"), "date": date,
-                    "digest": entry.digest[:10]}
-        for edition in EDITIONS:
-            for paper in papers:
-                html, found = templates.render("sheet.html.j2", sheet=entry.views[edition],
-                                               paper=paper, colophon=colophon)
-                problems += found
-                if html is not None:
-                    pages.append(Page(entry, edition, paper, html, sheet_dates[entry.sheet.id]))
-
-    assets = _assets_digest(project.templates)
-    keys = [pdf_cache_key(page.html, page.epoch, assets) for page in pages]
-    cache_files: list[tuple[Path, bytes]] = [] if cache is None else [
-        (cache / "maths.json", drawings.dumps())]
-    for page, key, pdf in zip(pages, keys, _render_pages(pages, keys, project, cache, progress),
-                              strict=True):
-        sheet = page.entry.sheet
-        what = f"sheet {sheet.id!r}{' (recall edition)' if page.edition == 'recall' else ''}"
-        if pdf.error:
-            problems.append(page.entry.source.problem((), f"{what} on {page.paper}: {pdf.error}"))
-        elif pdf.pages != 1:
-            problems.append(page.entry.source.problem((), (
-                f"{what} overflows on {page.paper}: {pdf.pages} pages, must be 1 "
-                "(shorten it, or drop a panel)")))
-        else:
-            outputs.append(Output(page.name, pdf.data, pdf.seconds, pdf.cached))
-            if cache is not None and not pdf.cached:
-                cache_files.append((cache / f"{key}.pdf", pdf.data))
-
-    if selected and not only and not problems:  # a booklet holds every sheet, in order
-        for edition in EDITIONS:
-            for paper in papers:
-                sheet_pdfs = [o.data for e in selected for o in outputs
-                              if o.path == pdf_name(e.sheet, edition, paper)]
-                outputs.append(Output(booklet_name(edition, paper), _booklet(sheet_pdfs), 0.0))
-
-    if progress:
-        progress(DECK_FILE)
-    start = time.perf_counter()
-    try:
-        specs = deck.type_specs(templates)
-    except (OSError, UnicodeError) as error:
-        problems.append(Problem("templates/", 0, 0, f"cannot read the card templates: {error}"))
-        specs = {}
-    if problems:
-        raise ContentError(problems)
-    up = ledger.update(old, content.notes, specs, digests, sheet_dates, now)
-    for note_id in up.changes.retyped:
-        source, loc = content.note_locations[note_id]
-        problems.append(source.problem(loc, (
-            f"note {note_id!r} changed its type; Anki cannot change a note's type on import "
-            "(it would refuse the update): give the note a new id, the old one is then retired")))
-    if problems:
-        raise ContentError(problems)
-    data = deck.package(up.notes, specs, up.note_mods, up.type_mods)
-    outputs.append(Output(DECK_FILE, data, time.perf_counter() - start))
-    return Result(outputs, up.ledger.dumps(), up.changes, cache_files)
+@functools.cache
+def _version(package: str) -> str:
+    """An installed package's version: read from its metadata once per run, not per page."""
+    return importlib.metadata.version(package)
 
 
 def _assets_digest(templates: Path) -> str:
@@ -264,90 +350,9 @@ def _assets_digest(templates: Path) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class Page:
-    """One sheet, in one edition, on one paper: HTML waiting to become a PDF."""
-
-    entry: SheetContent
-    edition: str
-    paper: str
-    html: str
-    epoch: int  # the sheet's edition time, stamped into its fonts
-
-    @property
-    def name(self) -> str:
-        return pdf_name(self.entry.sheet, self.edition, self.paper)
-
-
-class Rendered(NamedTuple):
-    data: bytes
-    pages: int
-    error: str  # a refused URL, a missing asset, a WeasyPrint warning
-    seconds: float
-    cached: bool
-
-
-def _render_pages(pages: list[Page], keys: list[str], project: Project, cache: Path | None,
-                  progress: Progress | None) -> list[Rendered]:
-    """Each page's PDF, in order. Cache hits are read; misses are rendered, in parallel across
-    the cores when there are several, since WeasyPrint spends about a second on each page."""
-    results: list[Rendered | None] = []
-    misses: list[int] = []
-    for i, (page, key) in enumerate(zip(pages, keys, strict=True)):
-        hit = cache / f"{key}.pdf" if cache else None
-        if hit is not None and hit.is_file():
-            results.append(Rendered(hit.read_bytes(), 1, "", 0.0, True))
-            if progress:
-                progress(page.name)
-        else:
-            results.append(None)
-            misses.append(i)
-    if not misses:
-        return results  # type: ignore[return-value]
-    from . import pdf  # WeasyPrint takes most of a second to import: only on a cache miss
-
-    jobs = [(pages[i].html, str(project.templates), pages[i].epoch) for i in misses]
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers > 1:
-        # A fork server imports WeasyPrint once and forks each worker from it; forking this
-        # process instead would copy rich's progress thread mid-flight.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["mlgrind.pipeline.pdf"])
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {pool.submit(pdf.render_job, *job): i for i, job in zip(misses, jobs)}
-            for future in concurrent.futures.as_completed(futures):
-                results[futures[future]] = Rendered(*future.result())
-                if progress:
-                    progress(pages[futures[future]].name)
-    else:
-        for i, job in zip(misses, jobs):
-            results[i] = Rendered(*pdf.render_job(*job))
-            if progress:
-                progress(pages[i].name)
-    return results  # type: ignore[return-value]
-
-
-def _booklet(pdfs: list[bytes]) -> bytes:
-    """One PDF of all pages, in order; the same inputs give the same bytes."""
-    from pypdf import PdfReader, PdfWriter
-
-    writer = PdfWriter()
-    for data in pdfs:
-        writer.append(PdfReader(io.BytesIO(data)))
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
-@functools.cache
-def _version(package: str) -> str:
-    """An installed package's version: read from its metadata once per run, not per page."""
-    return importlib.metadata.version(package)
-
-
-def pdf_cache_key(html: str, epoch: int, assets: str) -> str:
-    """Everything a page's bytes depend on: its HTML (styles inlined), the time stamped into
-    its fonts, the files it may fetch, and the renderer."""
+def page_key(html: str, epoch: int, assets: str) -> str:
+    """A page's cache key: everything its bytes depend on, its HTML (styles inlined), the time
+    stamped into its fonts, the files it may fetch, and the renderer."""
     renderer = _version("weasyprint")
     return hashlib.sha256(f"weasyprint {renderer}\n{epoch}\n{assets}\n{html}".encode()).hexdigest()
 

@@ -1,7 +1,8 @@
 """Stage 3, compute: expand `${ … }` in text by calling registered computations, and nothing else.
 
 An expression may only call `calc.<name>(…)` with literal arguments (numbers, strings, tuples,
-lists). Everything else — other names, attributes, arithmetic, filters, blocks — is refused
+lists). A table's `rows_from` and a figure name their computation the same way, without `calc.`
+and outside `${ }`: `ring_collective(ranks=4)`, evaluated by `call`. Everything else — other names, attributes, arithmetic, filters, blocks — is refused
 before evaluation, so YAML can never run code; evaluation itself happens in Jinja's sandbox.
 Brackets nest at most `MAX_NESTING` deep, so no argument can exhaust the parser's recursion.
 `$${` is a literal `${` (for shell or template code in a code block).
@@ -10,12 +11,16 @@ Brackets nest at most `MAX_NESTING` deep, so no argument can exhaust the parser'
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
+from collections.abc import Callable, Mapping
+
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..facts import CALC, TABLES, shape_text
+from ..facts import CALC, shape_text
 
 
 class ExpressionError(ValueError):
@@ -74,7 +79,7 @@ def _check(node: nodes.Node) -> None:
 
 def _check_literal(node: nodes.Node) -> None:
     if not isinstance(node, _LITERALS):
-        raise ExpressionError("arguments in ${ } must be literals (numbers, strings, tuples)")
+        raise ExpressionError("arguments must be literals (numbers, strings, tuples, lists)")
     for child in node.iter_child_nodes():
         _check_literal(child)
 
@@ -140,7 +145,38 @@ def expand(text: str, *, marked: bool = False) -> str:
     return text.replace(_LITERAL, "${")
 
 
-def table_rows(name: str) -> list[list[str]]:
-    if name not in TABLES:
-        raise ExpressionError(f"unknown table {name!r}; known: {', '.join(sorted(TABLES))}")
-    return TABLES[name]()
+# A `${` that starts a computation (`$${` is a literal `${`).
+COMPUTED = re.compile(r"(?<!\$)\$\{")
+
+
+def call(text: str, registry: Mapping[str, Callable[..., Any]], what: str, **extra: Any) -> Any:
+    """`name(literal, key=literal)`, or a bare `name`, evaluated: `registry[name]` called with
+    those literals and `extra`. `what` names the registry in messages ("table", "figure")."""
+    try:
+        _check_nesting(text)
+        parser = Parser(_ENV, text, state="variable")
+        node = parser.parse_expression()
+        if not parser.stream.eos:
+            raise ExpressionError(f"expected one {what} call like name(arg=1), got {text!r}")
+    except TemplateSyntaxError as error:
+        raise ExpressionError(f"malformed {what}: {error.message}") from None
+    except RecursionError:
+        raise ExpressionError(f"the {what} nests too deeply") from None
+    call_node = node if isinstance(node, nodes.Call) else nodes.Call(node, [], [], None, None)
+    name = call_node.node.name if isinstance(call_node.node, nodes.Name) else None
+    if name is None or call_node.dyn_args or call_node.dyn_kwargs:
+        raise ExpressionError(f"a {what} is a registered name with literal arguments, like "
+                              f"name(arg=1); got {text!r}")
+    if name not in registry:
+        raise ExpressionError(f"unknown {what} {name!r}; known: {', '.join(sorted(registry))}")
+    for arg in [*call_node.args, *(kw.value for kw in call_node.kwargs)]:
+        _check_literal(arg)
+    args = [arg.as_const() for arg in call_node.args]
+    kwargs = {kw.key: kw.value.as_const() for kw in call_node.kwargs}
+    clash = sorted(set(kwargs) & set(extra))
+    if clash:
+        raise ExpressionError(f"{', '.join(clash)} is set by the sheet, not in the {what}")
+    try:
+        return registry[name](*args, **kwargs, **extra)
+    except Exception as error:  # a registered computation rejected its arguments
+        raise ExpressionError(f"{what} {name} failed: {type(error).__name__}: {error}") from None

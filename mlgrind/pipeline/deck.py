@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import genanki
 from markupsafe import escape
 
 from .. import palette
-from .problems import Problem
 from .load import Source
+from .problems import Problems
 from .render import Templates, Texts
 from .schema import CardSet, Sheet
 
@@ -96,21 +97,29 @@ class AnkiNote:
 
 
 def card_notes(cards: CardSet, sheet: Sheet | None, source: Source,
-               problems: list[Problem]) -> list[AnkiNote]:
+               problems: Problems) -> list[AnkiNote]:
     """The card set's notes with every field rendered, in file order. Without its sheet (one
-    that failed to load) the fields are still rendered, to report their problems too."""
+    that failed to load) the fields are still rendered, to report their problems too. A note
+    without `source` or `panel` takes the card set's."""
     text = Texts(source, problems, "card")
+    default_source = text(cards.source, ("source",))  # rendered once, for every note without one
     notes = []
     for n, note in enumerate(cards.notes):
-        values = {anki_field: str(text(getattr(note, yaml_field), ("notes", n, yaml_field)) or "")
-                  for anki_field, yaml_field in FIELD_SOURCES.items() if hasattr(note, yaml_field)}
+        values = {}
+        for anki_field in NOTE_TYPES[note.type].fields:
+            key = FIELD_SOURCES.get(anki_field)
+            if key == "source" and note.source is None:
+                values[anki_field] = str(default_source or "")
+            elif key is not None:
+                values[anki_field] = str(text(getattr(note, key), ("notes", n, key)) or "")
         if note.type == "type-in" and "<" in values["Answer"]:
-            problems.append(source.problem(("notes", n, "back"), (
+            text.problem(("notes", n, "back"), (
                 "a type-in answer must be plain text, since the learner types it: no `code`, "
-                "**bold**, maths or role spans")))
+                "**bold**, maths or role spans"))
         if sheet is None:
             continue
-        where = f" · {note.panel}" if note.panel else ""
+        panel = note.panel or cards.panel
+        where = f" · {panel}" if panel else ""
         values["Sheet"] = str(escape(f"Sheet {sheet.position:02d} · {sheet.title}{where}"))
         tags = {f"mlgrind::{sheet.position:02d}-{sheet.id}",
                 *(f"mlgrind::topic::{t}" for t in [*cards.tags, *note.tags])}
@@ -136,7 +145,11 @@ class TypeSpec:
 
     @property
     def digest(self) -> str:
-        text = repr((self.note_type, self.templates, self.css))
+        """Everything Anki receives of the note type: its schema, templates and CSS."""
+        nt = self.note_type
+        text = json.dumps({"key": nt.key, "name": nt.name, "fields": nt.fields, "cards": nt.cards,
+                           "cloze": nt.cloze, "version": nt.version, "templates": self.templates,
+                           "css": self.css})
         return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .deck import NOTE_TYPES, RETIRED_TAG, AnkiNote, TypeSpec
-from .problems import Problem
+from .problems import Problem, Problems
 
 LEDGER_FILE = "notes.lock.json"
 
@@ -61,17 +61,19 @@ class Ledger(BaseModel):
         return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def load(path: Path, name: str) -> tuple[Ledger, list[Problem]]:
-    """The ledger at `path`; an empty one if there is none yet."""
+def load(path: Path, name: str, problems: Problems) -> Ledger:
+    """The ledger at `path`; an empty one if there is none yet, or if it is unreadable (then
+    with a problem: no page or note can be stamped right without it)."""
     if not path.exists():
-        return Ledger(), []
+        return Ledger()
     try:
-        return Ledger.model_validate_json(path.read_bytes()), []
+        return Ledger.model_validate_json(path.read_bytes())
     except (OSError, ValidationError) as error:
         reason = error.strerror if isinstance(error, OSError) else _first_error(error)
-        return Ledger(), [Problem(name, 0, 0, f"unreadable notes ledger ({reason}); restore it from "
-                                  "version control, or delete it to start a new one (every note "
-                                  "then counts as changed once)")]
+        problems.add(Problem(name, 0, 0, f"unreadable notes ledger ({reason}); restore it from "
+                             "version control, or delete it to start a new one (every note "
+                             "then counts as changed once)"))
+        return Ledger()
 
 
 def _first_error(error: ValidationError) -> str:

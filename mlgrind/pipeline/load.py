@@ -17,7 +17,7 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from .problems import Problem
+from .problems import Problem, Problems
 
 MAX_BYTES = 1_000_000  # a study sheet is a few kB; anything this big is a mistake
 MAX_DEPTH = 32  # a sheet nests ~10 levels (panels, blocks, table, rows, cells)
@@ -74,14 +74,14 @@ def _mark(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _walk(node: Node, loc: Loc, source: Source, problems: list[Problem]) -> None:
+def _walk(node: Node, loc: Loc, source: Source, problems: Problems) -> None:
     source.values[loc] = _mark(node)
     if isinstance(node, MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
             key = key_node.value
             if key in seen:
-                problems.append(Problem(source.name, *_mark(key_node), f"duplicate key {key!r}"))
+                problems.add(Problem(source.name, *_mark(key_node), f"duplicate key {key!r}"))
             seen.add(key)
             source.keys[loc + (key,)] = _mark(key_node)
             _walk(value_node, loc + (key,), source, problems)
@@ -90,38 +90,41 @@ def _walk(node: Node, loc: Loc, source: Source, problems: list[Problem]) -> None
             _walk(item, loc + (index,), source, problems)
 
 
-def load_yaml(path: Path, name: str) -> tuple[Source | None, list[Problem]]:
-    """Parse one file; on any problem return None and the problems, never raise."""
+def load_yaml(path: Path, name: str, problems: Problems) -> Source | None:
+    """Parse one file; on any problem add it to `problems` and return None, never raise."""
+    def fail(line: int, col: int, message: str) -> None:
+        problems.add(Problem(name, line, col, message))
+
     try:
         raw = path.read_bytes()
     except OSError as error:
-        return None, [Problem(name, 0, 0, f"cannot read: {error.strerror}")]
+        return fail(0, 0, f"cannot read: {error.strerror}")
     if len(raw) > MAX_BYTES:
-        return None, [Problem(name, 0, 0, f"file is {len(raw):,} bytes; the limit is {MAX_BYTES:,}")]
+        return fail(0, 0, f"file is {len(raw):,} bytes; the limit is {MAX_BYTES:,}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        return None, [Problem(name, 0, 0, f"not UTF-8 text (byte {error.start})")]
+        return fail(0, 0, f"not UTF-8 text (byte {error.start})")
 
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
-            return None, [Problem(name, 1, 1, "file is empty; expected a mapping")]
+            return fail(1, 1, "file is empty; expected a mapping")
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         message = " ".join(str(part) for part in (error.context, error.problem) if part)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return None, [Problem(name, line, col, f"invalid YAML: {message}")]
+        return fail(line, col, f"invalid YAML: {message}")
     except yaml.YAMLError as error:
-        return None, [Problem(name, 1, 1, f"invalid YAML: {error}")]
+        return fail(1, 1, f"invalid YAML: {error}")
     except RecursionError:  # MAX_DEPTH keeps well clear of it; never a traceback regardless
-        return None, [Problem(name, 1, 1, "invalid YAML: nested too deeply")]
+        return fail(1, 1, "invalid YAML: nested too deeply")
     finally:
         loader.dispose()
 
     source = Source(path=path, name=name, data=data)
-    problems: list[Problem] = []
+    before = len(problems)
     _walk(node, (), source, problems)
-    return (None if problems else source), problems
+    return source if len(problems) == before else None

@@ -78,7 +78,7 @@ def _parser(target: Target) -> MarkdownIt:
             return lambda self, tokens, idx, *_: html.escape(
                 open_ + maths.expand_macros(tokens[idx].content) + close)
         return lambda self, tokens, idx, options, env: str(
-            maths.svg(tokens[idx].content, env["drawings"], inline=inline))
+            maths.svg(tokens[idx].content, env["typeset"], inline=inline))
 
     md.add_render_rule("span_open", span_open)
     md.add_render_rule("code_inline", code_inline)
@@ -90,8 +90,8 @@ def _parser(target: Target) -> MarkdownIt:
 _PARSERS = {target: _parser(target) for target in ("sheet", "card")}
 
 
-def inline(text: str, target: Target = "sheet", drawings: maths.Drawings | None = None) -> str:
+def inline(text: str, target: Target = "sheet", typeset: maths.Typeset | None = None) -> str:
     """One line (or paragraph) of markup as HTML, without a wrapping <p>. Sheets draw their
-    maths (`drawings` keeps what was already typeset); cards leave it to Anki's MathJax."""
-    env = {"drawings": drawings if drawings is not None else maths.Drawings({})}
+    maths (`typeset` keeps what was already typeset); cards leave it to Anki's MathJax."""
+    env = {"typeset": typeset if typeset is not None else maths.Typeset({})}
     return _PARSERS[target].renderInline(text, env).strip()

@@ -47,23 +47,23 @@ def expand_macros(tex: str) -> str:
     return _ROLE.sub(role, _DIM.sub(dim, tex))
 
 
-class Drawings:
+class Typeset:
     """Formulas already typeset, kept between builds in the cache (ziamath takes most of a
     second to load its font: a no-op rebuild should not pay it). Keyed by the LaTeX after
     macro expansion, so a palette or notation change is a new key, and by ziamath's version."""
 
-    def __init__(self, drawings: dict[str, str]):
-        self.drawings = drawings
+    def __init__(self, svgs: dict[str, str]):
+        self.svgs = svgs
 
     @classmethod
-    def load(cls, path: Path | None) -> Drawings:
+    def load(cls, path: Path | None) -> Typeset:
         try:
             return cls(json.loads(path.read_text(encoding="utf-8")) if path else {})
         except (OSError, ValueError):
             return cls({})  # no cache, or a damaged one: only a slower build
 
     def dumps(self) -> bytes:
-        return json.dumps(self.drawings, sort_keys=True).encode()
+        return json.dumps(self.svgs, sort_keys=True).encode()
 
 
 @functools.cache
@@ -71,16 +71,16 @@ def _ziamath_version() -> str:
     return importlib.metadata.version("ziamath")
 
 
-def svg(tex: str, drawings: Drawings, *, inline: bool = False) -> Markup:
+def svg(tex: str, typeset: Typeset, *, inline: bool = False) -> Markup:
     """The formula as an inline <svg> element; inline maths sits on the text's baseline."""
     expanded = expand_macros(tex)  # validates \dim and \role every time, cached or not
     key = f"{_ziamath_version()} {SIZE_PX} {inline} {expanded}"
-    if key not in drawings.drawings:
+    if key not in typeset.svgs:
         try:
-            drawings.drawings[key] = _typeset(expanded, inline)
+            typeset.svgs[key] = _typeset(expanded, inline)
         except MathsError as error:
             raise MathsError(f"cannot typeset {tex!r}: {error}") from None
-    return Markup(drawings.drawings[key])
+    return Markup(typeset.svgs[key])
 
 
 @functools.lru_cache(maxsize=1024)

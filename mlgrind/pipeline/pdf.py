@@ -8,15 +8,17 @@ Document metadata (title, author, subject, language, dates) comes from the page'
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import weasyprint
 from weasyprint.urls import FatalURLFetchingError, URLFetcher
+
+from .pages import Rendered
 
 
 class RefusedURL(FatalURLFetchingError):
@@ -38,12 +40,6 @@ class AssetFetcher(URLFetcher):
         return super().fetch(url, headers)
 
 
-@dataclass(frozen=True)
-class RenderedPDF:
-    data: bytes
-    pages: int
-
-
 class _Warnings(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -57,8 +53,8 @@ class _Warnings(logging.Handler):
             self.messages.append(message)
 
 
-def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> tuple[RenderedPDF, list[str]]:
-    """PDF bytes and page count, plus WeasyPrint's warnings. Raises RefusedURL.
+def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> Rendered:
+    """The PDF and its page count; WeasyPrint's warnings are its error. Raises RefusedURL.
 
     `epoch` is the time stamped into the embedded font subsets (fontTools reads it from
     SOURCE_DATE_EPOCH), so the same page gives the same bytes.
@@ -72,7 +68,9 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> tuple[RenderedPDF,
         document = weasyprint.HTML(
             string=html, base_url=assets.resolve().as_uri() + "/",
             url_fetcher=AssetFetcher(assets)).render()
-        return RenderedPDF(document.write_pdf(), len(document.pages)), capture.messages
+        data = document.write_pdf()
+        error = "WeasyPrint: " + "; ".join(capture.messages) if capture.messages else ""
+        return Rendered(data if not error else b"", len(document.pages), error)
     finally:
         logger.removeHandler(capture)
         if saved is None:
@@ -81,15 +79,13 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> tuple[RenderedPDF,
             os.environ["SOURCE_DATE_EPOCH"] = saved
 
 
-def render_job(html: str, assets: str, epoch: int) -> tuple[bytes, int, str, float, bool]:
-    """`render_pdf` for a worker process: (PDF bytes, page count, error, seconds, cached=False),
-    with a refused URL or a WeasyPrint warning as the error message."""
+def render_job(html: str, assets: str, epoch: int) -> Rendered:
+    """`render_pdf` for a worker process, timed, with a refused URL as the error. A warning is
+    an error too: something on the page is not what the template asked for."""
     start = time.perf_counter()
     try:
-        rendered, warnings = render_pdf(html, Path(assets), epoch=epoch)
+        rendered = render_pdf(html, Path(assets), epoch=epoch)
     except FatalURLFetchingError as refused:  # refused, or a template's asset is missing
         cause = f": {refused.__cause__}" if refused.__cause__ else ""
-        return b"", 0, f"{refused}{cause}", 0.0, False
-    if warnings:  # a warning means something on the page is not what the template asked for
-        return b"", 0, "WeasyPrint: " + "; ".join(warnings), 0.0, False
-    return rendered.data, rendered.pages, "", time.perf_counter() - start, False
+        return Rendered(b"", 0, f"{refused}{cause}")
+    return dataclasses.replace(rendered, seconds=time.perf_counter() - start)

@@ -8,9 +8,9 @@ Text fields are *markup*: inline Markdown (`code`, **bold**, *italic*), role spa
 for a literal `${` (shell or template code in a code block: `echo $${HOME}` shows `echo ${HOME}`).
 A formula block is LaTeX, drawn as vector graphics.
 
-Checks that span several fields (a table has rows or rows_from; a panel fits the sheet's
-columns) are model validators here too, so every rule on the shape of a file lives in this one
-place. They raise `content_error`, whose context names the field to blame (`at`, relative to the
+Checks that span several fields (a panel fits the sheet's columns; a table has rows or
+rows_from, in blocks.py beside its kind) are model validators too, so every rule on the shape of a
+file lives in a model. They raise `content_error`, whose context names the field to blame (`at`, relative to the
 model), so the message points at the offending line rather than at the whole block.
 """
 
@@ -19,121 +19,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationInfo,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
-from ..palette import ROLES
+from .blocks import Block
+from .fields import DeckName, RoleName, Slug, Strict, Tag_, Text, content_error
 
-RoleName = Literal[tuple(ROLES)]  # type: ignore[valid-type]
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
-Tag_ = Annotated[str, Field(pattern=r"^[A-Za-z0-9_:-]+$")]
-Text = Annotated[str, Field(description="markup: Markdown inline, [text]{.role}, ${ calc.x() }")]
-
-
-def content_error(message: str, *at: str | int) -> PydanticCustomError:
-    """A rule broken inside a model, blamed on the field at `at` below it."""
-    return PydanticCustomError("content_error", "{message}", {"message": message, "at": at})
-
-
-def _no_deck_separator(text: str, info: ValidationInfo) -> str:
-    if "::" in text:
-        raise content_error(f"{info.field_name!r} may not contain '::' (Anki reads it as a "
-                            "sub-deck)")
-    return text
-
-
-# Sheet titles name Anki decks and panel titles are shown beside them: `::` would nest decks.
-DeckName = Annotated[str, AfterValidator(_no_deck_separator),
-                     Field(json_schema_extra={"not": {"pattern": "::"}})]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-# One-pagers ------------------------------------------------------------------------------------
-
-
-class Table(Strict):
-    header: list[Text] | None = None
-    rows: list[list[Text]] | None = None
-    rows_from: str | None = Field(None, description="a registered table computation")
-    caption: Text | None = None
-    hide: list[Annotated[int, Field(ge=1)]] | None = Field(
-        None, description="columns (1-based) blanked in the recall edition; default: cells "
-        "with computed values, and all but the first column of a rows_from table")
-
-    model_config = ConfigDict(json_schema_extra={
-        "oneOf": [{"required": ["rows"]}, {"required": ["rows_from"]}]})
-
-    @model_validator(mode="after")
-    def _shape(self) -> Table:
-        if (self.rows is None) == (self.rows_from is None):
-            raise content_error("a table needs exactly one of 'rows' or 'rows_from'")
-        width, of = ((len(self.header), "the header") if self.header
-                     else (len(self.rows[0]), "the first row") if self.rows else (None, ""))
-        for r, row in enumerate(self.rows or []):
-            if len(row) != width:
-                raise content_error(f"row has {len(row)} cells; {of} has {width}", "rows", r)
-        for n, column in enumerate(self.hide or []):
-            if width is not None and column > width:
-                raise content_error(f"hide: column {column} is past the table's {width} columns",
-                                    "hide", n)
-        return self
-
-
-class TableBlock(Strict):
-    table: Table
-
-
-class FormulaBlock(Strict):
-    formula: str = Field(description="LaTeX maths (aligned, \\frac, …); \\dim{BLD} colours "
-                         "dimension letters, \\role{name}{…} any role; ${ } is computed")
-    label: Text | None = None
-
-
-class CodeBlock(Strict):
-    code: Text = Field(description="code; suffixed names are coloured, ${ } is computed")
-    caption: Text | None = None
-
-
-class ListBlock(Strict):
-    list: list[Text]
-    ordered: bool = False
-
-
-class NoteBlock(Strict):
-    note: Text
-    role: RoleName | None = None
-
-
-BLOCK_KINDS = {"table": TableBlock, "formula": FormulaBlock, "code": CodeBlock,
-               "list": ListBlock, "note": NoteBlock}
-
-
-def _block_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return next((key for key in value if key in BLOCK_KINDS), None)
-    return next((kind for kind, model in BLOCK_KINDS.items() if isinstance(value, model)), None)
-
-
-Block = Annotated[
-    Union[tuple(Annotated[model, Tag(kind)] for kind, model in BLOCK_KINDS.items())],  # type: ignore[misc]
-    Discriminator(
-        _block_kind,
-        custom_error_type="block_kind",
-        custom_error_message=f"a block needs one of the keys: {', '.join(BLOCK_KINDS)}",
-    ),
-]
+# One-pagers (their block kinds are registered in blocks.py) ----------------------------------
 
 
 class Panel(Strict):
@@ -241,6 +132,9 @@ class CardSet(Strict):
 
     sheet: Slug = Field(description="id of the one-pager these cards drill")
     tags: list[Tag_] = []
+    source: Text | None = Field(None, description="citation for every note that gives none")
+    panel: DeckName | None = Field(None, description="the panel every note drills unless it "
+                                   "names its own")
     notes: list[Note] = Field(min_length=1)
 
 

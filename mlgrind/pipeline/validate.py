@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from .problems import Problem
+from .problems import Problems
 from .load import Loc, Source
 from .schema import CardSet, Sheet
 
@@ -89,16 +89,19 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def to_model(source: Source, model: type[M]) -> tuple[M | None, list[Problem]]:
+def to_model(source: Source, model: type[M], problems: Problems) -> M | None:
+    """The source as `model`, or None with every schema error added to `problems`."""
     try:
-        return model.model_validate(source.data), []
+        return model.model_validate(source.data)
     except ValidationError as error:
         errors = error.errors()
     # A misspelt key is one mistake, not two: drop "missing 'title'" beside "unknown 'titel'".
     misspelt = {(e["loc"][:-1], match) for e in errors if e["type"] == "extra_forbidden"
                 for match in _close_keys(model, e["loc"])}
-    return None, [_problem(source, model, e) for e in errors
-                  if not (e["type"] == "missing" and (e["loc"][:-1], e["loc"][-1]) in misspelt)]
+    for e in errors:
+        if not (e["type"] == "missing" and (e["loc"][:-1], e["loc"][-1]) in misspelt):
+            problems.add(_problem(source, model, e))
+    return None
 
 
 def _close_keys(model: type[BaseModel], loc: Loc) -> list[str]:
@@ -129,15 +132,14 @@ def _problem(source: Source, model: type[BaseModel], e: dict[str, Any]) -> Probl
     return source.problem(loc, f"{where}{message} (got {_describe(e['input'])})")
 
 
-def cross_check(sheets: list[tuple[Source, Sheet]], cardsets: list[tuple[Source, CardSet]], *,
-                sheets_complete: bool) -> list[Problem]:
-    problems: list[Problem] = []
+def cross_check(sheets: list[tuple[Source, Sheet]], cardsets: list[tuple[Source, CardSet]],
+                problems: Problems, *, sheets_complete: bool) -> None:
     seen: dict[str, str] = {}
 
     def unique(kind: str, ident: str, source: Source, loc: Loc) -> None:
         key = f"{kind}:{ident}"
         if key in seen:
-            problems.append(source.problem(loc, f"duplicate {kind} id {ident!r} (first used at {seen[key]})"))
+            problems.add(source.problem(loc, f"duplicate {kind} id {ident!r} (first used at {seen[key]})"))
         else:
             where = source.problem(loc, "")
             seen[key] = f"{where.file}:{where.line}"
@@ -146,7 +148,7 @@ def cross_check(sheets: list[tuple[Source, Sheet]], cardsets: list[tuple[Source,
     for source, sheet in sheets:
         unique("sheet", sheet.id, source, ("id",))
         if sheet.position in positions:
-            problems.append(source.problem(
+            problems.add(source.problem(
                 ("position",), f"position {sheet.position} is also used by sheet {positions[sheet.position]!r}"))
         positions.setdefault(sheet.position, sheet.id)
 
@@ -154,14 +156,15 @@ def cross_check(sheets: list[tuple[Source, Sheet]], cardsets: list[tuple[Source,
     for source, cards in cardsets:
         sheet = by_id.get(cards.sheet)
         if sheet is None and sheets_complete:
-            problems.append(source.problem(
+            problems.add(source.problem(
                 ("sheet",), f"no one-pager has id {cards.sheet!r} (known: {', '.join(sorted(by_id))})"))
         panels = {p.title for p in sheet.panels} if sheet else set()
+        named = [(("panel",), cards.panel)] + [(("notes", n, "panel"), note.panel)
+                                               for n, note in enumerate(cards.notes)]
+        for loc, panel in named:
+            if sheet and panel is not None and panel not in panels:
+                problems.add(source.problem(loc, (
+                    f"sheet {sheet.id!r} has no panel titled {panel!r} "
+                    f"(panels: {', '.join(sorted(panels))})")))
         for n, note in enumerate(cards.notes):
             unique("note", note.id, source, ("notes", n, "id"))
-            if sheet and note.panel is not None and note.panel not in panels:
-                problems.append(source.problem(
-                    ("notes", n, "panel"),
-                    f"sheet {sheet.id!r} has no panel titled {note.panel!r} "
-                    f"(panels: {', '.join(sorted(panels))})"))
-    return problems

@@ -1,0 +1,203 @@
+"""Block kinds: what a sheet's panel may hold, each kind declared once, here.
+
+A kind is four things: its schema model (what the YAML may say), its view (model → the data its
+template part shows; every text field goes through `Texts`, which computes and marks it up),
+its template part (`templates/blocks/<name>.html.j2`), and what the recall edition does with
+it. The schema's `Block` union, the renderer and the page template all read `KINDS`: a kind
+that is not registered cannot validate, and a registered one cannot be left off the page.
+
+A new kind touches two places: a model and a view registered here, and its template part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from markupsafe import Markup
+from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
+
+from ..facts import TABLES
+from .compute import COMPUTED, ExpressionError, call
+from .fields import RoleName, Strict, Text, content_error
+from .load import Loc
+
+if TYPE_CHECKING:
+    from .render import Texts
+
+View = Callable[[Any, Loc, "Texts", float], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str  # the YAML key that marks a block of this kind
+    model: type[Strict]
+    view: View  # (block, its YAML location, the texts renderer, panel width in pt) → view data
+    recall: str  # what the recall edition shows of it, in words (JSON Schema, README)
+    example: dict[str, Any]  # a valid block of this kind: tests render every kind from it
+
+    @property
+    def template(self) -> str:
+        return f"blocks/{self.name}.html.j2"
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def kind(name: str, model: type[Strict], *, recall: str,
+         example: dict[str, Any]) -> Callable[[View], View]:
+    """Register `model` and the decorated view as the block kind `name`."""
+    def register(view: View) -> View:
+        model.model_config["json_schema_extra"] = {
+            **model.model_config.get("json_schema_extra", {}),  # type: ignore[dict-item]
+            "description": f"Recall edition: {recall}"}
+        model.model_rebuild(force=True)
+        KINDS[name] = Kind(name, model, view, recall, example)
+        return view
+    return register
+
+
+# Tables ----------------------------------------------------------------------------------------
+
+
+class Table(Strict):
+    header: list[Text] | None = None
+    rows: list[list[Text]] | None = None
+    rows_from: str | None = Field(None, description="a registered table computation, with "
+                                  "literal arguments: collective_table(ranks=4)")
+    caption: Text | None = None
+    hide: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="columns (1-based) blanked in the recall edition; default: cells "
+        "with computed values, and all but the first column of a rows_from table")
+
+    model_config = ConfigDict(json_schema_extra={
+        "oneOf": [{"required": ["rows"]}, {"required": ["rows_from"]}]})
+
+    @model_validator(mode="after")
+    def _shape(self) -> Table:
+        if (self.rows is None) == (self.rows_from is None):
+            raise content_error("a table needs exactly one of 'rows' or 'rows_from'")
+        width, of = ((len(self.header), "the header") if self.header
+                     else (len(self.rows[0]), "the first row") if self.rows else (None, ""))
+        for r, row in enumerate(self.rows or []):
+            if len(row) != width:
+                raise content_error(f"row has {len(row)} cells; {of} has {width}", "rows", r)
+        for n, column in enumerate(self.hide or []):
+            if width is not None and column > width:
+                raise content_error(f"hide: column {column} is past the table's {width} columns",
+                                    "hide", n)
+        return self
+
+
+class TableBlock(Strict):
+    table: Table
+
+
+@kind("table", TableBlock,
+      recall="every computed cell, all but the first column of a rows_from table, and the "
+      "columns in `hide` become blanks of one width; headers and inputs stay",
+      example={"table": {"header": ["a", "b"], "rows": [["x", "${ calc.size((2, 3)) }"]]}})
+def table_view(block: TableBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
+    table, at = block.table, at + ("table",)
+    rows: list[list[str]] = table.rows or []
+    if table.rows_from is not None:
+        try:
+            rows = text.computed(table.rows_from, TABLES, "table")
+        except ExpressionError as error:
+            text.problem(at + ("rows_from",), str(error))
+        columns = len(table.header) if table.header else None
+        if columns is not None and any(len(row) != columns for row in rows):
+            text.problem(at + ("rows_from",), f"{table.rows_from} gives rows not {columns} "
+                         "cells wide")
+    # Computed rows have no YAML position of their own: their problems point at `rows_from`.
+    def cell_at(r: int, c: int) -> Loc:
+        return at + (("rows", r, c) if table.rows is not None else ("rows_from",))
+
+    def hidden(c: int, cell: str) -> Literal["", "cell"]:
+        computed = COMPUTED.search(cell) is not None or (table.rows_from is not None and c > 0)
+        return "cell" if computed or c + 1 in (table.hide or []) else ""
+
+    return {
+        "header": [text(h, at + ("header", c)) for c, h in enumerate(table.header or [])],
+        "rows": [[text(cell, cell_at(r, c), hide=hidden(c, cell)) for c, cell in enumerate(row)]
+                 for r, row in enumerate(rows)],
+        "caption": text(table.caption, at + ("caption",)),
+    }
+
+
+# Formulas, code, lists, notes -------------------------------------------------------------------
+
+
+class FormulaBlock(Strict):
+    formula: str = Field(description="LaTeX maths (aligned, \\frac, …); \\dim{BLD} colours "
+                         "dimension letters, \\role{name}{…} any role; ${ } is computed")
+    label: Text | None = None
+
+
+@kind("formula", FormulaBlock, recall="an empty box the size of the formula; the label stays",
+      example={"formula": "x^2", "label": "a square"})
+def formula_view(block: FormulaBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
+    return {"formula": text(block.formula, at + ("formula",), tex=True, hide="prose"),
+            "label": text(block.label, at + ("label",))}
+
+
+class CodeBlock(Strict):
+    code: Text = Field(description="code; suffixed names are coloured, ${ } is computed")
+    caption: Text | None = None
+
+
+@kind("code", CodeBlock, recall="the code stays; its computed values become blanks",
+      example={"code": "x_BLD = np.zeros(${ calc.shape_after((2, 3), 'reshape', -1) })",
+               "caption": "a tensor"})
+def code_view(block: CodeBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
+    return {"code": text(block.code, at + ("code",), code=True),
+            "caption": text(block.caption, at + ("caption",))}
+
+
+class ListBlock(Strict):
+    list: list[Text]
+    ordered: bool = False
+
+
+@kind("list", ListBlock, recall="each item becomes ruled lines, with the room its answer needs",
+      example={"list": ["one", "two"], "ordered": True})
+def list_view(block: ListBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
+    return {"ordered": block.ordered,
+            "entries": [text(item, at + ("list", n), hide="prose")
+                        for n, item in enumerate(block.list)]}
+
+
+class NoteBlock(Strict):
+    note: Text
+    role: RoleName | None = None
+
+
+@kind("note", NoteBlock, recall="ruled lines, with the room the note needs",
+      example={"note": "a note", "role": "key"})
+def note_view(block: NoteBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
+    return {"role": block.role, "note": text(block.note, at + ("note",), hide="prose")}
+
+
+# The union the schema validates: one member per kind, told apart by the kind's key.
+
+
+def _block_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return next((key for key in value if key in KINDS), None)
+    return next((k.name for k in KINDS.values() if isinstance(value, k.model)), None)
+
+
+Block = Annotated[
+    Union[tuple(Annotated[k.model, Tag(k.name)] for k in KINDS.values())],  # type: ignore[misc]
+    Discriminator(
+        _block_kind,
+        custom_error_type="block_kind",
+        custom_error_message=f"a block needs one of the keys: {', '.join(KINDS)}",
+    ),
+]
+
+
+def kind_of(block: Strict) -> Kind:
+    """The registered kind of a validated block (the schema admits no other)."""
+    return KINDS[_block_kind(block)]  # type: ignore[index]

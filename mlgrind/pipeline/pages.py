@@ -1,0 +1,60 @@
+"""The pages a build makes: each sheet in two editions on each paper, and what rendering gives.
+
+`Page` is one sheet's HTML on its way to a PDF; `Rendered` is what came back for it, from
+WeasyPrint (`pdf.render_job`, in a worker process) or from the cache: one type either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .load import Source
+from .problems import Problem
+
+PAPERS = ("a4", "letter")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One sheet, in one edition, on one paper: HTML waiting to become a PDF."""
+
+    sheet: str  # the sheet's id
+    stem: str  # its file stem, NN-id
+    source: Source  # its YAML, where problems with the page are reported
+    edition: str  # "key" or "recall"
+    paper: str
+    html: str
+    epoch: int  # the sheet's edition time, stamped into its fonts
+    key: str  # for the cache: a digest of everything the PDF's bytes depend on
+
+    @property
+    def name(self) -> str:
+        """The PDF's path under the output folder."""
+        return pdf_name(self.stem, self.edition, self.paper)
+
+    def problem(self, message: str) -> Problem:
+        recall = " (recall edition)" if self.edition == "recall" else ""
+        return self.source.problem((), f"sheet {self.sheet!r}{recall} {message}")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A page's PDF, or why there is none (`error`: a refused URL, a missing asset, a
+    WeasyPrint warning)."""
+
+    data: bytes
+    pages: int
+    error: str = ""
+    seconds: float = 0.0
+    cached: bool = False
+
+
+EDITIONS = ("key", "recall")  # the full sheet (the answer key), and the blank one to fill in
+
+
+def pdf_name(stem: str, edition: str, paper: str) -> str:
+    return f"onepagers/{stem}{'-recall' if edition == 'recall' else ''}-{paper}.pdf"
+
+
+def booklet_name(edition: str, paper: str) -> str:
+    return f"booklet{'-recall' if edition == 'recall' else ''}-{paper}.pdf"
