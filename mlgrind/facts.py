@@ -313,3 +313,83 @@ def reshape_is_view(shape: tuple[int, ...], new: tuple[int, ...] | int, *steps: 
 @calc
 def size(shape: tuple[int, ...]) -> int:
     return math.prod(_shape(shape))
+
+
+# Tables computed by running the reference code -------------------------------------------------
+
+# A table runs the reference code on real arrays: small enough to build in milliseconds.
+MAX_TABLE_ELEMENTS = 1 << 20
+
+
+def _dims(**sizes: Any) -> dict[str, int]:
+    for name, n in sizes.items():
+        if not (_is_int(n) and n >= 1):
+            raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    return sizes
+
+
+@table
+def mlp_flops_table(B: int = 8, D: int = 16, F: int = 64) -> list[list[str]]:
+    """Each matmul of the 2-layer MLP, forward then backward, with the FLOPs counted while the
+    reference code (`ref.mlp`) ran it on arrays of these sizes; then each pass's total."""
+    from .ref import mlp
+
+    _dims(B=B, D=D, F=F)
+    _check_elements(max(B * D, D * F, B * F), f"B={B}, D={D}, F={F}")
+    rng = np.random.default_rng(0)
+    x_BD, w_in_DF, w_out_FD = (rng.standard_normal(s) for s in ((B, D), (D, F), (F, D)))
+    with ref_einsum.count_flops() as forward:
+        y_BD, saved = mlp.mlp_forward(x_BD, w_in_DF, w_out_FD)
+    with ref_einsum.count_flops() as backward:
+        mlp.mlp_backward(mlp.l2_loss(y_BD, np.zeros_like(y_BD))[1], saved)
+    rows = [[name, f"`{spec}`", f"{count:,}"] for name, counter in
+            (("forward", forward), ("backward", backward)) for spec, count in counter.by_spec.items()]
+    ratio = backward.total / forward.total
+    return rows + [["**forward total**", "", f"**{forward.total:,}**"],
+                   ["**backward total**", "", f"**{backward.total:,}** (= {ratio:g} × forward)"]]
+
+
+_DTYPES = {"bf16": np.float16, "fp16": np.float16, "fp32": np.float32, "fp8": np.uint8}
+
+
+def _size(n: float) -> str:
+    """Bytes for people: 1,536 B, 12 KiB, 3.5 MiB."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:,.0f} B"
+
+
+@table
+def collective_table(ranks: int = 4, shape: tuple[int, ...] = (1024, 1024),
+                     dtype: str = "bf16") -> list[list[str]]:
+    """Each collective on a tensor T of `shape`, run by the simulated communicator
+    (`ref.collectives.Comm`) across `ranks` ranks: what each rank holds before and after, the
+    steps, and the bytes the busiest rank sent (read off the communicator's ledger)."""
+    from .ref.collectives import Comm, shard
+
+    if not (_is_int(ranks) and 2 <= ranks <= 16):
+        raise ValueError(f"ranks must be an integer from 2 to 16, got {ranks!r}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    shape = _shape(shape)
+    if not shape or shape[0] % ranks:
+        raise ValueError(f"the first axis of {shape_text(shape)} must split evenly over {ranks} ranks")
+    _check_elements(math.prod(shape) * ranks, f"{ranks} × {shape_text(shape)}")
+    t = np.ones(shape, dtype=_DTYPES[dtype])
+    block = shard(t, ranks)[0].shape
+    full, part = shape_text(shape), shape_text(block)
+    runs = [("all-reduce", full, full, lambda c: c.all_reduce([t] * ranks)),
+            ("reduce-scatter", full, part, lambda c: c.reduce_scatter([t] * ranks)),
+            ("all-gather", part, full, lambda c: c.all_gather(shard(t, ranks))),
+            ("all-to-all", full, full, lambda c: c.all_to_all([shard(t, ranks)] * ranks)),
+            ("broadcast", f"{full} on one", full, lambda c: c.broadcast(t))]
+    rows = []
+    for name, before, after, run in runs:
+        comm = Comm(ranks)
+        run(comm)
+        (record,) = comm.log
+        role = "p2p" if name == "broadcast" else name
+        rows.append([f"[{name}]{{.{role}}}", before, after, str(record.steps),
+                     _size(max(record.sent))])
+    return rows

@@ -171,8 +171,12 @@ def call(text: str, registry: Mapping[str, Callable[..., Any]], what: str, **ext
         raise ExpressionError(f"unknown {what} {name!r}; known: {', '.join(sorted(registry))}")
     for arg in [*call_node.args, *(kw.value for kw in call_node.kwargs)]:
         _check_literal(arg)
-    args = [arg.as_const() for arg in call_node.args]
-    kwargs = {kw.key: kw.value.as_const() for kw in call_node.kwargs}
+    context = nodes.EvalContext(_ENV)
+    try:
+        args = [arg.as_const(context) for arg in call_node.args]
+        kwargs = {kw.key: kw.value.as_const(context) for kw in call_node.kwargs}
+    except nodes.Impossible:  # e.g. -'a'
+        raise ExpressionError(f"the arguments of {text!r} are not literal values") from None
     clash = sorted(set(kwargs) & set(extra))
     if clash:
         raise ExpressionError(f"{', '.join(clash)} is set by the sheet, not in the {what}")
