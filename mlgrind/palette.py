@@ -24,6 +24,12 @@ BROWN = ("#713f12", "#e0b98a")
 INK = ("#111111", "#f5f5f5")
 RED = ("#b91c1c", "#ff8a8a")
 
+# Neutrals for figures, print only (figures are drawn for paper): rules, axes and the hatch of
+# idle time in mid gray, quieter than any role's hue; paper white for text on a solid fill, for
+# the halo that clears a line behind a label, and behind a card's figure.
+RULE = "#8c8c8c"
+PAPER = "#ffffff"
+
 KINDS = {
     "dimension": "Dimension letters",
     "collective": "Collectives",
@@ -95,3 +101,9 @@ def css(*, night: bool = False) -> str:
         if night and role.name != "key":
             rules.append(f".nightMode .r-{role.name}{{color:{role.night}}}")
     return "\n".join(rules)
+
+
+def colours() -> set[str]:
+    """Every print colour the palette defines: the roles' hues, ink and the neutrals. A figure
+    may paint with these and nothing else."""
+    return {role.colour for role in ROLES.values()} | {INK[0], RULE, PAPER}

@@ -2,8 +2,9 @@
 
 Ranks are a list of NumPy arrays, one per rank. Each collective computes its result by actually
 passing chunks between ranks, step by step, under a named algorithm, and records per rank the bytes
-sent and received. Those records, not the closed forms below, are where the curriculum's "bytes per
-rank" facts come from; the closed forms are checked against them.
+sent and received, and every message in a per-step ledger. Those records, not the closed forms
+below, are where the curriculum's "bytes per rank" facts and the ring figures come from; the closed
+forms are checked against them.
 
 Algorithms modelled (a step is one round in which each rank sends at most one message):
 - all-reduce: ring, = ring reduce-scatter then ring all-gather; 2(S-1) steps.
@@ -23,9 +24,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """One message of a collective: in round `step` (from 0), src sent nbytes to dst; chunk is
+    the index of the block it carried when the algorithm cuts the tensor into blocks."""
+
+    step: int
+    src: int
+    dst: int
+    chunk: int | None
+    nbytes: int
+
+
 @dataclass
 class Record:
-    """One collective call: what ran, on which per-rank shapes, and the bytes each rank moved."""
+    """One collective call: what ran, on which per-rank shapes, the bytes each rank moved, and
+    the per-step ledger of messages those totals add up from (what the figures draw)."""
 
     collective: str
     algorithm: str
@@ -35,6 +49,7 @@ class Record:
     sent: list[int]
     received: list[int]
     steps: int = 0
+    transfers: list[Transfer] = field(default_factory=list)
 
 
 @dataclass
@@ -79,10 +94,14 @@ class Comm:
         return record
 
     @staticmethod
-    def _move(record: Record, src: int, dst: int, payload: np.ndarray) -> np.ndarray:
+    def _move(record: Record, src: int, dst: int, payload: np.ndarray, chunk: int | None = None,
+              step: int | None = None) -> np.ndarray:
+        """Send payload in round `step` (default: the round under way, record.steps)."""
         if src != dst:  # a rank handing data to itself moves nothing over the wire
             record.sent[src] += payload.nbytes
             record.received[dst] += payload.nbytes
+            step = record.steps if step is None else step
+            record.transfers.append(Transfer(step, src, dst, chunk, payload.nbytes))
         return payload.copy()  # the receiver owns its copy: no aliasing across ranks
 
     def _same_shape(self, name: str, xs: list[np.ndarray]) -> None:
@@ -111,7 +130,7 @@ class Comm:
         for t in range(S - 1):
             # chunk c starts at rank c+1 and gathers one partial sum per hop, ending at rank c
             messages = [(r, (r + 1) % S, (r - t - 1) % S) for r in range(S)]
-            payloads = [self._move(record, r, dst, chunks[r][c]) for r, dst, c in messages]
+            payloads = [self._move(record, r, dst, chunks[r][c], c) for r, dst, c in messages]
             for (_, dst, c), payload in zip(messages, payloads):
                 chunks[dst][c] = chunks[dst][c] + payload
             record.steps += 1
@@ -125,7 +144,7 @@ class Comm:
             chunks[r][r] = owned[r]
         for t in range(S - 1):
             messages = [(r, (r + 1) % S, (r - t) % S) for r in range(S)]
-            payloads = [self._move(record, r, dst, chunks[r][c]) for r, dst, c in messages]
+            payloads = [self._move(record, r, dst, chunks[r][c], c) for r, dst, c in messages]
             for (_, dst, c), payload in zip(messages, payloads):
                 chunks[dst][c] = payload
             record.steps += 1
@@ -171,7 +190,8 @@ class Comm:
         for t in range(S):  # t = 0: each rank keeps its own chunk, which costs nothing
             for r in range(S):
                 dst = (r + t) % S
-                out[dst][r] = self._move(record, r, dst, chunks[r][dst])
+                # round t = 0 moves nothing, so the first real exchange is step 0
+                out[dst][r] = self._move(record, r, dst, chunks[r][dst], dst, step=t - 1)
         record.steps = S - 1
         return out
 
@@ -216,7 +236,7 @@ class Comm:
             x.shape if r == src else () for r in range(self.size)
         ]  # only src has input
         record.steps = int(src != dst)
-        return self._move(record, src, dst, x)
+        return self._move(record, src, dst, x, step=0)
 
 
 def shard(x: np.ndarray, S: int, axis: int = 0) -> list[np.ndarray]:

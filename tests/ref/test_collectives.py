@@ -149,6 +149,44 @@ def test_ledger_totals_tags_and_dtype_bytes():
     assert comm.records(tag="acts") == [p2p]
 
 
+def every_collective(S, rng):
+    """One call of each collective on S ranks, the chunky ones with uneven blocks."""
+    comm = co.Comm(S)
+    comm.all_reduce(ranks_of(S, (7,), rng))
+    comm.reduce_scatter(ranks_of(S, (3, 5), rng, np.float32), axis=1)
+    comm.all_gather([rng.standard_normal(r + 1) for r in range(S)])
+    comm.all_to_all([[rng.standard_normal(s + d + 1) for d in range(S)] for s in range(S)])
+    comm.broadcast(np.ones(3), root=S - 1, algorithm="ring")
+    comm.broadcast(np.ones(3), algorithm="tree")
+    comm.send_recv(ranks_of(S, (2,), rng), shift=1)
+    comm.send(np.ones(4), src=0, dst=S - 1)
+    return comm
+
+
+@pytest.mark.parametrize("S", RANKS)
+def test_per_step_ledger_adds_up_to_the_totals_and_has_one_message_per_rank_per_step(S):
+    for record in every_collective(S, np.random.default_rng(S)).log:
+        ledger = record.transfers
+        assert [sum(t.nbytes for t in ledger if t.src == r) for r in range(S)] == record.sent
+        assert [sum(t.nbytes for t in ledger if t.dst == r) for r in range(S)] == record.received
+        assert sorted({t.step for t in ledger}) == list(range(record.steps)), record.collective
+        senders = [(t.step, t.src) for t in ledger]
+        assert len(senders) == len(set(senders)), record.collective  # a step is one round
+        assert all(t.src != t.dst for t in ledger)
+
+
+@pytest.mark.parametrize("S", [2, 3, 5])
+def test_ring_all_gather_ledger_forwards_what_arrived_the_step_before(S):
+    comm = co.Comm(S)
+    comm.all_gather(ranks_of(S, (2,), np.random.default_rng(S)))
+    sent = {(t.step, t.src): (t.dst, t.chunk) for t in comm.log[0].transfers}
+    for r in range(S):
+        assert sent[(0, r)] == ((r + 1) % S, r)  # first it passes on the block it owns
+        for step in range(1, S - 1):
+            arrived = sent[(step - 1, (r - 1) % S)][1]
+            assert sent[(step, r)] == ((r + 1) % S, arrived)
+
+
 def test_results_do_not_alias_inputs_or_each_other():
     xs = [np.ones(4), np.ones(4)]
     out = co.Comm(2).all_reduce(xs)

@@ -1,0 +1,30 @@
+"""The registry: every drawing a sheet or card may name, as FIGURES[name](width=…, **kwargs)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+
+from mlgrind.figures import args
+from mlgrind.figures.canvas import Drawing
+
+FIGURES: dict[str, Callable[..., Drawing]] = {}
+
+
+def figure(draw: Callable[..., Drawing]) -> Callable[..., Drawing]:
+    """Register `draw` by its name, checking the arguments every drawing shares: the panel's
+    width in pt, and no keyword the drawing does not take (a ValueError naming the ones it does,
+    not Python's TypeError)."""
+    known = [p for p in inspect.signature(draw).parameters if p != "width"]
+
+    @functools.wraps(draw)
+    def checked(width: float, **kwargs) -> Drawing:
+        for key in kwargs:
+            if key not in known:
+                raise ValueError(f"{draw.__name__} takes no argument {key!r}; "
+                                 f"it takes {', '.join(known)}")
+        return draw(args.number("width", width, *args.WIDTH), **kwargs)
+
+    FIGURES[draw.__name__] = checked
+    return checked
