@@ -162,6 +162,32 @@ def test_cards_render_computed_values_and_escaped_text(project: Path, col: Colle
     assert any(LETTERS["M"].meaning in c.question() for c in cards)
 
 
+def test_a_figure_on_a_card_is_packaged_as_media_and_shown_with_the_answer(
+        project: Path, col: Collection) -> None:
+    from mlgrind.ref.pipeline import bubble_fraction_formula
+
+    edit(project / "cards/90-numpy-shapes.yaml", "    front: \"How do you add a per-example scale",
+         "    figure: pipeline_schedule(stages=4, microbatches=8, schedule='gpipe')\n"
+         "    front: \"How do you add a per-example scale")
+    build(project)
+    import_deck(col, project)
+    [card_id] = col.find_cards('"front:*per-example scale*"')
+    card = col.get_card(card_id)
+    [name] = re.findall(r'<img class="figure" src="(mlgrind-[0-9a-f]{16}\.svg)"', card.answer())
+    assert "mlgrind-" not in card.question()
+    svg = (Path(col.media.dir()) / name).read_text()
+    assert svg.startswith("<?xml") and "<svg" in svg
+    assert f"{bubble_fraction_formula(4, 8):.0%}".replace("%", " %") in svg  # its computed bubble
+    # The figure changes: a new file, and the same note updated in place.
+    before = col.note_count()
+    edit(project / "cards/90-numpy-shapes.yaml", "microbatches=8", "microbatches=4")
+    build(project)
+    import_deck(col, project)
+    assert col.note_count() == before
+    [new] = re.findall(r'src="(mlgrind-[0-9a-f]{16}\.svg)"', col.get_card(card_id).answer())
+    assert new != name and (Path(col.media.dir()) / new).is_file()
+
+
 def test_removed_note_is_retired_not_lost(project: Path, col: Collection) -> None:
     build(project)
     import_deck(col, project)

@@ -19,6 +19,7 @@ from markupsafe import Markup
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from ..facts import TABLES
+from ..figures import FIGURES
 from .compute import COMPUTED, ExpressionError, call
 from .fields import RoleName, Strict, Text, content_error
 from .load import Loc
@@ -177,6 +178,34 @@ class NoteBlock(Strict):
       example={"note": "a note", "role": "key"})
 def note_view(block: NoteBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
     return {"role": block.role, "note": text(block.note, at + ("note",), hide="prose")}
+
+
+# Figures ---------------------------------------------------------------------------------------
+
+
+class FigureBlock(Strict):
+    figure: str = Field(description="a registered drawing (mlgrind/figures/) with literal "
+                        "arguments: pipeline_schedule(stages=4, microbatches=8)")
+    caption: Text | None = None
+    recall: Literal["blank", "frame"] = Field(
+        "blank", description="recall edition: blank its labels and numbers, or leave an empty "
+        "frame of the same size")
+
+
+@kind("figure", FigureBlock,
+      recall="labels and numbers become blanks of one width (or, with `recall: frame`, an "
+      "empty frame of the same size); the caption stays",
+      example={"figure": "pipeline_schedule(stages=2, microbatches=3, schedule='gpipe')",
+               "caption": "a schedule"})
+def figure_view(block: FigureBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
+    try:
+        drawing = text.computed(block.figure, FIGURES, "figure", width=width)
+    except ExpressionError as error:
+        text.problem(at + ("figure",), str(error))
+        return {"svg": Markup(""), "width": width, "caption": None}
+    svg = drawing.svg(block.recall if text.recall else "key")
+    return {"svg": Markup(svg), "width": drawing.width,
+            "caption": text(block.caption, at + ("caption",))}
 
 
 # The union the schema validates: one member per kind, told apart by the kind's key.

@@ -103,6 +103,7 @@ class Content:
 
     sheets: list[SheetContent] = field(default_factory=list)  # in the seed's order
     notes: list[AnkiNote] = field(default_factory=list)  # in the seed's order
+    media: dict[str, bytes] = field(default_factory=dict)  # the cards' figures, by file name
     note_locations: dict[str, tuple[Source, Loc]] = field(default_factory=dict)  # of `type:`
 
 
@@ -169,7 +170,9 @@ def load_content(project: Project, typeset: maths.Typeset | None = None) -> Cont
     by_id = {sheet.id: sheet for _, sheet in sheets}
     for source, cards in sorted(cardsets, key=lambda c: by_id[c[1].sheet].position
                                 if c[1].sheet in by_id else 0):
-        content.notes += card_notes(cards, by_id.get(cards.sheet), source, problems)
+        notes, media = card_notes(cards, by_id.get(cards.sheet), source, problems)
+        content.notes += notes
+        content.media |= media
         content.note_locations |= {note.id: (source, ("notes", n, "type"))
                                    for n, note in enumerate(cards.notes)}
     problems.check()
@@ -322,7 +325,7 @@ def package_deck(content: Content, specs: dict[str, TypeSpec], old: Ledger,
             f"note {note_id!r} changed its type; Anki cannot change a note's type on import "
             "(it would refuse the update): give the note a new id, the old one is then retired")))
     problems.check()
-    data = deck.package(up.notes, specs, up.note_mods, up.type_mods)
+    data = deck.package(up.notes, specs, up.note_mods, up.type_mods, content.media)
     return Output(DECK_FILE, data, time.perf_counter() - start), up
 
 

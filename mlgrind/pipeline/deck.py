@@ -21,6 +21,8 @@ import genanki
 from markupsafe import escape
 
 from .. import palette
+from ..figures import FIGURES
+from .compute import ExpressionError
 from .load import Source
 from .problems import Problems
 from .render import Templates, Texts
@@ -96,14 +98,20 @@ class AnkiNote:
     tags: tuple[str, ...]
 
 
+# A card's figure is drawn this wide (pt) and scaled to the card: about 1.7 × on a desktop, so
+# its 7-pt labels read like the card's text.
+CARD_FIGURE_WIDTH = 300
+
+
 def card_notes(cards: CardSet, sheet: Sheet | None, source: Source,
-               problems: Problems) -> list[AnkiNote]:
-    """The card set's notes with every field rendered, in file order. Without its sheet (one
-    that failed to load) the fields are still rendered, to report their problems too. A note
-    without `source` or `panel` takes the card set's."""
+               problems: Problems) -> tuple[list[AnkiNote], dict[str, bytes]]:
+    """The card set's notes with every field rendered, in file order, and the media files their
+    figures need. Without its sheet (one that failed to load) the fields are still rendered, to
+    report their problems too. A note without `source` or `panel` takes the card set's."""
     text = Texts(source, problems, "card")
     default_source = text(cards.source, ("source",))  # rendered once, for every note without one
     notes = []
+    media: dict[str, bytes] = {}
     for n, note in enumerate(cards.notes):
         values = {}
         for anki_field in NOTE_TYPES[note.type].fields:
@@ -112,6 +120,17 @@ def card_notes(cards: CardSet, sheet: Sheet | None, source: Source,
                 values[anki_field] = str(default_source or "")
             elif key is not None:
                 values[anki_field] = str(text(getattr(note, key), ("notes", n, key)) or "")
+        if note.figure is not None:
+            try:
+                drawing = text.computed(note.figure, FIGURES, "figure", width=CARD_FIGURE_WIDTH)
+            except ExpressionError as error:
+                text.problem(("notes", n, "figure"), str(error))
+            else:
+                svg = drawing.svg_file().encode()
+                # Named by content: an edited figure is a new file, which Anki's import takes.
+                name = f"mlgrind-{hashlib.sha256(svg).hexdigest()[:16]}.svg"
+                media[name] = svg
+                values["Extra"] += f'<img class="figure" src="{name}" alt="{escape(drawing.alt)}">'
         if note.type == "type-in" and "<" in values["Answer"]:
             text.problem(("notes", n, "back"), (
                 "a type-in answer must be plain text, since the learner types it: no `code`, "
@@ -126,7 +145,7 @@ def card_notes(cards: CardSet, sheet: Sheet | None, source: Source,
         notes.append(AnkiNote(note.id, note.type, sheet.id, f"{DECK_ROOT}::{sheet.position:02d} {sheet.title}",
                               tuple((f, values[f]) for f in NOTE_TYPES[note.type].fields),
                               tuple(sorted(tags))))
-    return notes
+    return notes, media
 
 
 @dataclass(frozen=True)
@@ -191,8 +210,9 @@ class _Note(genanki.Note):
 
 
 def package(notes: list[AnkiNote], specs: dict[str, TypeSpec], note_mods: dict[str, int],
-            type_mods: dict[str, int]) -> bytes:
-    """The .apkg bytes. Notes come in curriculum order; their new-card position follows it."""
+            type_mods: dict[str, int], media: dict[str, bytes]) -> bytes:
+    """The .apkg bytes, with the media files the notes name. Notes come in curriculum order;
+    their new-card position follows it."""
     models = {key: _Model(spec, type_mods[key]) for key, spec in specs.items()}
     decks: dict[str, genanki.Deck] = {}
     for due, note in enumerate(notes):
@@ -201,10 +221,15 @@ def package(notes: list[AnkiNote], specs: dict[str, TypeSpec], note_mods: dict[s
             note_mods[note.id], model=models[note.type], fields=[html for _, html in note.fields],
             guid=note_guid(note.id), tags=list(note.tags), due=due))
     with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for name, data in sorted(media.items()):
+            (Path(tmp) / name).write_bytes(data)
+            files.append(str(Path(tmp) / name))
         path = Path(tmp) / "deck.apkg"
         # Fixed from the content, so the ids genanki draws for the package are too.
         timestamp = max([*note_mods.values(), *type_mods.values()], default=0)
-        genanki.Package(list(decks.values())).write_to_file(path, timestamp=timestamp)
+        genanki.Package(list(decks.values()), media_files=files).write_to_file(path,
+                                                                               timestamp=timestamp)
         return _repack(path)
 
 

@@ -68,6 +68,8 @@ class NoteBase(Strict):
     tags: list[Tag_] = []
     source: Text | None = Field(None, description="citation for the fact")
     panel: DeckName | None = Field(None, description="title of the panel on the sheet it drills")
+    figure: str | None = Field(None, description="a registered drawing (mlgrind/figures/) with "
+                               "literal arguments, shown with the answer")
 
 
 class BasicNote(NoteBase):
