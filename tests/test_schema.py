@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import textwrap
 from pathlib import Path
 
 import jsonschema
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run
+from mlgrind.pipeline.blocks import KINDS
 
 
 @pytest.fixture
@@ -95,26 +97,32 @@ def check(project: Path, file: str, text: str, expected: str, needle: str, *,
     assert re.search(rf"{re.escape(file)}:{line}:{col}: {expected}", result.err), result.err
 
 
-# Unknown keys in every block kind, beside the kind's own key: pydantic names the block by a tag
-# equal to that key, which once sent the message to the block's value ("unknown key 'note'").
-BLOCK_TYPOS = {
-    # `caption` belongs inside the table, so nothing is suggested, but the key is still named.
-    "table": ("      - table:", "      - captoin: x\n        table:", "captoin", None),
-    "table field": ("          header: [a, b]", "          heade: [a, b]\n          header: [a, b]",
-                    "heade", "header"),
-    "formula": ('        label: "a square"', '        lable: "a square"', "lable", "label"),
-    "code": ('        caption: "a tensor"', '        captoin: "a tensor"', "captoin", "caption"),
-    "list": ("        ordered: true", "        orderd: true", "orderd", "ordered"),
-    "note": ("        role: key", "        rol: key", "rol", "role"),
-}
+# Unknown keys in every registered block kind, beside the kind's own key: pydantic names the block
+# by a tag equal to that key, which once sent the message to the block's value ("unknown key
+# 'note'"). A misspelt field gets "did you mean"; a key like no field lists what is allowed.
+def _block_typos() -> dict[str, tuple[str, str, str | None]]:
+    cases = {}
+    for name, kind in KINDS.items():
+        fields = [f for f in kind.model.model_fields if f != name]
+        meant = fields[0] if fields else None
+        typo = meant[:-1] + ("z" if meant[-1] != "z" else "y") if meant else "zzz"
+        block = yaml.safe_dump([{**kind.example, typo: "x"}], sort_keys=False, width=10**6)
+        cases[name] = (textwrap.indent(block, "      "), typo, meant)
+    # A field of the table inside a table block.
+    block = yaml.safe_dump([{"table": {"heade": ["a"], "rows": [["x"]]}}], sort_keys=False)
+    cases["table field"] = (textwrap.indent(block, "      "), "heade", "header")
+    return cases
+
+
+BLOCK_TYPOS = _block_typos()
 
 
 @pytest.mark.parametrize("kind", BLOCK_TYPOS)
 def test_unknown_key_in_a_block_is_named_at_its_line(sources: Path, kind: str) -> None:
-    old, new, typo, meant = BLOCK_TYPOS[kind]
-    assert old in BLOCKS
-    text = SHEET.format(blocks=BLOCKS.replace(old, new, 1).rstrip("\n"))
-    hint = rf"; did you mean '{meant}'\?" if meant else r" \(allowed: table\)"
+    block, typo, meant = BLOCK_TYPOS[kind]
+    text = SHEET.format(blocks=block.rstrip("\n"))
+    allowed = ", ".join(KINDS[kind].model.model_fields) if kind in KINDS else ""
+    hint = rf"; did you mean '{meant}'\?" if meant else rf" \(allowed: {re.escape(allowed)}\)"
     check(sources, "onepagers/99-test-sheet.yaml", text, rf"unknown key '{typo}'{hint}",
           f"{typo}:", at_key=True)
 
