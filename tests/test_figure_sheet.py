@@ -70,3 +70,35 @@ def test_a_frame_recall_leaves_the_figure_out_but_keeps_its_room(sample: Path) -
     recall = flat("".join(c for c, _, _ in chars(sample / "50-figures-recall-a4.pdf")))
     assert "rank0" in flat("".join(c for c, _, _ in chars(sample / "50-figures-a4.pdf")))
     assert "rank0" not in recall and "emptyframe" in recall  # its caption stays
+
+
+
+
+@pytest.mark.parametrize("paper", ["a4", "letter"])
+def test_figures_fit_their_panels_without_pushing_the_grid(sample: Path, paper: str) -> None:
+    """A figure is laid out at the width mlgrind computes for its panel (render.panel_width,
+    from the geometry of templates/sheet.css). Were that too wide, the grid would widen the
+    figure's column at the others' expense: in WeasyPrint's own layout of the page, every panel
+    must keep its equal share of the grid, on both papers."""
+    import weasyprint
+
+    from mlgrind.pipeline.build import Project, load_content, page_html
+    from mlgrind.pipeline.render import Templates
+
+    project = Project.at(sample.parent.parent)
+    entry = next(e for e in load_content(project).sheets if e.sheet.id == "figures")
+    [page, _] = page_html([entry], Templates(project.templates), {"figures": 0}, (paper,))
+    layout = weasyprint.HTML(string=page.html, base_url=str(project.templates) + "/").render()
+
+    def find(box, tag):  # type: ignore[no-untyped-def]
+        found = [box] if getattr(box, "element_tag", None) == tag else []
+        return found + [b for child in getattr(box, "children", []) for b in find(child, tag)]
+
+    [grid] = find(layout.pages[0]._page_box, "main")
+    gap, columns = grid.style["column_gap"].value, entry.sheet.columns
+    column = (grid.width - (columns - 1) * gap) / columns
+    sections = find(grid, "section")
+    assert len(find(grid, "figure")) == len(FIGURES)
+    for section, panel in zip(sections, entry.sheet.panels, strict=True):
+        share = panel.span * column + (panel.span - 1) * gap
+        assert section.border_width() == pytest.approx(share, abs=0.01), panel.title
