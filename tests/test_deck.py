@@ -65,6 +65,7 @@ def test_deck_imports_with_every_note_in_a_deck_per_sheet(project: Path, col: Co
     build(project)
     log = import_deck(col, project)
     assert len(log.new) == col.note_count() == len(yaml_note_ids(project))
+    assert not (log.conflicting or log.missing_notetype or log.empty_first_field or log.duplicate)
     decks = {d.name for d in col.decks.all_names_and_ids()}
     for path in (project / "onepagers").glob("*.yaml"):
         sheet = yaml.safe_load(path.read_text())

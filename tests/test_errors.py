@@ -112,6 +112,14 @@ CASES = {
         edit(CARDS, "calc.letter('B')", "calc.size(('a', 3))"),
         (rf"{CARDS}:{line_of(CARDS, 'calc.letter(' + chr(39) + 'B')}:11: computation failed: "
          r"ValueError: a shape is a tuple of non-negative integers")),
+    # Anki separates fields with U+001F: one in a text would make the whole deck unimportable.
+    "a control character in a card, pointed at": (
+        edit(CARDS, "front: \"Suffix letter `B`\"", "front: \"Suffix \\x1f letter `B`\""),
+        rf"{CARDS}:{line_of(CARDS, 'front: ' + chr(34) + 'Suffix letter `B`')}:20: control "
+        r"character U\+001F in text"),
+    "a control character in a sheet title": (
+        edit(SHEET, "title: Shape suffixes & einsum", "title: \"Shape \\u0007suffixes\""),
+        rf"{SHEET}:{line_of(SHEET, 'title: Shape suffixes')}:15: control character U\+0007"),
 }
 
 

@@ -9,13 +9,14 @@ keys are errors rather than silently overwritten. Every value's line and column 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.events import AliasEvent
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .problems import Problem, Problems
 
@@ -74,8 +75,35 @@ def _mark(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _walk(node: Node, loc: Loc, source: Source, problems: Problems) -> None:
+# Control characters (but tab and newline) have no place in a study text, and one breaks a deck
+# outright: Anki separates a note's fields with U+001F. YAML lets them in only as escapes in
+# double quotes ("\x1f", "\u001f", "\e", …): this finds the escape, to point at it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0abtvfreN_LP\x20/\\\"])")
+
+
+def _control_character(node: ScalarNode, text: str, source: Source, problems: Problems) -> None:
+    found = _CONTROL.search(node.value)
+    if found is None:
+        return
+    line, col = _mark(node)
+    raw = text[node.start_mark.index:node.end_mark.index]
+    for escape in _ESCAPE.finditer(raw):
+        decoded = escape.group().encode("latin-1", "backslashreplace").decode("unicode_escape")
+        if _CONTROL.fullmatch(decoded):
+            before = raw[:escape.start()]
+            line += before.count("\n")
+            col = col + len(before) if "\n" not in before else len(before) - before.rindex("\n")
+            break
+    problems.add(Problem(source.name, line, col, (
+        f"control character U+{ord(found.group()):04X} in text: sheets and Anki fields cannot "
+        "hold it (only tab and newline are allowed); delete it")))
+
+
+def _walk(node: Node, loc: Loc, source: Source, problems: Problems, text: str) -> None:
     source.values[loc] = _mark(node)
+    if isinstance(node, ScalarNode) and isinstance(node.value, str):
+        _control_character(node, text, source, problems)
     if isinstance(node, MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
@@ -84,10 +112,11 @@ def _walk(node: Node, loc: Loc, source: Source, problems: Problems) -> None:
                 problems.add(Problem(source.name, *_mark(key_node), f"duplicate key {key!r}"))
             seen.add(key)
             source.keys[loc + (key,)] = _mark(key_node)
-            _walk(value_node, loc + (key,), source, problems)
+            _control_character(key_node, text, source, problems)
+            _walk(value_node, loc + (key,), source, problems, text)
     elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, loc + (index,), source, problems)
+            _walk(item, loc + (index,), source, problems, text)
 
 
 def load_yaml(path: Path, name: str, problems: Problems) -> Source | None:
@@ -126,5 +155,5 @@ def load_yaml(path: Path, name: str, problems: Problems) -> Source | None:
 
     source = Source(path=path, name=name, data=data)
     before = len(problems)
-    _walk(node, (), source, problems)
+    _walk(node, (), source, problems, text)
     return source if len(problems) == before else None
