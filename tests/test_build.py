@@ -192,3 +192,15 @@ def test_a_bad_source_date_epoch_is_a_usage_error(project: Path, epoch: str,
     for command in ("check", "build"):
         result = run(command, "--root", project)
         assert result.code == 2 and "SOURCE_DATE_EPOCH" in result.err
+
+
+def test_a_damaged_cached_page_is_rendered_again(project: Path) -> None:
+    assert run("build", "--only", "90", "--paper", "a4", "--root", project).code == 0
+    good = (project / "build/onepagers/90-numpy-shapes-a4.pdf").read_bytes()
+    for cached in (project / "build/.cache").glob("*.pdf"):
+        if cached.read_bytes() == good:
+            cached.write_bytes(good[:100])  # a write cut short
+    result = run("build", "--only", "90", "--paper", "a4", "--root", project)
+    assert result.code == 0, result.err
+    assert (project / "build/onepagers/90-numpy-shapes-a4.pdf").read_bytes() == good
+    assert "90-numpy-shapes-a4.pdf" in result.out and "unchanged" in result.out

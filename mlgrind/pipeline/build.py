@@ -242,9 +242,9 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
     results: dict[int, Rendered] = {}
     misses: list[int] = []
     for i, page in enumerate(pages):
-        hit = cache / f"{page.key}.pdf" if cache else None
-        if hit is not None and hit.is_file():
-            results[i] = Rendered(hit.read_bytes(), 1, cached=True)
+        cached = _cached_pdf(cache / f"{page.key}.pdf") if cache else None
+        if cached is not None:
+            results[i] = Rendered(cached, 1, cached=True)
             if progress:
                 progress(page.name)
         else:
@@ -262,6 +262,16 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
                                       "(shorten it, or drop a panel)"))
     problems.check()
     return [(page, results[i]) for i, page in enumerate(pages)]
+
+
+def _cached_pdf(path: Path) -> bytes | None:
+    """A cached page, unless it is missing or damaged (a truncated write, a disk error): a whole
+    PDF starts with its header and ends with its trailer; anything else is rendered again."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF") else None
 
 
 def _render_misses(pages: list[Page], project: Project,
