@@ -136,6 +136,40 @@ def test_new_cards_come_in_the_seeds_order(project: Path, col: Collection) -> No
     assert guid_to_id  # every note carries its back link
 
 
+def test_notes_added_later_meet_the_learner_in_the_curriculums_place(project: Path,
+                                                                     col: Collection) -> None:
+    build(project)
+    import_deck(col, project)
+    # A note inserted in the middle of a card set, and a new sheet between 01 and 90 with a note.
+    path = project / "cards/90-numpy-shapes.yaml"
+    ids = [n["id"] for n in yaml.safe_load(path.read_text())["notes"]]
+    before, after = ids[4], ids[5]
+    text = path.read_text()
+    at = text.index(f"  - id: {after}\n")
+    path.write_text(text[:at] + "  - id: inserted-later\n    front: 'inserted'\n    back: 'x'\n"
+                    + text[at:])
+    (project / "onepagers/50-new.yaml").write_text(
+        "id: new-sheet\ntitle: New sheet\nposition: 50\nseed: s\npanels:\n"
+        "  - title: P\n    blocks:\n      - note: n\n")
+    (project / "cards/50-new.yaml").write_text(
+        "sheet: new-sheet\nnotes:\n  - id: on-the-new-sheet\n    front: 'new'\n    back: 'y'\n")
+    build(project)
+    import_deck(col, project)
+    import genanki
+
+    dues = {col.get_note(nid).guid: due for nid, due in col.db.all(
+        "select nid, due from cards where ord = 0")}
+
+    def due(note_id: str) -> int:  # the position Anki will show this new card at
+        return dues[genanki.guid_for("mlgrind", note_id)]
+
+    assert due(before) < due("inserted-later") < due(after)
+    sets = {Path(p).stem: [n["id"] for n in yaml.safe_load(Path(p).read_text())["notes"]]
+            for p in (project / "cards").glob("*.yaml")}
+    assert (due(sets["01-suffixes-einsum"][-1]) < due("on-the-new-sheet")
+            < due(sets["90-numpy-shapes"][0]))
+
+
 def test_cards_render_computed_values_and_escaped_text(project: Path, col: Collection) -> None:
     edit(project / "cards/90-numpy-shapes.yaml", "    front: \"How do you add a per-example scale",
          "    extra: \"A mask keeps `m <= l` & drops `m > l`.\"\n    front: \"How do you add a per-example scale")

@@ -327,7 +327,8 @@ def package_deck(content: Content, specs: dict[str, TypeSpec], old: Ledger,
                  now: int) -> tuple[Output, ledger.Update]:
     """The .apkg of every note, stamped by the ledger, and the ledger's update."""
     start = time.perf_counter()
-    up = ledger.update(old, content.notes, specs, digests, dates, now)
+    sheet_positions = {entry.sheet.id: entry.sheet.position for entry in content.sheets}
+    up = ledger.update(old, content.notes, specs, digests, dates, now, sheet_positions)
     problems = Problems()
     for note_id in up.changes.retyped:
         source, loc = content.note_locations[note_id]
@@ -335,7 +336,7 @@ def package_deck(content: Content, specs: dict[str, TypeSpec], old: Ledger,
             f"note {note_id!r} changed its type; Anki cannot change a note's type on import "
             "(it would refuse the update): give the note a new id, the old one is then retired")))
     problems.check()
-    data = deck.package(up.notes, specs, up.note_mods, up.type_mods, content.media)
+    data = deck.package(up.notes, specs, up.note_mods, up.type_mods, up.dues, content.media)
     return Output(DECK_FILE, data, time.perf_counter() - start), up
 
 

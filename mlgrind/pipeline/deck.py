@@ -210,16 +210,16 @@ class _Note(genanki.Note):
 
 
 def package(notes: list[AnkiNote], specs: dict[str, TypeSpec], note_mods: dict[str, int],
-            type_mods: dict[str, int], media: dict[str, bytes]) -> bytes:
-    """The .apkg bytes, with the media files the notes name. Notes come in curriculum order;
-    their new-card position follows it."""
+            type_mods: dict[str, int], dues: dict[str, int], media: dict[str, bytes]) -> bytes:
+    """The .apkg bytes, with the media files the notes name; each note's cards at its new-card
+    position (`ledger.positions`)."""
     models = {key: _Model(spec, type_mods[key]) for key, spec in specs.items()}
     decks: dict[str, genanki.Deck] = {}
-    for due, note in enumerate(notes):
+    for note in notes:
         deck = decks.setdefault(note.deck, genanki.Deck(deck_id(note.sheet_id), note.deck))
         deck.add_note(_Note(
             note_mods[note.id], model=models[note.type], fields=[html for _, html in note.fields],
-            guid=note_guid(note.id), tags=list(note.tags), due=due))
+            guid=note_guid(note.id), tags=list(note.tags), due=dues[note.id]))
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for name, data in sorted(media.items()):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class TypeEntry(_Entry):
 
 class NoteEntry(_Entry):
     note: AnkiNote
+    due: int | None = None  # its new-card position as published (older ledgers: none)
 
 
 class Ledger(BaseModel):
@@ -124,18 +126,53 @@ def _retire(note: AnkiNote) -> AnkiNote:
     return dataclasses.replace(note, fields=fields, tags=tuple(sorted({*note.tags, RETIRED_TAG})))
 
 
+# New-card positions. Anki keeps a card's position once imported, so a note inserted later must
+# get a position between its neighbours' as published: positions leave gaps. Each sheet has its
+# own range (a sheet added between two others falls between them, for every learner), and a new
+# note takes the gap after the note before it, or half the room up to the next one.
+SHEET_SPAN, GAP = 1_000_000, 1024
+RETIRED_BASE = 100 * SHEET_SPAN  # after every sheet (positions are 1 to 99)
+
+
+def positions(notes: list[AnkiNote], sheet_positions: dict[str, int],
+              old: Ledger) -> dict[str, int]:
+    """Each note's new-card position: the one it was published with, or a free one in place."""
+    dues: dict[str, int] = {}
+    for sheet_id, group in itertools.groupby(notes, key=lambda note: note.sheet_id):
+        members = list(group)
+        base = sheet_positions[sheet_id] * SHEET_SPAN
+        published = [_published(old, note.id) for note in members]
+        low = base
+        for i, note in enumerate(members):
+            due = published[i]
+            if due is None:
+                high = next((d for d in published[i + 1:] if d is not None), base + SHEET_SPAN)
+                due = low + GAP if low + GAP < high else (low + high + 1) // 2
+            dues[note.id] = due
+            low = max(low, due)
+    return dues
+
+
+def _published(old: Ledger, note_id: str) -> int | None:
+    entry = old.notes.get(note_id)
+    return entry.due if entry is not None else None
+
+
 @dataclass
 class Update:
     ledger: Ledger  # the new ledger
     notes: list[AnkiNote]  # to package: current notes, then retired ones
     note_mods: dict[str, int]
     type_mods: dict[str, int]
+    dues: dict[str, int]  # new-card positions
     changes: Changes
 
 
 def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
-           sheet_digests: dict[str, str], dates: dict[str, int], now: int) -> Update:
-    """Modification times (see `_stamp`) for every note and note type, and what changed."""
+           sheet_digests: dict[str, str], dates: dict[str, int], now: int,
+           sheet_positions: dict[str, int]) -> Update:
+    """Modification times (see `_stamp`) and new-card positions (see `positions`) for every
+    note and note type, and what changed."""
     changes = Changes()
     new = Ledger()
 
@@ -159,6 +196,8 @@ def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
     current = {note.id for note in notes}
     retired = [_retire(entry.note) for note_id, entry in sorted(old.notes.items())
                if note_id not in current and entry.note.type in specs]
+    dues = positions(notes, sheet_positions, old) | {
+        note.id: _published(old, note.id) or RETIRED_BASE + i for i, note in enumerate(retired)}
     note_mods = {}
     for note in [*notes, *retired]:
         digest = _digest(note)
@@ -173,6 +212,7 @@ def update(old: Ledger, notes: list[AnkiNote], specs: dict[str, TypeSpec],
                 changes.moved.setdefault((before.note.deck, note.deck), []).append(note.id)
             was_retired, is_retired = RETIRED_TAG in before.note.tags, RETIRED_TAG in note.tags
             (changes.retired if is_retired and not was_retired else changes.updated).append(note.id)
-        new.notes[note.id] = NoteEntry(digest=digest, mod=note_mods[note.id], note=note)
+        new.notes[note.id] = NoteEntry(digest=digest, mod=note_mods[note.id], note=note,
+                                       due=dues[note.id])
     new.sheets = {i: _Entry(digest=sheet_digests[i], mod=dates[i]) for i in sheet_digests}
-    return Update(new, [*notes, *retired], note_mods, type_mods, changes)
+    return Update(new, [*notes, *retired], note_mods, type_mods, dues, changes)
