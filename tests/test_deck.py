@@ -223,6 +223,24 @@ def test_a_figure_on_a_card_is_packaged_as_media_and_shown_with_the_answer(
     assert new != name and (Path(col.media.dir()) / new).is_file()
 
 
+def test_a_lost_ledger_is_rebuilt_from_the_last_package_and_keeps_learner_edits(
+        project: Path, col: Collection) -> None:
+    build(project)
+    import_deck(col, project)
+    [nid] = col.find_notes('"front:*per-example scale*"')
+    mine = col.get_note(nid)
+    mine["Extra"] = "my own mnemonic"
+    col.update_note(mine)
+    (project / "notes.lock.json").unlink()
+    edit(project / "cards/90-numpy-shapes.yaml", "Shape of K @ K?", "Shape of K @ K (1-D)?")
+    report = build(project)
+    assert "notes.lock.json was missing: rebuilt from build/mlgrind.apkg" in report
+    assert "deck: 1 updated" in report  # only the note whose content changed
+    log = import_deck(col, project)
+    assert len(log.updated) == 1 and len(log.new) == 0
+    assert col.get_note(nid)["Extra"] == "my own mnemonic"  # the learner's edit survived
+
+
 def test_removed_note_is_retired_not_lost(project: Path, col: Collection) -> None:
     build(project)
     import_deck(col, project)

@@ -127,11 +127,11 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
     now = clock()
     typeset = maths.Typeset.load(cache / "maths.json" if cache else None)
     content = load_content(project, typeset)
-    old = read_ledger(project)
-    digests = {e.sheet.id: e.digest for e in content.sheets}
-    dates = ledger.sheet_dates(old, digests, now)
     templates = Templates(project.templates)
     specs = note_types(templates)
+    old, recovered = read_ledger(project, content, specs, cache.parent / DECK_FILE if cache else None)
+    digests = {e.sheet.id: e.digest for e in content.sheets}
+    dates = ledger.sheet_dates(old, digests, now)
     selected = select(content, only)
     pages = page_html(selected, templates, dates, papers)
     pdfs = render_pdfs(pages, project, cache, progress)
@@ -143,6 +143,10 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
     if progress:
         progress(DECK_FILE)
     deck_output, up = package_deck(content, specs, old, digests, dates, now)
+    if recovered:
+        up.changes.warnings.append(
+            f"{ledger.LEDGER_FILE} was missing: rebuilt from {recovered}, so only notes whose "
+            "content changed since that build are updated (commit the ledger with the sources)")
     return Result([*outputs, deck_output], up.ledger.dumps(), up.changes, cache_files)
 
 
@@ -179,12 +183,20 @@ def load_content(project: Project, typeset: maths.Typeset | None = None) -> Cont
     return content
 
 
-def read_ledger(project: Project) -> Ledger:
-    """Edition dates come from the ledger: no page can be right without it."""
+def read_ledger(project: Project, content: Content, specs: dict[str, TypeSpec],
+                package: Path | None) -> tuple[Ledger, str]:
+    """The notes ledger (edition dates, modification times, positions: no page or note can be
+    right without it), and where it came from if it had to be rebuilt: when the file is gone,
+    from the last package built, which still holds every current note as published."""
+    path = project.root / ledger.LEDGER_FILE
+    if not path.exists() and package is not None:
+        recovered = ledger.recover(package, content.notes, specs)
+        if recovered is not None:
+            return recovered, display_path(package, project.root)
     problems = Problems()
-    old = ledger.load(project.root / ledger.LEDGER_FILE, ledger.LEDGER_FILE, problems)
+    old = ledger.load(path, ledger.LEDGER_FILE, problems)
     problems.check()
-    return old
+    return old, ""
 
 
 def note_types(templates: Templates) -> dict[str, TypeSpec]:

@@ -12,17 +12,21 @@ Commit the ledger with the sources, like a lock file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
 import json
+import sqlite3
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .deck import NOTE_TYPES, RETIRED_TAG, AnkiNote, TypeSpec
+from .deck import NOTE_TYPES, RETIRED_TAG, AnkiNote, TypeSpec, note_guid
 from .problems import Problem, Problems
 
 LEDGER_FILE = "notes.lock.json"
@@ -76,6 +80,47 @@ def load(path: Path, name: str, problems: Problems) -> Ledger:
                              "version control, or delete it to start a new one (every note "
                              "then counts as changed once)"))
         return Ledger()
+
+
+def recover(package: Path, notes: list[AnkiNote], specs: dict[str, TypeSpec]) -> Ledger | None:
+    """A lost ledger, rebuilt from the last .apkg the build wrote: each current note's published
+    content, modification time and position, read back by its GUID, and each note type's. With
+    it, the next build bumps only what really changed, so a re-import does not replace a
+    learner's own edits on every note. None if there is no package or it cannot be read (retired
+    notes cannot be recovered: a GUID does not give back the id it came from)."""
+    by_guid = {note_guid(note.id): note for note in notes}
+    by_model = {spec.note_type.id: spec for spec in specs.values()}
+    try:
+        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(package) as archive:
+            archive.extract("collection.anki2", tmp)
+            with contextlib.closing(sqlite3.connect(Path(tmp) / "collection.anki2")) as db:
+                models = json.loads(db.execute("select models from col").fetchone()[0])
+                decks = json.loads(db.execute("select decks from col").fetchone()[0])
+                rows = db.execute("select n.guid, n.mid, n.mod, n.flds, n.tags, c.did, c.due "
+                                  "from notes n join cards c on c.nid = n.id and c.ord = 0")
+                found = rows.fetchall()
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, sqlite3.Error):
+        return None
+    ledger = Ledger()
+    for model in models.values():
+        spec = by_model.get(int(model["id"]))
+        if spec is None:
+            continue
+        published = TypeSpec(spec.note_type, tuple((t["name"], t["qfmt"], t["afmt"])
+                                                   for t in model["tmpls"]), model["css"])
+        ledger.note_types[spec.note_type.key] = TypeEntry(
+            digest=published.digest, mod=model["mod"], schema=_Schema(**spec.schema))
+    for guid, mid, mod, fields, tags, did, due in found:
+        current, spec = by_guid.get(guid), by_model.get(mid)
+        if current is None or spec is None:
+            continue
+        names = spec.note_type.fields
+        note = dataclasses.replace(
+            current, type=spec.note_type.key, deck=decks[str(did)]["name"],
+            fields=tuple(zip(names, fields.split("\x1f"), strict=False)),
+            tags=tuple(sorted(tags.split())))
+        ledger.notes[current.id] = NoteEntry(digest=_digest(note), mod=mod, note=note, due=due)
+    return ledger
 
 
 def _first_error(error: ValidationError) -> str:
