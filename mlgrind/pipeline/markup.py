@@ -1,9 +1,9 @@
 """Inline markup of text fields → safe HTML, the same for sheets and cards.
 
 CommonMark inline syntax with raw HTML switched off (so `<` in a shape stays text), plus
-`[text]{.role}` spans limited to palette roles and `\\( … \\)` / `\\[ … \\]` maths. Inside code,
-every suffixed name (`x_BLD`) gets its dimension letters coloured by their family, so the
-notation reads the same wherever it appears.
+`[text]{.role}` spans limited to palette roles and `\\( … \\)` / `\\[ … \\]` maths, checked by
+`maths.check`. Inside code, every suffixed name (`x_BLD`) gets its dimension letters coloured by
+their family, so the notation reads the same wherever it appears.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from typing import Literal
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from mdit_py_plugins.attrs import attrs_plugin
 from mdit_py_plugins.texmath import texmath_plugin
 
@@ -94,4 +95,26 @@ def inline(text: str, target: Target = "sheet", typeset: maths.Typeset | None = 
     """One line (or paragraph) of markup as HTML, without a wrapping <p>. Sheets draw their
     maths (`typeset` keeps what was already typeset); cards leave it to Anki's MathJax."""
     env = {"typeset": typeset if typeset is not None else maths.Typeset({})}
-    return _PARSERS[target].renderInline(text, env).strip()
+    md = _PARSERS[target]
+    tokens = md.parseInline(text, env)
+    _maths_only_in_maths(tokens[0].children or [])
+    return md.renderer.render(tokens, md.options, env).strip()
+
+
+_NOT_TEXT = ("math_inline", "math_block", "code_inline")
+# Anki fills in cloze deletions before MathJax runs (older versions an inactive one as bare text),
+# so a delimiter may straddle their marks: they are read as absent.
+_CLOZE_MARKS = re.compile(r"\{\{c\d+::|::|\}\}")
+
+
+def _maths_only_in_maths(tokens: list[Token]) -> None:
+    """No maths delimiter in the text around the maths. An escaped `\\\\(` or `&#92;(` is text
+    to markdown, but Anki's MathJax reads `\\(` anywhere in a card's text but code (which it
+    skips), and would typeset what follows without `maths.check`."""
+    text = "".join("\n" if token.type in _NOT_TEXT else token.content for token in tokens)
+    text = _CLOZE_MARKS.sub("", text)
+    for delimiter in (r"\(", r"\["):
+        if delimiter in text:
+            raise MarkupError(f"{delimiter} in text, not maths, would start unchecked maths in "
+                              f"Anki; write maths as \\( … \\), or the characters in `code`")
+

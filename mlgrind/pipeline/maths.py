@@ -3,10 +3,15 @@
 Two macros colour maths by role, as the scaling book does: `\\dim{BLD}` colours each
 dimension letter by its family (from the notation table), `\\role{name}{…}` colours anything by
 a palette role. They expand to plain `\\color`, so MathJax on cards reads them too.
+
+Maths is checked against an allow-list of commands before anything else, on sheets and cards
+alike: on a card it runs in the learner's Anki, whose MathJax follows `\\href`, `\\style`,
+`\\require` and the like, and colour must come from the palette, through the two macros alone.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.metadata
 import json
@@ -29,8 +34,76 @@ class MathsError(ValueError):
     pass
 
 
+# The commands maths may use, without their backslash: the standard vocabulary of the sheets,
+# each drawn by ziamath and by MathJax. Nothing that links, scripts, styles, colours, defines
+# macros or loads extensions (\href, \style, \class, \color, \def, \require, \unicode, …).
+_FAMILIES: dict[str, list[str]] = {
+    "Greek letters": (
+        "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu "
+        "xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega "
+        "Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega").split(),
+    "fractions and roots": "frac dfrac tfrac binom sqrt".split(),
+    "accents and braces": (
+        "hat widehat bar overline underline tilde widetilde vec dot ddot "
+        "overbrace underbrace overset underset stackrel").split(),
+    "big operators": "sum prod coprod int iint oint bigcup bigcap limits nolimits substack".split(),
+    "operator names": (
+        "operatorname lim limsup liminf log ln lg exp max min sup inf arg det ker Pr gcd deg "
+        "sin cos tan sinh cosh tanh bmod pmod").split(),
+    "binary operators": (
+        "cdot times div pm mp ast star circ bullet odot oplus otimes cup cap setminus "
+        "wedge vee").split(),
+    "relations": (
+        "le leq ge geq ne neq approx sim simeq cong equiv propto ll gg in notin ni "
+        "subset subseteq supset supseteq mid parallel perp not colon").split(),
+    "arrows": (
+        "to gets rightarrow leftarrow leftrightarrow Rightarrow Leftarrow Leftrightarrow "
+        "longrightarrow longleftarrow Longrightarrow implies iff mapsto uparrow downarrow").split(),
+    "delimiters": (
+        "left right middle big Big bigg Bigg bigl bigr Bigl Bigr langle rangle lfloor rfloor "
+        "lceil rceil vert Vert lvert rvert lVert rVert lbrace rbrace { } |").split(),
+    "symbols": (
+        "ldots cdots vdots ddots dots infty partial nabla ell hbar emptyset varnothing forall "
+        "exists neg lnot top bot intercal dagger prime angle # % & $ _").split(),
+    "fonts and text": (
+        "text textbf textit mathrm mathbf mathit mathsf mathtt mathcal mathbb boldsymbol").split(),
+    # \, \: \; \! and \  (spaces), \\ (a new row), then the words
+    "spacing and rows": [",", ":", ";", "!", " ", "\\", "quad", "qquad", "begin", "end", "hline"],
+    "palette": ["dim", "role"],
+}
+ALLOWED = frozenset(name for names in _FAMILIES.values() for name in names)
+
+# A command is a backslash and its letters, or a backslash and one other character (\,). Braces
+# are counted too: MathJax ends maths at its closing delimiter only outside braces, so an unclosed
+# `{` would carry the text after the maths into it, unchecked.
+_TOKEN = re.compile(r"\\([A-Za-z]+|.?)|[{}]", re.DOTALL)
+
+
+def check(tex: str) -> None:
+    """Refuse a command off the allow-list (naming it), or unbalanced braces."""
+    depth = 0
+    for token in _TOKEN.finditer(tex):
+        name = token.group(1)
+        if name is None:
+            depth += 1 if token.group() == "{" else -1
+            if depth < 0:
+                break
+        elif name not in ALLOWED:
+            close = difflib.get_close_matches(name, ALLOWED, n=1, cutoff=0.75)
+            hint = (": colour comes only from \\role{name}{…} and \\dim{…}" if "color" in name.lower()
+                    else f"; did you mean \\{close[0]}?" if close else "")
+            command = f"\\{name}" if name else "a lone \\ at the end"
+            raise MathsError(f"{command} is not an allowed maths command{hint} "
+                             f"(allowed: {', '.join(_FAMILIES)})")
+    if depth:
+        raise MathsError(f"unbalanced braces in {tex!r}")
+
+
 def expand_macros(tex: str) -> str:
-    """`\\dim{…}` and `\\role{…}{` → `\\color`; unknown letters or roles are errors."""
+    """The maths of a source, checked (`check`), with `\\dim{…}` and `\\role{…}{` → `\\color`;
+    unknown letters or roles are errors."""
+    check(tex)
+
     def dim(match: re.Match[str]) -> str:
         letters = match.group(1)
         unknown = [c for c in letters if c not in LETTERS]
