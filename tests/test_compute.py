@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import run
-from mlgrind.pipeline.compute import ExpressionError, expand
+from mlgrind.pipeline.compute import ExpressionError, call, expand
 from mlgrind.facts import CALC, TABLES
 from mlgrind.ref import einsum as ref_einsum
 from mlgrind.ref.einsum import count_flops, einsum
@@ -177,6 +177,23 @@ def test_flop_formula_is_checked_without_assert(monkeypatch: pytest.MonkeyPatch)
 def test_deep_expressions_are_refused_not_recursed_into(text: str, message: str) -> None:
     with pytest.raises(ExpressionError, match=message):
         expand(text)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("size(" + "(" * 100 + "1," + ")" * 100 + ")", "the table nests brackets more than 8 deep"),
+    ("size((" + "9" * 19 + ",))", "the table has an integer literal 99999999… of 19 digits"),
+    ("size((0x" + "F" * 17 + ",))", "at most 18 are allowed"),
+])
+def test_a_call_outside_dollar_braces_is_checked_token_by_token_too(text: str, message: str) -> None:
+    # `rows_from:` and `figure:` are read as the inside of a `${ }`: the raw text is not.
+    with pytest.raises(ExpressionError, match=message):
+        call(text, CALC, "table")
+
+
+def test_integer_literals_of_up_to_18_digits_are_read() -> None:
+    assert expand("${ calc.size((999_999_999_999_999_999,)) }") == "999,999,999,999,999,999"
+    with pytest.raises(ExpressionError, match="of 19 digits; at most 18 are allowed"):
+        expand("${ calc.size((1_000_000_000_000_000_000,)) }")
 
 
 def test_registry_holds_only_plain_functions() -> None:

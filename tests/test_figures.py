@@ -399,3 +399,9 @@ def test_weasyprint_glyphs_never_collide(pdf, page: int) -> None:
             if other[0] >= right:
                 break  # sorted by left edge: nothing further can reach back
             assert other[3] <= bottom or top <= other[1], (char, other[4], left, bottom)
+
+
+def test_a_positional_argument_names_the_keywords_a_drawing_takes() -> None:
+    with pytest.raises(ValueError, match=r"takes named arguments only, like "
+                       r"pipeline_schedule\(stages=…\); it takes stages, microbatches, schedule"):
+        FIGURES["pipeline_schedule"](4, width=300)

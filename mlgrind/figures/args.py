@@ -1,11 +1,17 @@
 """Checks for a figure's arguments, which come from YAML: each failure names the argument and
-what it may be, and every bound keeps one drawing well under a second and a few MB."""
+what it may be, and every bound keeps one drawing well under a second and a few MB. Every
+argument of a drawing goes through one of these (tests/test_costs.py draws each at its worst):
+a whole number is an `int` in a range (not a bool, not 4.0), a number a finite int or float in a
+range (not NaN), a choice one of the allowed strings; a message shows the value it refuses cut
+short, even an integer too long for Python to print."""
 
 from __future__ import annotations
 
 import difflib
 import math
 from collections.abc import Callable, Iterable
+
+from mlgrind.facts import shown
 
 WIDTH = (100, 1200)  # pt: a narrow column of a sheet to a whole landscape page
 
@@ -16,24 +22,24 @@ class NoRoom(Exception):
 
 def integer(name: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, not {shown(value)}")
     return value
 
 
 def number(name: str, value: object, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, not {shown(value)}")
     return float(value)
 
 
 def choice(name: str, value: object, allowed: Iterable[str]) -> str:
     allowed = list(allowed)
-    if value in allowed:
+    if isinstance(value, str) and value in allowed:
         return value
-    close = difflib.get_close_matches(str(value), allowed, n=1)
+    close = difflib.get_close_matches(value, allowed, n=1) if isinstance(value, str) else []
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, "
-                     f"not {value!r}{hint}")
+                     f"not {shown(value)}{hint}")
 
 
 def too_narrow(width: float, needed: float, what: str) -> ValueError:

@@ -87,7 +87,8 @@ def count(sizes: dict[str, int]) -> dict[str, int]:
 def attention_flow(width: float, B: int | None = None, L: int | None = None,
                    D: int | None = None, H: int | None = None, K: int | None = None) -> Drawing:
     """Without sizes, the flow with each op's FLOP formula; with all of B, L, D, H, K, also
-    the FLOPs counted (each 1–4096; B·L·D, B·H·L², D·H·K ≤ 262,144 elements; ≤ 2^28 FLOPs)."""
+    the FLOPs counted (each 1–4096; B·L·D, B·H·L², D·H·K, B·L·H·K ≤ 262,144 elements;
+    ≤ 2^28 FLOPs)."""
     given = {name: value for name, value in zip(SIZES, (B, L, D, H, K)) if value is not None}
     if given and len(given) < len(SIZES):
         missing = ", ".join(s for s in SIZES if s not in given)
@@ -95,8 +96,9 @@ def attention_flow(width: float, B: int | None = None, L: int | None = None,
     sizes = {name: args.integer(name, value, 1, MAX_SIZE) for name, value in given.items()}
     if sizes:
         b, l, d, h, k = (sizes[s] for s in SIZES)
+        # Every tensor of the forward: x and y, the scores and probs, the weights, q, k, v, out.
         for shape, elements in (("B·L·D", b * l * d), ("B·H·L·L", b * h * l * l),
-                                ("D·H·K", d * h * k)):
+                                ("D·H·K", d * h * k), ("B·L·H·K", b * l * h * k)):
             if elements > MAX_ELEMENTS:
                 raise ValueError(f"sizes: {shape} = {elements:,} elements; at most "
                                  f"{MAX_ELEMENTS:,} keep the counting run small")

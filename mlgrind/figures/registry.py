@@ -19,7 +19,10 @@ def figure(draw: Callable[..., Drawing]) -> Callable[..., Drawing]:
     known = [p for p in inspect.signature(draw).parameters if p != "width"]
 
     @functools.wraps(draw)
-    def checked(width: float, **kwargs) -> Drawing:
+    def checked(*positional, width: float, **kwargs) -> Drawing:
+        if positional:  # YAML wrote pipeline_schedule(4): say which name each value needs
+            raise ValueError(f"{draw.__name__} takes named arguments only, like "
+                             f"{draw.__name__}({known[0]}=…); it takes {', '.join(known)}")
         for key in kwargs:
             if key not in known:
                 raise ValueError(f"{draw.__name__} takes no argument {key!r}; "

@@ -4,7 +4,9 @@ An expression may only call `calc.<name>(…)` with literal arguments (numbers, 
 lists). A table's `rows_from` and a figure name their computation the same way, without `calc.`
 and outside `${ }`: `ring_collective(ranks=4)`, evaluated by `call`. Everything else — other names, attributes, arithmetic, filters, blocks — is refused
 before evaluation, so YAML can never run code; evaluation itself happens in Jinja's sandbox.
-Brackets nest at most `MAX_NESTING` deep, so no argument can exhaust the parser's recursion.
+Brackets nest at most `MAX_NESTING` deep, so no argument can exhaust the parser's recursion, and
+an integer literal has at most `MAX_DIGITS` digits, so none costs anything to read or print; each
+computation bounds its own arguments further (`mlgrind.facts`, `mlgrind.figures.args`).
 `$${` is a literal `${` (for shell or template code in a code block).
 """
 
@@ -20,19 +22,22 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..facts import CALC, shape_text
+from ..facts import CALC, int_text, shape_text
 
 
 class ExpressionError(ValueError):
     """A `${ … }` that is malformed, calls something unknown, or whose computation failed."""
 
 
-def _format(value: Any) -> Any:
+def _format(value: Any) -> str:
+    """A computed value as sheet text. Never Python's refusal to print an integer of more than
+    4,300 digits: a long integer is printed in scientific notation (`int_text`)."""
     if isinstance(value, bool) or not isinstance(value, int | float | tuple):
-        return value
+        return str(value)
     if isinstance(value, tuple):
-        return shape_text(value)
-    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+        return shape_text(tuple(int_text(n) if isinstance(n, int) and abs(n) >= 10**21 else n
+                                for n in value))
+    return int_text(value) if isinstance(value, int) else f"{value:.4g}"
 
 
 _ENV = ImmutableSandboxedEnvironment(
@@ -85,16 +90,26 @@ def _check_literal(node: nodes.Node) -> None:
 
 
 MAX_NESTING = 8  # shapes nest two deep, ((2, 3), (4,)); Jinja's parser recurses per level
+# No fact needs a literal of 10^18 or more (NumPy indexes up to 2^63 ≈ 9.2·10^18), and Jinja's
+# lexer converts a literal with int(): past 4,300 digits Python refuses, below that it takes
+# quadratic time.
+MAX_DIGITS = 18
 
 
-def _check_nesting(text: str) -> None:
-    """Refuse deep brackets by counting them in the token stream (the lexer does not recurse)."""
+def _check_tokens(text: str, what: str = "a ${ }", state: str | None = None) -> None:
+    """Refuse deep brackets and long integer literals in the raw token stream, before Jinja
+    converts or parses anything (the lexer does not recurse). `state="variable"` reads `text` as
+    the inside of a `${ }`, as `call` does; `what` names the text in messages."""
     depth = 0
-    for _, kind, value in _ENV.lex(text):
+    for _, kind, value in _ENV.lexer.tokeniter(text, None, state=state):
+        if kind == "integer" and len(value.replace("_", "")) > MAX_DIGITS:
+            digits = len(value.replace("_", ""))
+            raise ExpressionError(f"{what} has an integer literal {value[:8]}… of {digits:,} "
+                                  f"digits; at most {MAX_DIGITS} are allowed")
         if kind == "operator" and value in "([{":
             depth += 1
             if depth > MAX_NESTING:
-                raise ExpressionError(f"a ${{ }} nests brackets more than {MAX_NESTING} deep")
+                raise ExpressionError(f"{what} nests brackets more than {MAX_NESTING} deep")
         elif kind == "operator" and value in ")]}":
             depth -= 1
 
@@ -102,7 +117,7 @@ def _check_nesting(text: str) -> None:
 @functools.lru_cache(maxsize=4096)
 def _compile(text: str) -> Any:
     try:
-        _check_nesting(text)
+        _check_tokens(text)
         tree = _ENV.parse(text)
         _check(tree)
         return _ENV.from_string(tree)
@@ -119,7 +134,7 @@ FACT_OPEN, FACT_CLOSE = "\ue000", "\ue001"
 
 def _marking(fn: Any) -> Any:
     def marked(*args: Any, **kwargs: Any) -> str:
-        return FACT_OPEN + str(_format(fn(*args, **kwargs))) + FACT_CLOSE
+        return FACT_OPEN + _format(fn(*args, **kwargs)) + FACT_CLOSE
     return marked
 
 
@@ -153,7 +168,7 @@ def call(text: str, registry: Mapping[str, Callable[..., Any]], what: str, **ext
     """`name(literal, key=literal)`, or a bare `name`, evaluated: `registry[name]` called with
     those literals and `extra`. `what` names the registry in messages ("table", "figure")."""
     try:
-        _check_nesting(text)
+        _check_tokens(text, f"the {what}", state="variable")
         parser = Parser(_ENV, text, state="variable")
         node = parser.parse_expression()
         if not parser.stream.eos:
