@@ -6,9 +6,13 @@ errors. A user's mistake never shows a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -83,10 +87,13 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
     ROOT/notes.lock.json                      the notes ledger: commit it with the sources
 
     Nothing is written unless everything builds; files whose bytes did not change are left
-    untouched, unchanged sheets come from a cache in OUT/.cache/, and PDFs of sheets that no
-    longer exist are removed. SOURCE_DATE_EPOCH, if set, is the build's clock.
+    untouched, and unchanged sheets come from a cache in OUT/.cache/. OUT/.mlgrind-manifest.json
+    lists what mlgrind wrote: a full build removes those files it no longer makes (unless they
+    were edited since), and never any other file in OUT. SOURCE_DATE_EPOCH, if set, is the
+    build's clock.
     """
     from .pipeline.build import PAPERS, UsageError, build
+    from .pipeline.write import PartialWrite
 
     project = _project(root)
     out_dir = out if out is not None else project.root / "build"
@@ -96,17 +103,23 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
                         TimeElapsedColumn(), console=err, transient=True)
     task = progress.add_task("building", total=None, item="")
     try:
-        with progress:
+        with _sigterm_unwinds(), progress:
             result = build(project, out_dir, papers=papers, only=list(only),
                            progress=lambda item: progress.update(task, item=item, advance=1))
     except ContentError as error:
         _report(error)
     except UsageError as error:
         raise click.UsageError(str(error)) from None
+    except PartialWrite as error:
+        _report_partial(error, out_dir)
     except OSError as error:
         err.print(f"cannot write {error.filename or out_dir}: {error.strerror or error}; "
                   "nothing was replaced", soft_wrap=True, markup=False)
         sys.exit(1)
+    except KeyboardInterrupt as stop:
+        name, code = ("SIGTERM", 143) if isinstance(stop, _Terminated) else ("Ctrl-C", 130)
+        err.print(f"[red]✗[/red] stopped by {name}: no file is left half-written", soft_wrap=True)
+        sys.exit(code)
     outputs = result.outputs
     for o in outputs:
         state = "written" if o.written else "unchanged"
@@ -114,9 +127,45 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
         stdout.print(f"  {state:9} {_shown(out_dir / o.path)}  [dim]{_size(len(o.data))}, {how}[/dim]",
                      soft_wrap=True)
     for path in result.removed:
-        stdout.print(f"  removed   {_shown(path)}  [dim](its sheet is gone)[/dim]", soft_wrap=True)
+        stdout.print(f"  removed   {_shown(path)}  [dim](no longer built)[/dim]", soft_wrap=True)
     _report_changes(result.changes)
     err.print(f"[green]✓[/green] {len(outputs)} files in {time.perf_counter() - start:.2f} s")
+
+
+def _report_partial(error, out_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """A rename failed midway: which files hold this build's bytes, and which the last one's."""
+    err.print(f"cannot replace {_shown(Path(error.filename))}: {error.strerror or error}",
+              soft_wrap=True, markup=False)
+    cache = out_dir / ".cache"
+    for state, paths in (("replaced", error.replaced), ("not replaced", error.kept)):
+        for path in paths:
+            if path.parent != cache:
+                err.print(f"  {state:12}  {_shown(path)}", soft_wrap=True, markup=False)
+        if n := sum(path.parent == cache for path in paths):
+            err.print(f"  {state:12}  {n} file{'s' * (n != 1)} in {_shown(cache)}/", soft_wrap=True,
+                      markup=False)
+    done = "partly replaced" if error.replaced else "nothing was replaced"
+    err.print(f"[red]✗[/red] {done}: the next build writes the rest")
+    sys.exit(1)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C so that the render workers stop and temporary files go."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    def terminate(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _report_changes(changes) -> None:  # type: ignore[no-untyped-def]

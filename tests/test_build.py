@@ -159,15 +159,14 @@ def test_outputs_get_ordinary_file_permissions(project: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
-def test_pdfs_of_a_sheet_that_is_gone_are_removed(built: Path, project: Path) -> None:
-    import shutil
-
-    shutil.copytree(built / "build/onepagers", project / "build/onepagers")
-    (project / "build/onepagers/42-old-sheet-a4.pdf").write_bytes(b"%PDF stale")
+def test_pdfs_of_a_sheet_that_is_gone_are_removed(project: Path) -> None:
+    assert run("build", "--root", project).code == 0
+    for folder in ("onepagers", "cards"):
+        (project / folder / "90-numpy-shapes.yaml").unlink()
     result = run("build", "--root", project)
     assert result.code == 0, result.err
-    assert not (project / "build/onepagers/42-old-sheet-a4.pdf").exists()
-    assert "removed   build/onepagers/42-old-sheet-a4.pdf" in result.out.replace(str(project) + "/", "")
+    assert not list((project / "build/onepagers").glob("90-*"))
+    assert "removed   build/onepagers/90-numpy-shapes-a4.pdf" in result.out.replace(str(project) + "/", "")
 
 
 def test_a_missing_template_asset_is_an_error_not_a_crash(project: Path) -> None:

@@ -301,12 +301,24 @@ def _render_misses(pages: list[Page], project: Project,
         # process instead would copy rich's progress thread mid-flight.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["mlgrind.pipeline.pdf"])
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        # Only this process holds `held`: the workers exit once it closes, when this process
+        # stops early or is killed; the fork server and its resource tracker then exit too.
+        lifeline, held = context.Pipe(duplex=False)
+        pool = concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=context, initializer=pdf.exit_with, initargs=(lifeline,))
+        try:
             futures = {pool.submit(pdf.render_job, *job): i for i, job in enumerate(jobs)}
             for future in concurrent.futures.as_completed(futures):
                 done.append((futures[future], future.result()))
                 if progress:
                     progress(pages[futures[future]].name)
+        except BaseException:  # Ctrl-C, SIGTERM, an error: the workers stop now, mid-page
+            held.close()
+            raise
+        finally:
+            pool.shutdown(cancel_futures=True)
+            held.close()
+            lifeline.close()
     else:
         for i, job in enumerate(jobs):
             done.append((i, pdf.render_job(*job)))
@@ -385,18 +397,35 @@ def page_key(html: str, epoch: int, assets: str) -> str:
 
 def build(project: Project, out: Path, **options: Any) -> Result:
     """Compile, then write every output, the caches and the ledger; nothing is written if
-    compiling fails, and outputs of sheets that no longer exist are removed (full builds)."""
+    compiling fails. A build killed while it replaced its files is completed first. A full
+    build then removes what earlier builds wrote into `out` and this one no longer makes: only
+    files that the manifest lists, and only while they hold the bytes mlgrind wrote."""
+    from . import write
+
+    journal = out / write.JOURNAL
+    finished = write.recover(journal)  # before the ledger is read: it may be one of them
     result = compile_project(project, cache=out / ".cache", **options)
+    if finished:
+        result.changes.warnings.append(f"completed the replacement of {len(finished)} file(s) "
+                                       "that an interrupted build had left half done")
+    owned = write.read_manifest(out)
     files = [(out / o.path, o.data) for o in result.outputs]
     # The ledger goes last: if writing an output failed, it must not claim it was published.
     written = write_all([*files, *result.cache_files, (project.root / ledger.LEDGER_FILE,
-                                                        result.ledger)])
+                                                        result.ledger)], journal)
     for output, was_written in zip(result.outputs, written, strict=False):
         output.written = was_written
-    if not options.get("only"):
-        produced = {path for path, _ in files}
-        result.removed = [p for p in [*out.glob("onepagers/*.pdf"), *out.glob("booklet*.pdf")]
-                          if p not in produced]
-        for path in result.removed:
-            path.unlink()
+    made = {o.path: write.sha256(o.data) for o in result.outputs}
+    if options.get("only"):
+        made = owned | made
+    else:
+        result.removed, left = write.remove_stale(out, owned, keep=made)
+        result.changes.warnings += [f"left {display_path(path, project.root)} in place: {why}"
+                                    for path, why in left]
+    try:
+        write_all([(out / write.MANIFEST, write.manifest(made))], journal)
+    except OSError as error:  # the outputs are in place: only a later clean-up misses them
+        result.changes.warnings.append(
+            f"cannot record the outputs in {write.MANIFEST} ({error.strerror or error}): a later "
+            "build will not remove those it no longer makes")
     return result

@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
+import threading
 import time
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -77,6 +80,21 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> Rendered:
             del os.environ["SOURCE_DATE_EPOCH"]
         else:
             os.environ["SOURCE_DATE_EPOCH"] = saved
+
+
+def exit_with(lifeline: Connection) -> None:
+    """A rendering worker's initializer: exit as soon as the build that started it closes the
+    other end of `lifeline`, when it stops early or is killed (even by SIGKILL, which runs no
+    handler). An orphaned worker would wait for work forever, and keep the fork server and
+    its resource tracker alive with it. Ctrl-C reaches the whole process group: the build
+    answers it, and its workers then exit this way."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        wait([lifeline])  # readable only at its end: nothing is ever sent
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
 def render_job(html: str, assets: str, epoch: int) -> Rendered:
