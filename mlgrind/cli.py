@@ -174,6 +174,10 @@ def _report_changes(changes) -> None:  # type: ignore[no-untyped-def]
              (("new", changes.added), ("updated", changes.updated), ("retired", changes.retired)) if ids]
     if parts:
         err.print(f"  deck: {', '.join(parts)} note(s) since the last build")
+    if changes.updated:
+        err.print(f"  [yellow]updated[/yellow] {', '.join(changes.updated)}: re-importing replaces "
+                  "these notes' fields, tags and your own edits to them in Anki", soft_wrap=True,
+                  highlight=False)
     for note_id in changes.retired:
         err.print(f"  [yellow]retired[/yellow] {note_id}: no longer in cards/; tagged mlgrind::retired "
                   "(Anki's import never deletes: delete it in Anki if you wish)", soft_wrap=True)

@@ -236,6 +236,7 @@ def test_a_lost_ledger_is_rebuilt_from_the_last_package_and_keeps_learner_edits(
     report = build(project)
     assert "notes.lock.json was missing: rebuilt from build/mlgrind.apkg" in report
     assert "deck: 1 updated" in report  # only the note whose content changed
+    assert "updated matmul-vec-vec: re-importing replaces" in report  # named, to check in Anki
     log = import_deck(col, project)
     assert len(log.updated) == 1 and len(log.new) == 0
     assert col.get_note(nid)["Extra"] == "my own mnemonic"  # the learner's edit survived

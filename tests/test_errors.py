@@ -153,8 +153,34 @@ def test_overflowing_sheet_names_sheet_and_paper(project: Path) -> None:
     sheet.write_text(text.replace(block, block * 60))
     result = run("check", "--root", project)
     assert result.code == 1
-    assert re.search(rf"{SHEET}:\d+:\d+: sheet 'suffixes-einsum' overflows on a4: \d+ pages", result.err), result.err
-    assert "overflows on letter" in result.err
+    # At the panel that grew, the second one, not at the sheet's id.
+    at = f"{SHEET}:{line_of(SHEET, '- title: The naming rule')}:12"
+    assert re.search(rf"{at}: sheet 'suffixes-einsum' overflows on a4: \d+ pages, must be 1.*"
+                     r"the longest is panel 2, this one \(\d+ mm", result.err), result.err
+    assert f"{at}: sheet 'suffixes-einsum' overflows on letter" in result.err
+
+
+def test_a_panel_of_many_list_items_is_an_overflow_at_that_panel(project: Path) -> None:
+    items = "".join(f'          - "item {i}, long enough to wrap once in a narrow column of the sheet"\n'
+                    for i in range(40))
+    edit(SHEET, "  - title: einsum in four rules\n",
+         f"  - title: Many items\n    blocks:\n      - list:\n{items}  - title: einsum in four rules\n")(project)
+    result = run("check", "--root", project)
+    assert result.code == 1 and "Traceback" not in result.err, result.err
+    line = (project / SHEET).read_text().splitlines().index("  - title: Many items") + 1
+    assert re.search(rf"{SHEET}:{line}:12: sheet 'suffixes-einsum' overflows on a4: .*"
+                     r"the longest is panel 3, this one", result.err), result.err
+
+
+def test_a_crash_inside_weasyprint_is_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlgrind.pipeline import pdf
+
+    def crash(self: object) -> None:
+        raise AssertionError  # what WeasyPrint's `assert not page_is_empty` raises
+    monkeypatch.setattr(pdf.weasyprint.HTML, "render", crash)
+    rendered = pdf.render_job("<p>x</p>", str(Path(__file__).parent.parent / "templates"), 0)
+    assert rendered.data == b"" and rendered.error.startswith(
+        "could not be laid out (WeasyPrint failed with AssertionError)"), rendered.error
 
 
 def test_template_with_undefined_variable_names_template_line(project: Path) -> None:

@@ -270,10 +270,22 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
         if pdf.error:
             problems.add(page.problem(f"on {page.paper}: {pdf.error}"))
         elif pdf.pages != 1:
-            problems.add(page.problem(f"overflows on {page.paper}: {pdf.pages} pages, must be 1 "
-                                      "(shorten it, or drop a panel)"))
+            problems.add(_overflow(page, pdf))
     problems.check()
     return [(page, results[i]) for i, page in enumerate(pages)]
+
+
+def _overflow(page: Page, pdf: Rendered) -> Problem:
+    """An overflow, at the longest panel: shortening it is the likeliest fix."""
+    message = f"overflows on {page.paper}: {pdf.pages} pages, must be 1"
+    if not pdf.panel_mm:
+        return page.problem(f"{message} (shorten it, or drop a panel)")
+    longest = max(range(len(pdf.panel_mm)), key=pdf.panel_mm.__getitem__)
+    where = ("" if pdf.spilled in (None, longest) else
+             f"; panel {pdf.spilled + 1} is the first to run onto page 2")
+    return page.problem(f"{message}{where}; the longest is panel {longest + 1}, this one "
+                        f"({pdf.panel_mm[longest]:.0f} mm of content): shorten it, or split the "
+                        "sheet", ("panels", longest, "title"))
 
 
 def _cached_pdf(path: Path) -> bytes | None:

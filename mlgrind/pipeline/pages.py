@@ -32,19 +32,22 @@ class Page:
         """The PDF's path under the output folder."""
         return pdf_name(self.stem, self.edition, self.paper)
 
-    def problem(self, message: str) -> Problem:
+    def problem(self, message: str, loc: tuple[str | int, ...] = ()) -> Problem:
         recall = " (recall edition)" if self.edition == "recall" else ""
-        return self.source.problem((), f"sheet {self.sheet!r}{recall} {message}")
+        return self.source.problem(loc, f"sheet {self.sheet!r}{recall} {message}")
 
 
 @dataclass(frozen=True)
 class Rendered:
     """A page's PDF, or why there is none (`error`: a refused URL, a missing asset, a
-    WeasyPrint warning)."""
+    WeasyPrint warning). Of a page that overflows: its panels' content heights (mm), and the
+    first panel (index) that runs past the first page."""
 
     data: bytes
     pages: int
     error: str = ""
+    panel_mm: tuple[float, ...] = ()
+    spilled: int | None = None
     seconds: float = 0.0
     cached: bool = False
 

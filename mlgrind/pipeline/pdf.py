@@ -73,13 +73,33 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> Rendered:
             url_fetcher=AssetFetcher(assets)).render()
         data = document.write_pdf()
         error = "WeasyPrint: " + "; ".join(capture.messages) if capture.messages else ""
-        return Rendered(data if not error else b"", len(document.pages), error)
+        heights, spilled = _panel_heights(document) if len(document.pages) > 1 else ((), None)
+        return Rendered(data if not error else b"", len(document.pages), error,
+                        panel_mm=heights, spilled=spilled)
     finally:
         logger.removeHandler(capture)
         if saved is None:
             del os.environ["SOURCE_DATE_EPOCH"]
         else:
             os.environ["SOURCE_DATE_EPOCH"] = saved
+
+
+def _panel_heights(document: weasyprint.document.Document) -> tuple[tuple[float, ...], int | None]:
+    """Each panel's content height in mm (summed over the pages it spans), and the first panel
+    with content past the first page: where to look when a sheet overflows. WeasyPrint has no
+    public API for which element landed on which page, hence its private page box."""
+    heights: dict[int, float] = {}
+    spilled = []
+    for number, page in enumerate(document.pages):
+        for box in page._page_box.descendants():
+            index = box.element.get("data-panel", "") if box.element_tag == "section" else ""
+            if index.isdigit():
+                height = sum(child.margin_height() for child in box.children) * 25.4 / 96
+                heights[int(index)] = heights.get(int(index), 0.0) + height
+                if number and height:
+                    spilled.append(int(index))
+    return tuple(heights.get(i, 0.0) for i in range(max(heights, default=-1) + 1)), min(
+        spilled, default=None)
 
 
 def exit_with(lifeline: Connection) -> None:
@@ -106,4 +126,9 @@ def render_job(html: str, assets: str, epoch: int) -> Rendered:
     except FatalURLFetchingError as refused:  # refused, or a template's asset is missing
         cause = f": {refused.__cause__}" if refused.__cause__ else ""
         return Rendered(b"", 0, f"{refused}{cause}")
+    except Exception as crash:  # noqa: BLE001 - WeasyPrint's own bug must not be a traceback
+        # Seen as `assert not page_is_empty` when a panel is far longer than its page.
+        what = f"{type(crash).__name__}: {crash}" if str(crash) else type(crash).__name__
+        return Rendered(b"", 0, f"could not be laid out (WeasyPrint failed with {what}); it is "
+                                "probably far too long for one page: shorten it, or split it")
     return dataclasses.replace(rendered, seconds=time.perf_counter() - start)
