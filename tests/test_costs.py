@@ -132,6 +132,14 @@ WORST_FIGURES: dict[str, list[tuple[str, float]]] = {
                        for w in (NARROW, WIDE)],
 }
 
+# Computations registered with `worst=[…]` declare their worst cases there; the ones above are
+# spelled from this file's constants.
+for _name, _texts in facts.WORST.items():
+    (WORST_CALC if _name in CALC else WORST_TABLES).setdefault(_name, _texts)
+for _name, _draw in FIGURES.items():
+    if _draw.worst:
+        WORST_FIGURES.setdefault(_name, [(text, w) for text in _draw.worst for w in (NARROW, WIDE)])
+
 CHILD = textwrap.dedent("""
     import json, re, resource, sys, time
     from mlgrind.facts import TABLES

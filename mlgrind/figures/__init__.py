@@ -7,10 +7,14 @@ a drawing shows is computed here, from `mlgrind.ref` simulations and `mlgrind.ca
 in its `facts` for the tests.
 """
 
+import importlib
+import pkgutil
+
 from mlgrind.figures.canvas import Drawing
 from mlgrind.figures.registry import FIGURES, figure
 
-# Importing a drawing's module registers it.
-from mlgrind.figures import attention, ring, roofline, schedule, zero  # noqa: F401
+# Importing a drawing's module registers it: every module of this package is imported.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["FIGURES", "Drawing", "figure"]

@@ -12,10 +12,14 @@ from mlgrind.figures.canvas import Drawing
 FIGURES: dict[str, Callable[..., Drawing]] = {}
 
 
-def figure(draw: Callable[..., Drawing]) -> Callable[..., Drawing]:
+def figure(draw: Callable[..., Drawing] | None = None, *,
+           worst: list[str] | None = None) -> Callable[..., Drawing]:
     """Register `draw` by its name, checking the arguments every drawing shares: the panel's
     width in pt, and no keyword the drawing does not take (a ValueError naming the ones it does,
-    not Python's TypeError)."""
+    not Python's TypeError). `@figure(worst=[…])` names its costliest calls as a sheet writes
+    them, for tests/test_costs.py."""
+    if draw is None:
+        return functools.partial(figure, worst=worst)  # type: ignore[return-value]
     known = [p for p in inspect.signature(draw).parameters if p != "width"]
 
     @functools.wraps(draw)
@@ -29,5 +33,6 @@ def figure(draw: Callable[..., Drawing]) -> Callable[..., Drawing]:
                                  f"it takes {', '.join(known)}")
         return draw(args.number("width", width, *args.WIDTH), **kwargs)
 
+    checked.worst = worst  # type: ignore[attr-defined]
     FIGURES[draw.__name__] = checked
     return checked

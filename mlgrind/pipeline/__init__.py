@@ -3,7 +3,7 @@
     load      YAML → data, with the file:line:col of every value      (load.py)
     validate  data → schema models, and the checks across files       (schema.py, blocks.py, validate.py)
     compute   `${ calc.f(…) }` → values from the reference package    (compute.py; registries in
-              mlgrind/facts.py and mlgrind/figures/)
+              mlgrind/facts/ and mlgrind/figures/)
     render    models → HTML views of sheets, and notes of cards       (render.py, markup.py, maths.py,
               blocks.py; deck.py)
     write     views → PDFs, the .apkg and its ledger, put in place    (pdf.py, deck.py, ledger.py,
