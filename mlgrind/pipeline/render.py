@@ -123,6 +123,7 @@ def sheet_views(sheet: Sheet, source: Source, problems: Problems,
 
 def _sheet_view(sheet: Sheet, text: Texts) -> dict[str, Any]:
     panels = []
+    sources: dict[str, int] = {}  # citation → its number, in order of first use
     for p, panel in enumerate(sheet.panels):
         at: Loc = ("panels", p)
         width = panel_width(sheet, panel.span)
@@ -131,12 +132,21 @@ def _sheet_view(sheet: Sheet, text: Texts) -> dict[str, Any]:
             kind = kind_of(block)
             blocks.append({"kind": kind.name, "template": kind.template,
                            **kind.view(block, at + ("blocks", b), text, width)})
+        cited = [panel.source] if isinstance(panel.source, str) else panel.source or []
+        refs = [sources.setdefault(c, len(sources) + 1) for c in cited]
         panels.append({"title": text(panel.title, at + ("title",)), "role": panel.role,
-                       "span": panel.span, "blocks": blocks})
+                       "span": panel.span, "blocks": blocks, "refs": refs})
     used = text.roles | {p.role for p in sheet.panels if p.role}
     return {"id": sheet.id, "title": sheet.title, "number": f"{sheet.position:02d}",
             "seed": sheet.seed, "orientation": sheet.orientation, "columns": sheet.columns,
-            "panels": panels, "legend": _legend(used), "recall": text.recall}
+            "panels": panels, "legend": _legend(used), "recall": text.recall,
+            "sources": [(n, text(c, ("panels", _first_citing(sheet, c), "source")))
+                        for c, n in sources.items()]}
+
+
+def _first_citing(sheet: Sheet, citation: str) -> int:
+    return next(p for p, panel in enumerate(sheet.panels)
+                if citation == panel.source or citation in (panel.source or []))
 
 
 def _legend(used: set[str]) -> list[dict[str, Any]]:

@@ -31,6 +31,9 @@ class Panel(Strict):
     title: Text = Field(description="unique within the sheet: cards link back to it by title")
     role: RoleName | None = Field(None, description="accent colour of the panel's border")
     span: int = Field(1, ge=1, le=4, description="grid columns the panel spans")
+    source: Text | list[Text] | None = Field(
+        None, description="citation(s) for the panel's facts: numbered at its title, listed at "
+                          "the sheet's foot")
     blocks: list[Block] = Field(min_length=1)
 
 
