@@ -86,7 +86,7 @@ ROLES: dict[str, Role] = {
         Role("result", "maths", INK, "computed by mlgrind", _BOLD, "■"),
         # A number the question gives (an input, not a fact to remember): the only kind of
         # typed number the number lint lets through.
-        Role("given", "maths", TEAL, "given (an input)", _DASHED, "○"),
+        Role("given", "maths", TEAL, "given (an input)", _ITALIC, "○"),
         # Prose.
         Role("key", "prose", INK, "remember this", f"{_BOLD};background:#fff3b0", "■"),
         Role("pitfall", "prose", RED, "common mistake", _ITALIC, "●"),

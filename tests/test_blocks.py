@@ -102,10 +102,10 @@ panel: Matmul shapes
 notes:
   - id: default-one
     front: "one"
-    back: "1"
+    back: "un"
   - id: default-two
     front: "two"
-    back: "2"
+    back: "deux"
     source: "Its own source"
     panel: Broadcasting in three rules
 """

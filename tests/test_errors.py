@@ -161,8 +161,7 @@ def test_overflowing_sheet_names_sheet_and_paper(project: Path) -> None:
 
 
 def test_a_panel_of_many_list_items_is_an_overflow_at_that_panel(project: Path) -> None:
-    items = "".join(f'          - "item {i}, long enough to wrap once in a narrow column of the sheet"\n'
-                    for i in range(40))
+    items = '          - "an item long enough to wrap once in a narrow column of the sheet"\n' * 40
     edit(SHEET, "  - title: einsum in four rules\n",
          f"  - title: Many items\n    blocks:\n      - list:\n{items}  - title: einsum in four rules\n")(project)
     result = run("check", "--root", project)

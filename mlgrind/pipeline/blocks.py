@@ -71,6 +71,9 @@ class Table(Strict):
     hide: list[Annotated[int, Field(ge=1)]] | None = Field(
         None, description="columns (1-based) blanked in the recall edition; default: cells "
         "with computed values, and all but the first column of a rows_from table")
+    inputs: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="columns (1-based) holding what the question gives (typed inputs, "
+        "drawn in the 'given' style); every other typed cell holds no typed number")
 
     model_config = ConfigDict(json_schema_extra={
         "oneOf": [{"required": ["rows"]}, {"required": ["rows_from"]}]})
@@ -84,10 +87,14 @@ class Table(Strict):
         for r, row in enumerate(self.rows or []):
             if len(row) != width:
                 raise content_error(f"row has {len(row)} cells; {of} has {width}", "rows", r)
-        for n, column in enumerate(self.hide or []):
-            if width is not None and column > width:
-                raise content_error(f"hide: column {column} is past the table's {width} columns",
-                                    "hide", n)
+        for key in ("hide", "inputs"):
+            for n, column in enumerate(getattr(self, key) or []):
+                if width is not None and column > width:
+                    raise content_error(f"{key}: column {column} is past the table's {width} "
+                                        "columns", key, n)
+                if key == "inputs" and column in (self.hide or []):
+                    raise content_error(f"inputs: column {column} is also hidden: an input is "
+                                        "what the recall edition shows", key, n)
         return self
 
 
@@ -97,7 +104,7 @@ class TableBlock(Strict):
 
 @kind("table", TableBlock,
       recall="every computed cell, all but the first column of a rows_from table, and the "
-      "columns in `hide` become blanks of one width; headers and inputs stay",
+      "columns in `hide` become blanks of one width; headers and `inputs` columns stay",
       example={"table": {"header": ["a", "b"], "rows": [["x", "${ calc.size((2, 3)) }"]]}})
 def table_view(block: TableBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
     table, at = block.table, at + ("table",)
@@ -115,16 +122,26 @@ def table_view(block: TableBlock, at: Loc, text: Texts, width: float) -> dict[st
     def cell_at(r: int, c: int) -> Loc:
         return at + (("rows", r, c) if table.rows is not None else ("rows_from",))
 
+    inputs = table.inputs or []
+
     def hidden(c: int, cell: str) -> Literal["", "cell"]:
         computed = COMPUTED.search(cell) is not None or (table.rows_from is not None and c > 0)
         return "cell" if computed or c + 1 in (table.hide or []) else ""
 
     return {
         "header": [text(h, at + ("header", c)) for c, h in enumerate(table.header or [])],
-        "rows": [[text(cell, cell_at(r, c), hide=hidden(c, cell)) for c, cell in enumerate(row)]
+        "rows": [[given(text(cell, cell_at(r, c), hide=hidden(c, cell)), text) if c + 1 in inputs
+                  else text(cell, cell_at(r, c), hide=hidden(c, cell), facts=table.rows is not None)
+                  for c, cell in enumerate(row)]
                  for r, row in enumerate(rows)],
-        "caption": text(table.caption, at + ("caption",)),
+        "caption": text(table.caption, at + ("caption",), facts=True),
     }
+
+
+def given(html: Markup | None, text: Texts) -> Markup:
+    """An input cell, in the palette's `given` style on both editions."""
+    text.roles.add("given")
+    return Markup(f'<span class="r-given">{html}</span>')
 
 
 # Formulas, code, lists, notes -------------------------------------------------------------------
@@ -139,7 +156,7 @@ class FormulaBlock(Strict):
 @kind("formula", FormulaBlock, recall="an empty box the size of the formula; the label stays",
       example={"formula": "x^2", "label": "a square"})
 def formula_view(block: FormulaBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
-    return {"formula": text(block.formula, at + ("formula",), tex=True, hide="prose"),
+    return {"formula": text(block.formula, at + ("formula",), tex=True, hide="prose", facts=True),
             "label": text(block.label, at + ("label",))}
 
 
@@ -153,7 +170,7 @@ class CodeBlock(Strict):
                "caption": "a tensor"})
 def code_view(block: CodeBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
     return {"code": text(block.code, at + ("code",), code=True),
-            "caption": text(block.caption, at + ("caption",))}
+            "caption": text(block.caption, at + ("caption",), facts=True)}
 
 
 class ListBlock(Strict):
@@ -165,7 +182,7 @@ class ListBlock(Strict):
       example={"list": ["one", "two"], "ordered": True})
 def list_view(block: ListBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
     return {"ordered": block.ordered,
-            "entries": [text(item, at + ("list", n), hide="prose")
+            "entries": [text(item, at + ("list", n), hide="prose", facts=True)
                         for n, item in enumerate(block.list)]}
 
 
@@ -177,7 +194,8 @@ class NoteBlock(Strict):
 @kind("note", NoteBlock, recall="ruled lines, with the room the note needs",
       example={"note": "a note", "role": "key"})
 def note_view(block: NoteBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
-    return {"role": block.role, "note": text(block.note, at + ("note",), hide="prose")}
+    return {"role": block.role, "note": text(block.note, at + ("note",), hide="prose",
+                                             facts=True)}
 
 
 # Figures ---------------------------------------------------------------------------------------
@@ -205,7 +223,7 @@ def figure_view(block: FigureBlock, at: Loc, text: Texts, width: float) -> dict[
         return {"svg": Markup(""), "width": width, "caption": None}
     svg = drawing.svg(block.recall if text.recall else "key")
     return {"svg": Markup(svg), "width": drawing.width,
-            "caption": text(block.caption, at + ("caption",))}
+            "caption": text(block.caption, at + ("caption",), facts=True)}
 
 
 # The union the schema validates: one member per kind, told apart by the kind's key.

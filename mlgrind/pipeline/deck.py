@@ -119,7 +119,10 @@ def card_notes(cards: CardSet, sheet: Sheet | None, source: Source,
             if key == "source" and note.source is None:
                 values[anki_field] = str(default_source or "")
             elif key is not None:
-                values[anki_field] = str(text(getattr(note, key), ("notes", n, key)) or "")
+                # The answer side bears facts; so does a reverse note's front, asked for too.
+                facts = key in ("back", "text", "extra") or note.type == "reverse"
+                values[anki_field] = str(text(getattr(note, key), ("notes", n, key),
+                                              facts=facts) or "")
         if note.figure is not None:
             try:
                 drawing = text.computed(note.figure, FIGURES, "figure", width=CARD_FIGURE_WIDTH)

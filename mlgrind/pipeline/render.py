@@ -20,7 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from .. import palette
-from . import maths
+from . import maths, numbers
 from .blocks import kind_of
 from .compute import FACT_CLOSE, FACT_OPEN, ExpressionError, call, expand
 from .load import Loc, Source
@@ -47,6 +47,7 @@ class Texts:
         self.typeset = typeset if typeset is not None else maths.Typeset({})
         self.roles: set[str] = set()
         self.calls = calls if calls is not None else {}
+        self.file_text: str | None = None  # read for the position of a typed number
 
     def problem(self, loc: Loc, message: str) -> None:
         self.problems.add(self.source.problem(loc, message))
@@ -60,10 +61,13 @@ class Texts:
         return self.calls[key]
 
     def __call__(self, text: str | None, loc: Loc, *, code: bool = False, tex: bool = False,
-                 hide: Literal["", "cell", "prose"] = "") -> Markup | None:
-        """The field as HTML: markup by default, code (suffixes coloured) or display maths."""
+                 hide: Literal["", "cell", "prose"] = "", facts: bool = False) -> Markup | None:
+        """The field as HTML: markup by default, code (suffixes coloured) or display maths.
+        A field that bears `facts` may hold no typed number (`numbers.unbound`)."""
         if text is None:
             return None
+        if facts and not self.recall:  # the recall edition's text is the key's: checked once
+            self.check_numbers(text, loc, tex=tex)
         try:
             expanded = expand(text, marked=self.recall and not hide)
             if tex:
@@ -82,6 +86,21 @@ class Texts:
             html = f'<span class="ruled{block}"><span class="hide">{html}</span></span>'
         self.roles.update(_ROLE_CLASS.findall(html))
         return Markup(html)
+
+
+    def check_numbers(self, text: str, loc: Loc, *, tex: bool) -> None:
+        found = numbers.unbound(text, tex=tex)
+        where = self.source.values.get(loc)
+        if found and where and self.file_text is None:
+            self.file_text = self.source.path.read_text(encoding="utf-8")
+        for offset, number in found:
+            line, col = (numbers.locate(self.file_text or "", *where, text, offset, number)
+                         if where else (1, 1))
+            given = fr"\role{{given}}{{{number}}}" if tex else f"[{number}]{{.given}}"
+            self.problems.add(Problem(self.source.name, line, col,
+                                      f"typed number {number}: every number is computed "
+                                      "(write ${ calc.… }), or, if the question gives it, "
+                                      f"marked as an input: {given}"))
 
 
 _FACT = re.compile(f"{FACT_OPEN}.*?{FACT_CLOSE}", re.DOTALL)
