@@ -28,6 +28,8 @@ WORST: dict[str, list[str]] = {}  # NAME → its costliest legal calls, as a she
 
 def _register(registry: dict[str, Callable[..., Any]], worst: list[str] | None):
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if fn.__name__ in CALC or fn.__name__ in TABLES:  # one name, one computation
+            raise ValueError(f"{fn.__module__}.{fn.__name__} is already registered")
         registry[fn.__name__] = fn
         if worst is not None:
             WORST[fn.__name__] = worst

@@ -33,6 +33,8 @@ def figure(draw: Callable[..., Drawing] | None = None, *,
                                  f"it takes {', '.join(known)}")
         return draw(args.number("width", width, *args.WIDTH), **kwargs)
 
+    if draw.__name__ in FIGURES:
+        raise ValueError(f"{draw.__module__}.{draw.__name__} is already registered")
     checked.worst = worst  # type: ignore[attr-defined]
     FIGURES[draw.__name__] = checked
     return checked
