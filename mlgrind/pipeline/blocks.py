@@ -194,6 +194,8 @@ class NoteBlock(Strict):
 @kind("note", NoteBlock, recall="ruled lines, with the room the note needs",
       example={"note": "a note", "role": "key"})
 def note_view(block: NoteBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
+    if block.role:  # its accent means something: the legend says what
+        text.roles.add(block.role)
     return {"role": block.role, "note": text(block.note, at + ("note",), hide="prose",
                                              facts=True)}
 
