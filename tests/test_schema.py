@@ -217,6 +217,9 @@ CARD_RULES = {
     "empty cloze": (
         CARDS.replace("a {{c1::deletion}}", "a {{c1::deletion}} {{c2:: ::hint}}"),
         r"cloze deletion c2 is empty", "{{c2::"),
+    "cloze cut short by braces in its maths": (
+        CARDS.replace("a {{c1::deletion}}", r"a {{c1::\\(x^{a_{b}}\\)}}"),
+        r"cloze deletion c1 ends at a '\}\}' inside its maths; write '\} \}' there", "{{c1::"),
 }
 
 

@@ -109,6 +109,9 @@ def _has_cloze(text: str) -> str:
             raise content_error(f"cloze deletion c{number}: numbers start at c1")
         if not content.split("::")[0].strip():
             raise content_error(f"cloze deletion c{number} is empty")
+        if content.count("\\(") != content.count("\\)"):  # Anki ends it at the first }}
+            raise content_error(f"cloze deletion c{number} ends at a '}}}}' inside its maths; "
+                                "write '} }' there")
     return text
 
 
