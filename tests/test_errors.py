@@ -120,6 +120,13 @@ CASES = {
     "a control character in a sheet title": (
         edit(SHEET, "title: Shape suffixes & einsum", "title: \"Shape \\u0007suffixes\""),
         rf"{SHEET}:{line_of(SHEET, 'title: Shape suffixes')}:15: control character U\+0007"),
+    "a control byte typed raw into a card": (
+        edit(CARDS, "front: \"Suffix letter `B`\"", "front: \"Suffix \x1f letter `B`\""),
+        rf"{CARDS}:{line_of(CARDS, 'front: ' + chr(34) + 'Suffix letter `B`')}:20: control "
+        r"character U\+001F typed into the file"),
+    "a NUL byte typed raw into a sheet": (
+        edit(SHEET, "title: Shape suffixes & einsum", "title: Shape \x00suffixes"),
+        rf"{SHEET}:{line_of(SHEET, 'title: Shape suffixes')}:14: control character U\+0000"),
 }
 
 
@@ -215,3 +222,14 @@ def test_no_traceback_from_the_real_command(project: Path) -> None:
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1
     assert "cards/evil.yaml:1:8" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_panel_wider_than_its_column_is_an_error_at_that_panel(project: Path) -> None:
+    edit(SHEET, "  - title: einsum in four rules\n    blocks:\n",
+         "  - title: einsum in four rules\n    blocks:\n      - code: \"y_BLD = "
+         + "some_function_name_" * 8 + "(x_BLD)\"\n")(project)
+    result = run("check", "--root", project)
+    assert result.code == 1 and "Traceback" not in result.err, result.err
+    at = f"{SHEET}:{line_of(SHEET, '- title: einsum in four rules')}:12"
+    assert re.search(rf"{at}: sheet 'suffixes-einsum' on a4: panel 3, this one, runs [\d.]+ mm "
+                     "past its right edge", result.err), result.err

@@ -235,7 +235,11 @@ def test_an_interrupt_while_replacing_completes_the_replacement(
 
 def _descendants(pid: int) -> list[int]:
     found = []
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    except OSError:  # the process is gone
+        return found
+    for children in tasks:
         try:
             kids = [int(c) for c in children.read_text().split()]
         except OSError:  # the thread is gone

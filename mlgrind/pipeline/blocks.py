@@ -125,6 +125,8 @@ def table_view(block: TableBlock, at: Loc, text: Texts, width: float) -> dict[st
     inputs = table.inputs or []
 
     def hidden(c: int, cell: str) -> Literal["", "cell"]:
+        if c + 1 in inputs:  # what the question gives stays on the recall edition
+            return ""
         computed = COMPUTED.search(cell) is not None or (table.rows_from is not None and c > 0)
         return "cell" if computed or c + 1 in (table.hide or []) else ""
 

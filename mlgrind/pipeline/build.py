@@ -271,6 +271,11 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
             problems.add(page.problem(f"on {page.paper}: {pdf.error}"))
         elif pdf.pages != 1:
             problems.add(_overflow(page, pdf))
+        for panel, mm in pdf.too_wide:
+            problems.add(page.problem(
+                f"on {page.paper}: panel {panel + 1}, this one, runs {mm:.1f} mm past its right "
+                "edge (an unbreakable line, or a table or formula wider than its column): "
+                "shorten it, let it wrap, or span more columns", ("panels", panel, "title")))
     problems.check()
     return [(page, results[i]) for i, page in enumerate(pages)]
 

@@ -79,6 +79,8 @@ def _mark(node: Node) -> tuple[int, int]:
 # outright: Anki separates a note's fields with U+001F. YAML lets them in only as escapes in
 # double quotes ("\x1f", "\u001f", "\e", …): this finds the escape, to point at it.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What PyYAML's reader refuses in a file (it allows tab, newline, carriage return, NEL).
+_UNPRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0abtvfreN_LP\x20/\\\"])")
 
 
@@ -135,6 +137,13 @@ def load_yaml(path: Path, name: str, problems: Problems) -> Source | None:
     except UnicodeDecodeError as error:
         return fail(0, 0, f"not UTF-8 text (byte {error.start})")
 
+    # PyYAML refuses these characters typed raw, with no line; find the first one here.
+    if found := _UNPRINTABLE.search(text):
+        line = text.count("\n", 0, found.start()) + 1
+        col = found.start() - text.rfind("\n", 0, found.start())
+        return fail(line, col, f"control character U+{ord(found.group()):04X} typed into the "
+                    "file: sheets and Anki fields cannot hold it (only tab and newline are "
+                    "allowed); delete it")
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

@@ -41,13 +41,15 @@ class Page:
 class Rendered:
     """A page's PDF, or why there is none (`error`: a refused URL, a missing asset, a
     WeasyPrint warning). Of a page that overflows: its panels' content heights (mm), and the
-    first panel (index) that runs past the first page."""
+    first panel (index) that runs past the first page; of any page, the panels whose content
+    runs past their right edge."""
 
     data: bytes
     pages: int
     error: str = ""
     panel_mm: tuple[float, ...] = ()
     spilled: int | None = None
+    too_wide: tuple[tuple[int, float], ...] = ()  # (panel, mm past its right edge)
     seconds: float = 0.0
     cached: bool = False
 

@@ -75,7 +75,7 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> Rendered:
         error = "WeasyPrint: " + "; ".join(capture.messages) if capture.messages else ""
         heights, spilled = _panel_heights(document) if len(document.pages) > 1 else ((), None)
         return Rendered(data if not error else b"", len(document.pages), error,
-                        panel_mm=heights, spilled=spilled)
+                        panel_mm=heights, spilled=spilled, too_wide=_too_wide(document))
     finally:
         logger.removeHandler(capture)
         if saved is None:
@@ -84,22 +84,46 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> Rendered:
             os.environ["SOURCE_DATE_EPOCH"] = saved
 
 
-def _panel_heights(document: weasyprint.document.Document) -> tuple[tuple[float, ...], int | None]:
-    """Each panel's content height in mm (summed over the pages it spans), and the first panel
-    with content past the first page: where to look when a sheet overflows. WeasyPrint has no
-    public API for which element landed on which page, hence its private page box."""
-    heights: dict[int, float] = {}
-    spilled = []
+def _panel_boxes(document: weasyprint.document.Document):  # type: ignore[no-untyped-def]
+    """(page number, panel index, its box) for every panel fragment (`data-panel` sections).
+    WeasyPrint has no public API for which element landed on which page, hence its private
+    page box."""
     for number, page in enumerate(document.pages):
         for box in page._page_box.descendants():
             index = box.element.get("data-panel", "") if box.element_tag == "section" else ""
             if index.isdigit():
-                height = sum(child.margin_height() for child in box.children) * 25.4 / 96
-                heights[int(index)] = heights.get(int(index), 0.0) + height
-                if number and height:
-                    spilled.append(int(index))
+                yield number, int(index), box
+
+
+def _panel_heights(document: weasyprint.document.Document) -> tuple[tuple[float, ...], int | None]:
+    """Each panel's content height in mm (summed over the pages it spans), and the first panel
+    with content past the first page: where to look when a sheet overflows."""
+    heights: dict[int, float] = {}
+    spilled = []
+    for number, index, box in _panel_boxes(document):
+        height = sum(child.margin_height() for child in box.children) * MM_PER_PX
+        heights[index] = heights.get(index, 0.0) + height
+        if number and height:
+            spilled.append(index)
     return tuple(heights.get(i, 0.0) for i in range(max(heights, default=-1) + 1)), min(
         spilled, default=None)
+
+
+def _too_wide(document: weasyprint.document.Document) -> tuple[tuple[int, float], ...]:
+    """(panel, mm) for each panel whose content reaches past its right edge by more than half
+    a millimetre: an unbreakable line, a table or formula wider than its column, drawn over
+    the next panel or off the page."""
+    worst: dict[int, float] = {}
+    for _, index, box in _panel_boxes(document):
+        right = box.content_box_x() + box.width
+        past = max((d.position_x + d.margin_width() - right for d in box.descendants()
+                    if d is not box), default=0.0) * MM_PER_PX
+        if past > 0.5:
+            worst[index] = max(past, worst.get(index, 0.0))
+    return tuple(sorted(worst.items()))
+
+
+MM_PER_PX = 25.4 / 96  # WeasyPrint lays out in CSS px
 
 
 def exit_with(lifeline: Connection) -> None:
