@@ -33,6 +33,17 @@ def project(tmp_path: Path, built: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def small_project(project: Path) -> Path:
+    """The project with sheets 01 and 90 only: for the tests of the pipeline itself (errors,
+    writes, removals) that need real sheets but not the whole curriculum's rendering time."""
+    for folder in ("onepagers", "cards"):
+        for path in (project / folder).glob("*.yaml"):
+            if not path.name.startswith(("01-", "90-")):
+                path.unlink()
+    return project
+
+
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One full build of the bundled project, shared by the tests that only read it (a test

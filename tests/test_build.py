@@ -108,14 +108,14 @@ def test_fetcher_refuses_everything_outside_templates(project: Path, html: str) 
         render_pdf(html, project / "templates")
 
 
-def test_refused_attachment_never_reaches_a_pdf(project: Path) -> None:
-    template = project / "templates/sheet.html.j2"
+def test_refused_attachment_never_reaches_a_pdf(small_project: Path) -> None:
+    template = small_project / "templates/sheet.html.j2"
     template.write_text(template.read_text().replace(
         "<main", '<link rel="attachment" href="file:///etc/passwd"><main', 1))
-    result = run("build", "--root", project)
+    result = run("build", "--root", small_project)
     assert result.code == 1
     assert "refused to fetch 'file:///etc/passwd'" in result.err
-    assert not (project / "build/onepagers").exists()
+    assert not (small_project / "build/onepagers").exists()
 
 
 def test_fetcher_serves_the_projects_own_assets(project: Path) -> None:
@@ -159,14 +159,14 @@ def test_outputs_get_ordinary_file_permissions(project: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
-def test_pdfs_of_a_sheet_that_is_gone_are_removed(project: Path) -> None:
-    assert run("build", "--root", project).code == 0
+def test_pdfs_of_a_sheet_that_is_gone_are_removed(small_project: Path) -> None:
+    assert run("build", "--root", small_project).code == 0
     for folder in ("onepagers", "cards"):
-        (project / folder / "90-numpy-shapes.yaml").unlink()
-    result = run("build", "--root", project)
+        (small_project / folder / "90-numpy-shapes.yaml").unlink()
+    result = run("build", "--root", small_project)
     assert result.code == 0, result.err
-    assert not list((project / "build/onepagers").glob("90-*"))
-    assert "removed   build/onepagers/90-numpy-shapes-a4.pdf" in result.out.replace(str(project) + "/", "")
+    assert not list((small_project / "build/onepagers").glob("90-*"))
+    assert "removed   build/onepagers/90-numpy-shapes-a4.pdf" in result.out.replace(str(small_project) + "/", "")
 
 
 def test_a_missing_template_asset_is_an_error_not_a_crash(project: Path) -> None:

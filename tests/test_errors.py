@@ -153,12 +153,12 @@ def test_all_problems_of_a_run_are_reported_together(project: Path) -> None:
     assert "3 problems" in result.err
 
 
-def test_overflowing_sheet_names_sheet_and_paper(project: Path) -> None:
-    sheet = project / SHEET
+def test_overflowing_sheet_names_sheet_and_paper(small_project: Path) -> None:
+    sheet = small_project / SHEET
     text = sheet.read_text()
     block = "      - note: \"The letters are defined once (left); code, sheets and cards all read that one table.\"\n"
     sheet.write_text(text.replace(block, block * 60))
-    result = run("check", "--root", project)
+    result = run("check", "--root", small_project)
     assert result.code == 1
     # At the panel that grew, the second one, not at the sheet's id.
     at = f"{SHEET}:{line_of(SHEET, '- title: The naming rule')}:12"
@@ -167,13 +167,13 @@ def test_overflowing_sheet_names_sheet_and_paper(project: Path) -> None:
     assert f"{at}: sheet 'suffixes-einsum' overflows on letter" in result.err
 
 
-def test_a_panel_of_many_list_items_is_an_overflow_at_that_panel(project: Path) -> None:
+def test_a_panel_of_many_list_items_is_an_overflow_at_that_panel(small_project: Path) -> None:
     items = '          - "an item long enough to wrap once in a narrow column of the sheet"\n' * 40
     edit(SHEET, "  - title: einsum in four rules\n",
-         f"  - title: Many items\n    blocks:\n      - list:\n{items}  - title: einsum in four rules\n")(project)
-    result = run("check", "--root", project)
+         f"  - title: Many items\n    blocks:\n      - list:\n{items}  - title: einsum in four rules\n")(small_project)
+    result = run("check", "--root", small_project)
     assert result.code == 1 and "Traceback" not in result.err, result.err
-    line = (project / SHEET).read_text().splitlines().index("  - title: Many items") + 1
+    line = (small_project / SHEET).read_text().splitlines().index("  - title: Many items") + 1
     assert re.search(rf"{SHEET}:{line}:12: sheet 'suffixes-einsum' overflows on a4: .*"
                      r"the longest is panel 3, this one", result.err), result.err
 
@@ -224,11 +224,11 @@ def test_no_traceback_from_the_real_command(project: Path) -> None:
     assert "cards/evil.yaml:1:8" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_a_panel_wider_than_its_column_is_an_error_at_that_panel(project: Path) -> None:
+def test_a_panel_wider_than_its_column_is_an_error_at_that_panel(small_project: Path) -> None:
     edit(SHEET, "  - title: einsum in four rules\n    blocks:\n",
          "  - title: einsum in four rules\n    blocks:\n      - code: \"y_BLD = "
-         + "some_function_name_" * 8 + "(x_BLD)\"\n")(project)
-    result = run("check", "--root", project)
+         + "some_function_name_" * 8 + "(x_BLD)\"\n")(small_project)
+    result = run("check", "--root", small_project)
     assert result.code == 1 and "Traceback" not in result.err, result.err
     at = f"{SHEET}:{line_of(SHEET, '- title: einsum in four rules')}:12"
     assert re.search(rf"{at}: sheet 'suffixes-einsum' on a4: panel 3, this one, runs [\d.]+ mm "

@@ -109,3 +109,39 @@ def test_input_columns_are_shown_in_the_given_style_and_may_hold_numbers(project
         build.Templates(project_.templates), {"numpy-shapes": 0}, ("a4",)))
     assert re.search(r'<span class="r-given">\(5, 4\)</span>', html)
     assert "given (an input)" in html  # and the legend says what the style means
+
+
+def test_changing_a_computation_changes_every_cell_and_card_that_shows_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing shown is a copy: patch one computation and every sheet and card that calls it
+    shows the new value (that the recall edition hides values is tested on its PDF text)."""
+    from mlgrind.pipeline import build, compute
+
+    name, sentinel = "kv_bytes_per_token", "patched-value"
+    patched = lambda *args, **kwargs: sentinel  # noqa: E731
+    monkeypatch.setitem(compute.CALC, name, patched)
+    monkeypatch.setitem(compute._MARKED, name, compute._marking(patched))
+    root = Path(__file__).resolve().parent.parent
+    project = build.Project.at(root)
+    content = build.load_content(project)
+    calls = f"calc.{name}("
+    showing = [n for n in content.notes
+               if any(calls in str(v) for v in _yaml_note(root, n.id).values())]
+    assert showing, "the test needs a card that shows the computation"
+    for note in showing:
+        assert any(sentinel in value for _, value in note.fields), note.id
+    sheets = [e for e in content.sheets if calls in e.source.path.read_text()]
+    assert sheets, "the test needs a sheet that shows the computation"
+    for page in build.page_html(sheets, build.Templates(project.templates),
+                                {e.sheet.id: 0 for e in sheets}, ("a4",)):
+        assert page.edition != "key" or sentinel in page.html, page.name
+
+
+def _yaml_note(root: Path, note_id: str) -> dict:
+    import yaml
+
+    for path in (root / "cards").glob("*.yaml"):
+        for note in yaml.safe_load(path.read_text())["notes"]:
+            if note["id"] == note_id:
+                return note
+    raise AssertionError(note_id)

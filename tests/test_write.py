@@ -28,7 +28,9 @@ def _drop_sheet(project: Path, stem: str) -> None:
 def _edit_a_card(project: Path) -> None:
     """A change to the deck and the ledger that renders no page."""
     cards = project / "cards/90-numpy-shapes.yaml"
-    cards.write_text(cards.read_text().replace("(5,) meets the 4.", "(5,) meets the 4, not the 5."))
+    text = cards.read_text()
+    assert "meets the last axis." in text
+    cards.write_text(text.replace("meets the last axis.", "meets the last axis, on the right."))
 
 
 def _temporaries(*folders: Path) -> list[Path]:
@@ -38,10 +40,10 @@ def _temporaries(*folders: Path) -> list[Path]:
 # The manifest: only what mlgrind wrote is ever removed ----------------------------------------
 
 
-def test_a_full_build_into_a_shared_folder_removes_only_what_mlgrind_wrote(project: Path,
+def test_a_full_build_into_a_shared_folder_removes_only_what_mlgrind_wrote(small_project: Path,
                                                                            tmp_path: Path) -> None:
     out = tmp_path / "Documents"
-    shutil.copytree(project / "build/.cache", out / ".cache")  # warm: nothing renders
+    shutil.copytree(small_project / "build/.cache", out / ".cache")  # warm: nothing renders
     mine = [out / "thesis.pdf", out / "booklet-mine.pdf", out / "onepagers/notes.pdf"]
     for path in mine:
         path.parent.mkdir(exist_ok=True)
@@ -51,11 +53,11 @@ def test_a_full_build_into_a_shared_folder_removes_only_what_mlgrind_wrote(proje
     (out / ".mlgrind-manifest.json").write_text(json.dumps({"files": {
         "../Documents/thesis.pdf": thesis_sha, str(mine[0]): thesis_sha}}))
 
-    assert run("build", "--out", out, "--root", project).code == 0
+    assert run("build", "--out", out, "--root", small_project).code == 0
     ours = sorted(p.name for p in (out / "onepagers").glob("90-*"))
     assert len(ours) == 4
-    _drop_sheet(project, "90-numpy-shapes")
-    result = run("build", "--out", out, "--root", project)
+    _drop_sheet(small_project, "90-numpy-shapes")
+    result = run("build", "--out", out, "--root", small_project)
 
     assert result.code == 0, result.err
     assert not list((out / "onepagers").glob("90-*"))
@@ -65,39 +67,39 @@ def test_a_full_build_into_a_shared_folder_removes_only_what_mlgrind_wrote(proje
         assert path.read_bytes() == b"%PDF-1.7 my own " + path.name.encode()
 
 
-def test_the_first_build_without_a_manifest_removes_nothing(project: Path) -> None:
-    out = project / "build"
+def test_the_first_build_without_a_manifest_removes_nothing(small_project: Path) -> None:
+    out = small_project / "build"
     theirs = [out / "onepagers/42-old-sheet-a4.pdf", out / "booklet-recall-legal.pdf"]
     for path in theirs:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"%PDF stale, or someone's")
-    result = run("build", "--root", project)
+    result = run("build", "--root", small_project)
     assert result.code == 0, result.err
     assert all(path.exists() for path in theirs)
     assert "removed" not in result.out
 
 
-def test_an_output_edited_since_is_left_in_place_with_a_warning(project: Path) -> None:
-    assert run("build", "--root", project).code == 0
-    annotated = project / "build/onepagers/90-numpy-shapes-a4.pdf"
+def test_an_output_edited_since_is_left_in_place_with_a_warning(small_project: Path) -> None:
+    assert run("build", "--root", small_project).code == 0
+    annotated = small_project / "build/onepagers/90-numpy-shapes-a4.pdf"
     annotated.write_bytes(annotated.read_bytes() + b"% my annotations\n")
-    _drop_sheet(project, "90-numpy-shapes")
-    result = run("build", "--root", project)
+    _drop_sheet(small_project, "90-numpy-shapes")
+    result = run("build", "--root", small_project)
     assert result.code == 0, result.err
-    assert sorted(p.name for p in (project / "build/onepagers").glob("90-*")) == [annotated.name]
+    assert sorted(p.name for p in (small_project / "build/onepagers").glob("90-*")) == [annotated.name]
     assert "left build/onepagers/90-numpy-shapes-a4.pdf in place" in result.err
     # It is the user's now: the next build neither removes it nor warns again.
-    again = run("build", "--root", project)
+    again = run("build", "--root", small_project)
     assert annotated.exists() and "90-numpy-shapes-a4.pdf" not in again.err + again.out
 
 
-def test_a_partial_build_keeps_the_record_of_earlier_outputs(project: Path) -> None:
-    assert run("build", "--root", project).code == 0
-    assert run("build", "--only", "90", "--paper", "a4", "--root", project).code == 0
-    _drop_sheet(project, "01-suffixes-einsum")
-    result = run("build", "--root", project)
+def test_a_partial_build_keeps_the_record_of_earlier_outputs(small_project: Path) -> None:
+    assert run("build", "--root", small_project).code == 0
+    assert run("build", "--only", "90", "--paper", "a4", "--root", small_project).code == 0
+    _drop_sheet(small_project, "01-suffixes-einsum")
+    result = run("build", "--root", small_project)
     assert result.code == 0, result.err
-    assert not list((project / "build/onepagers").glob("01-*"))
+    assert not list((small_project / "build/onepagers").glob("01-*"))
     assert result.out.count("removed") == 4
 
 
