@@ -11,6 +11,7 @@ when DejaVu Sans stands in for its condensed cut.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
@@ -72,6 +73,23 @@ def blanked(runs: tuple[Run, ...]) -> tuple[Run, ...]:
 
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom
+Segment = tuple[tuple[float, float], tuple[float, float]]
+
+
+def crosses(box: Box, segments: list[Segment]) -> bool:
+    """Whether any segment passes through box or the halo around it (sampled every half pt):
+    where a label would sit on a drawn line."""
+    margin = HALO + 0.5
+    for (x1, y1), (x2, y2) in segments:
+        if (max(x1, x2) < box[0] - margin or min(x1, x2) > box[2] + margin
+                or max(y1, y2) < box[1] - margin or min(y1, y2) > box[3] + margin):
+            continue  # the segment's bounding box misses the label's
+        n = max(2, int(math.hypot(x2 - x1, y2 - y1) * 2))
+        for i in range(n + 1):
+            x, y = x1 + (x2 - x1) * i / n, y1 + (y2 - y1) * i / n
+            if box[0] - margin <= x <= box[2] + margin and box[1] - margin <= y <= box[3] + margin:
+                return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ def si(value: float, unit: str, digits: int = 3) -> str:
             return f"{rounded / scale:.{digits}g} {prefix}{unit}"
 
 
+def tick(value: float) -> str:
+    """An axis tick on a log scale: "100G", "1k", "0.1"."""
+    return si(value, "").replace(" ", "")
+
+
 def sig(value: float) -> str:
     """Three significant digits without a prefix: "0.985", "295", "2,020"."""
     if abs(value) < 1000:

@@ -19,9 +19,9 @@ from mlgrind.calc.flops import forward_flops
 from mlgrind.calc.inference import decode_step, kv_bytes, weight_bytes_read
 from mlgrind.calc.specs import ModelSpec, load_model, model_names
 from mlgrind.figures import args
-from mlgrind.figures.canvas import (ASCENT, DESCENT, HALO, SMALL, Box, Canvas, Drawing, fact,
+from mlgrind.figures.canvas import (ASCENT, DESCENT, SMALL, Canvas, Drawing, crosses, fact,
                                     text_box, text_width)
-from mlgrind.figures.fmt import count, si, sig
+from mlgrind.figures.fmt import count, si, sig, tick
 from mlgrind.figures.registry import figure
 from mlgrind.palette import INK, RULE
 
@@ -29,7 +29,6 @@ WEIGHT_BYTES = 2  # bf16 weights and KV cache, as the calculators assume by defa
 PITCH = 1.25 * SMALL  # pt between the lines of a label
 HEADROOM = 3 * PITCH + 5  # pt of plot above the peak: a three-line label fits
 PAD = 5  # pt between the axes and the lowest data
-Segment = tuple[tuple[float, float], tuple[float, float]]
 
 
 def prefill_bytes(spec: ModelSpec, prompt: int, batch: int) -> float:
@@ -75,20 +74,7 @@ def roofline(width: float, hardware: str = "h100-sxm", model: str = "llama-3-8b"
     return args.fit(lambda w: _draw(w, roof), width, "the roofline's labels")
 
 
-def _tick(value: float) -> str:
-    return si(value, "").replace(" ", "")  # "100G", "1k", "0.1"
 
-
-def _crosses(box: Box, segments: list[Segment]) -> bool:
-    """Whether any segment passes through box or the halo around it (sampled every half pt)."""
-    margin = HALO + 0.5
-    for (x1, y1), (x2, y2) in segments:
-        n = max(2, int(math.hypot(x2 - x1, y2 - y1) * 2))
-        for i in range(n + 1):
-            x, y = x1 + (x2 - x1) * i / n, y1 + (y2 - y1) * i / n
-            if box[0] - margin <= x <= box[2] + margin and box[1] - margin <= y <= box[3] + margin:
-                return True
-    return False
 
 
 def _draw(width: float, roof: Roof) -> Drawing:
@@ -101,9 +87,9 @@ def _draw(width: float, roof: Roof) -> Drawing:
     y_ticks = [y_lo * 10 ** i for i in range(math.ceil(y_decades) + 1)]
 
     c = Canvas(width)
-    left = max(text_width(_tick(y), SMALL) for y in y_ticks) + 4
-    right = text_width(_tick(x_hi), SMALL) / 2 + 1  # the last x label is centred on its tick
-    decade = max(text_width(_tick(x_lo * 10 ** i), SMALL) for i in range(x_decades + 1)) + 6
+    left = max(text_width(tick(y), SMALL) for y in y_ticks) + 4
+    right = text_width(tick(x_hi), SMALL) / 2 + 1  # the last x label is centred on its tick
+    decade = max(text_width(tick(x_lo * 10 ** i), SMALL) for i in range(x_decades + 1)) + 6
     if width < left + PAD + x_decades * decade + right:
         raise args.NoRoom
     top = (ASCENT + DESCENT) * SMALL + 3
@@ -122,11 +108,11 @@ def _draw(width: float, roof: Roof) -> Drawing:
     for value in [v for v in y_ticks if at(x_lo, v)[1] >= top]:
         y = at(x_lo, value)[1]
         c.line(left - 2, y, left, y, colour=RULE)
-        c.text(left - 3, y + 0.36 * SMALL, _tick(value), anchor="end")
+        c.text(left - 3, y + 0.36 * SMALL, tick(value), anchor="end")
     for i in range(x_decades + 1):
         x = at(x_lo * 10 ** i, y_lo)[0]
         c.line(x, bottom, x, bottom + 2, colour=RULE)
-        c.text(x, bottom + 2 + ASCENT * SMALL, _tick(x_lo * 10 ** i), anchor="middle")
+        c.text(x, bottom + 2 + ASCENT * SMALL, tick(x_lo * 10 ** i), anchor="middle")
     axis_title = bottom + 2 + ASCENT * SMALL + SMALL * 1.3
     c.text(left + plot_w, axis_title, "arithmetic intensity, FLOP/B", anchor="end")
 
@@ -145,7 +131,7 @@ def _draw(width: float, roof: Roof) -> Drawing:
             ys = [first + i * PITCH for i in range(len(lines))]
             boxes = [text_box(point[0] + dx, y, *runs, anchor=anchor) for y, runs in zip(ys, lines)]
             if all(left + 1 <= b[0] and b[2] <= width and top <= b[1] and b[3] <= bottom - 1
-                   and c.free(b) and not _crosses(b, roofs) for b in boxes):
+                   and c.free(b) and not crosses(b, roofs) for b in boxes):
                 for y, runs in zip(ys, lines):
                     c.text(point[0] + dx, y, *runs, anchor=anchor, halo=True)
                 return True

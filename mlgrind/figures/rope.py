@@ -17,15 +17,15 @@ from mlgrind.figures.canvas import (
     DESCENT,
     HALO,
     SMALL,
-    Box,
     Canvas,
     Drawing,
+    crosses,
     fact,
     text_box,
     text_width,
     width_of,
 )
-from mlgrind.figures.fmt import count, si
+from mlgrind.figures.fmt import count, tick
 from mlgrind.figures.registry import figure
 from mlgrind.palette import INK, RULE
 from mlgrind.ref import rope as ref_rope
@@ -136,9 +136,6 @@ MAX_BASES = 3
 DASHES = (None, "4,2", "1,1.5")  # one line style per base, so grayscale tells them apart
 
 
-def _tick(value: float) -> str:
-    return si(value, "").replace(" ", "")  # "100k", "1M"
-
 
 @figure(worst=[(f"rope_wavelengths(K={MAX_HEAD}, bases=({BASES[0]:g}, {BASES[1]:g}, 1e+06), "
                 f"context={MAX_POSITION})")])
@@ -159,21 +156,6 @@ def rope_wavelengths(width: float, K: int = 128, bases: tuple = (10000, 500000),
                     "the wavelength plot")
 
 
-def _crosses(box: Box, polylines: list[list[tuple[float, float]]]) -> bool:
-    """Whether any polyline passes through box or the halo around it (sampled every half pt)."""
-    margin = HALO + 0.5
-    for points in polylines:
-        for (x1, y1), (x2, y2) in itertools.pairwise(points):
-            if (max(x1, x2) < box[0] - margin or min(x1, x2) > box[2] + margin
-                    or max(y1, y2) < box[1] - margin or min(y1, y2) > box[3] + margin):
-                continue  # the segment's bounding box misses the label's
-            n = max(2, int(math.hypot(x2 - x1, y2 - y1) * 2))
-            for i in range(n + 1):
-                x, y = x1 + (x2 - x1) * i / n, y1 + (y2 - y1) * i / n
-                if box[0] - margin <= x <= box[2] + margin and box[1] - margin <= y <= box[3] + margin:
-                    return True
-    return False
-
 
 def _draw_wavelengths(width: float, K: int, bases: list[float], curves: list[np.ndarray],
                       context: int | None) -> Drawing:
@@ -182,8 +164,8 @@ def _draw_wavelengths(width: float, K: int, bases: list[float], curves: list[np.
     decades = max(1, math.ceil(math.log10(top_value)))
     ticks = [10 ** d for d in range(decades + 1)]
     c = Canvas(width)
-    left = max(text_width(_tick(t), SMALL) for t in ticks) + 4
-    ends = [("", fact(_tick(float(curve[-1])))) for curve in curves]
+    left = max(text_width(tick(t), SMALL) for t in ticks) + 4
+    ends = [("", fact(tick(float(curve[-1])))) for curve in curves]
     right = max(width_of(*e) for e in ends) + 5
     plot_w = width - left - right
     if plot_w < 80:
@@ -202,7 +184,7 @@ def _draw_wavelengths(width: float, K: int, bases: list[float], curves: list[np.
     for t in ticks:
         y = at(0, t)[1]
         c.line(left - 2, y, left, y, colour=RULE)
-        c.text(left - 3, y + 0.36 * SMALL, _tick(t), anchor="end")
+        c.text(left - 3, y + 0.36 * SMALL, tick(t), anchor="end")
     x_ticks = sorted({0, (pairs - 1) // 2, pairs - 1})
     for i in x_ticks:
         x = at(i, 1)[0]
@@ -242,7 +224,7 @@ def _draw_wavelengths(width: float, K: int, bases: list[float], curves: list[np.
         for (dy, anchor), (x, y) in [(o, p) for o in sides for p in anchors]:
             box = text_box(x, y + dy, *runs, anchor=anchor)
             if (left + 1 <= box[0] and box[2] <= left + plot_w and top <= box[1]
-                    and box[3] <= bottom - 1 and c.free(box) and not _crosses(box, lines)):
+                    and box[3] <= bottom - 1 and c.free(box) and not crosses(box, [s for line in lines for s in itertools.pairwise(line)])):
                 c.text(x, y + dy, *runs, anchor=anchor, halo=True)
                 return
         raise args.NoRoom
