@@ -21,10 +21,11 @@ import numpy as np
 from ..calc import hardware as hw_table
 from ..calc.inference import kv_bytes_per_token
 from ..calc.params import count
-from ..calc.specs import ModelSpec, load_model, model_names
+from ..calc.specs import ModelSpec
 from ..ref import batching as ref_batching
 from ..ref import speculative as ref_spec
 from .core import calc, int_arg, shown, table, text_arg
+from .inference import dense_model_arg, hardware_arg  # sheet 07's model and hardware checks
 
 MAX_GAMMA = 16  # drafted tokens per step: beyond this every α below 0.99 has long peaked
 # Simulated draws (a step of γ drafts costs γ + 1) per computation: ~50 µs each, under a second
@@ -62,25 +63,6 @@ def _values(name: str, value: Any, check) -> tuple:
         raise ValueError(f"{name} must be a tuple of 1 to {MAX_VALUES} values, "
                          f"got {shown(value)}")
     return tuple(check(v) for v in value)
-
-
-def _dense_model(name: Any) -> ModelSpec:
-    """A dense model with k and v cached per kv head: what the sheet-07 roofline models."""
-    names = model_names()
-    if text_arg("model", name) not in names:
-        raise ValueError(f"model must be one of {', '.join(names)}; got {name!r}")
-    spec = load_model(name)
-    if spec.E or spec.mla is not None:
-        raise ValueError(f"{name} is a mixture of experts or caches an MLA latent; the "
-                         f"roofline here models dense GQA/MHA models only")
-    return spec
-
-
-def _hardware(name: Any) -> hw_table.Hardware:
-    known = hw_table.load_all()
-    if text_arg("hardware", name) not in known:
-        raise ValueError(f"hardware must be one of {', '.join(known)}; got {name!r}")
-    return known[name]
 
 
 def _sig(x: float) -> str:
@@ -202,7 +184,7 @@ def _batch(value: Any) -> int:
 
 def verify_cost(model: str, hardware: str, gamma: int, batch: int, context: int) -> float:
     """Time of the verify pass (γ + 1 tokens per sequence) over a plain one-token step."""
-    spec, gpu = _dense_model(model), _hardware(hardware)
+    spec, gpu = dense_model_arg(model), hardware_arg(hardware)
     gamma, batch, context = _gamma(gamma), _batch(batch), _context(context)
     return (forward_seconds(spec, gpu, batch, gamma + 1, context)
             / forward_seconds(spec, gpu, batch, 1, context))
@@ -210,7 +192,7 @@ def verify_cost(model: str, hardware: str, gamma: int, batch: int, context: int)
 
 def draft_cost(draft: str, target: str, hardware: str, batch: int, context: int) -> float:
     """c: a draft decode step's time over a target decode step's, same batch and context."""
-    d, t, gpu = _dense_model(draft), _dense_model(target), _hardware(hardware)
+    d, t, gpu = dense_model_arg(draft), dense_model_arg(target), hardware_arg(hardware)
     batch, context = _batch(batch), _context(context)
     return forward_seconds(d, gpu, batch, 1, context) / forward_seconds(t, gpu, batch, 1, context)
 
@@ -313,19 +295,19 @@ def matmul_bound_batch(spec: ModelSpec, gpu: hw_table.Hardware, limit: int = 1 <
 
 @calc(worst=["batching_kv_fit('gpt2', 'h200', 1)"])
 def batching_kv_fit(model: str, hardware: str, context: int) -> str:
-    return f"{kv_fit(_dense_model(model), _hardware(hardware), _context(context)):,}"
+    return f"{kv_fit(dense_model_arg(model), hardware_arg(hardware), _context(context)):,}"
 
 
 @calc(worst=["batching_compute_batch('llama-3.1-405b', 'tpu-v4')"])
 def batching_compute_batch(model: str, hardware: str) -> str:
-    return f"{matmul_bound_batch(_dense_model(model), _hardware(hardware)):,}"
+    return f"{matmul_bound_batch(dense_model_arg(model), hardware_arg(hardware)):,}"
 
 
 @calc(worst=[f"batching_gain('llama-3.1-405b', 'b200', {MAX_BATCH}, {MAX_CONTEXT}, 'tokens')"])
 def batching_gain(model: str, hardware: str, batch: int, context: int,
                   what: str = "tokens") -> str:
     """A decode batch against batch 1: how many times the tokens per second, or the step time."""
-    spec, gpu = _dense_model(model), _hardware(hardware)
+    spec, gpu = dense_model_arg(model), hardware_arg(hardware)
     batch, context = _batch(batch), _context(context)
     if text_arg("what", what) not in ("tokens", "step"):
         raise ValueError(f"what must be 'tokens' or 'step', got {what!r}")
@@ -340,7 +322,7 @@ def batching_decode_table(model: str = "llama-3-8b", hardware: str = "h100-sxm",
                           batches: tuple = (1, 16, 64, 256)) -> list[list[str]]:
     """Per batch: one decode step's time, the tokens per second it yields, both against
     batch 1, and whether the KV cache of that many sequences fits beside the weights."""
-    spec, gpu, context = _dense_model(model), _hardware(hardware), _context(context)
+    spec, gpu, context = dense_model_arg(model), hardware_arg(hardware), _context(context)
     batches = _values("batches", batches, _batch)
     one = forward_seconds(spec, gpu, 1, 1, context)
     fit = kv_fit(spec, gpu, context)

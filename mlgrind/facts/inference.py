@@ -62,7 +62,7 @@ def _gqa_model(name: Any) -> ModelSpec:
     return spec
 
 
-def _dense_model(name: Any) -> ModelSpec:
+def dense_model_arg(name: Any) -> ModelSpec:
     spec = _gqa_model(name)
     if spec.E:
         raise ValueError(f"{name} is a mixture of experts: a decode step reads only the experts "
@@ -70,7 +70,7 @@ def _dense_model(name: Any) -> ModelSpec:
     return spec
 
 
-def _hardware(name: Any) -> hw_table.Hardware:
+def hardware_arg(name: Any) -> hw_table.Hardware:
     table_ = hw_table.load_all()
     if text_arg("hardware", name) not in table_:
         raise ValueError(f"hardware must be one of {', '.join(table_)}; got {name!r}")
@@ -183,7 +183,7 @@ def fitting_sequences(model: str, hardware: str, gpus: int, tokens: int | None,
                       dtype: str = "bf16") -> int:
     """Sequences of `tokens` cached tokens that fit in the HBM of `gpus` GPUs beside the
     weights (no room kept for activations or fragmentation: an upper bound)."""
-    spec, gpu = _gqa_model(model), _hardware(hardware)
+    spec, gpu = _gqa_model(model), hardware_arg(hardware)
     gpus = int_arg("gpus", gpus, 1, MAX_GPUS)
     room = gpus * gpu.hbm_bytes - count(spec).total * _dtype(dtype)
     if room <= 0:
@@ -308,7 +308,7 @@ def step(model: str, hardware: str, phase: str, batch: int, tokens: int, gpus: i
          dtype: str = "bf16") -> Step:
     """A prefill of `tokens` prompt tokens per sequence, or one decode step after `tokens`
     cached ones, for `batch` sequences on `gpus` GPUs, each kernel on its own roof."""
-    spec, gpu, phase = _dense_model(model), _hardware(hardware), _phase(phase)
+    spec, gpu, phase = dense_model_arg(model), hardware_arg(hardware), _phase(phase)
     batch, tokens, gpus = _ints(batch, tokens, gpus)
     L, M = (tokens, tokens) if phase == "prefill" else (1, tokens + 1)
     found = kernels(Dims.of(spec), batch, L, M, _dtype(dtype))
@@ -354,22 +354,22 @@ _STEP_WORST = [f"step_time('{WORST_MODEL}', 'b200', '{p}', {MAX_BATCH}, {MAX_TOK
 @calc(worst=[f"ridge('{h}')" for h in ("h100-sxm", "tpu-v4")])
 def ridge(hardware: str = "h100-sxm") -> str:
     """FLOPs per byte at which a kernel's compute and memory times are equal: peak / bandwidth."""
-    return _sig(_hardware(hardware).ops_per_byte)
+    return _sig(hardware_arg(hardware).ops_per_byte)
 
 
 @calc(worst=["peak('h100-sxm')"])
 def peak(hardware: str = "h100-sxm") -> str:
-    return _si(_hardware(hardware).bf16_flops, "FLOP/s")
+    return _si(hardware_arg(hardware).bf16_flops, "FLOP/s")
 
 
 @calc(worst=["bandwidth('h100-sxm')"])
 def bandwidth(hardware: str = "h100-sxm") -> str:
-    return _si(_hardware(hardware).hbm_bw, "B/s")
+    return _si(hardware_arg(hardware).hbm_bw, "B/s")
 
 
 @calc(worst=["hbm('h200')"])
 def hbm(hardware: str = "h100-sxm") -> str:
-    return _gb(_hardware(hardware).hbm_bytes)
+    return _gb(hardware_arg(hardware).hbm_bytes)
 
 
 @calc(worst=[f"intensity('{WORST_MODEL}', 'b200', '{p}', {MAX_BATCH}, {MAX_TOKENS}, '{part}')"
@@ -413,7 +413,7 @@ def compute_bound_batch(model: str, hardware: str, tokens: int, limit: int = 1 <
     """The smallest decode batch whose weight matmuls are compute-bound (at `tokens` cached
     tokens; the matmuls do not depend on it). Compute time grows faster with the batch than
     the matmuls' bytes (weights fixed, activations ∝ batch): bisect."""
-    spec, gpu = _dense_model(model), _hardware(hardware)
+    spec, gpu = dense_model_arg(model), hardware_arg(hardware)
     tokens = int_arg("tokens", tokens, 1, MAX_TOKENS)
 
     def compute_bound(b: int) -> bool:
