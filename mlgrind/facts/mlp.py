@@ -233,17 +233,24 @@ def mlp_steps(which: str = "backward", forms: str = "example, batch, sequence") 
 # FLOPs ----------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _traced() -> dict[str, tuple[str, bool]]:
-    """Each matmul's einsum string as ref.mlp runs it (batch form) and whether it is backward,
-    traced on arrays of distinct sizes; each string must have run exactly once."""
-    B, D, F = (TRACE_SIZES[c] for c in "BDF")
+def _counted(B: int, D: int, F: int) -> tuple[ref_einsum.FlopCounter, ref_einsum.FlopCounter]:
+    """The FLOPs of one forward and one backward pass of ref.mlp on random arrays of these
+    sizes, counted by einsum string."""
     rng = np.random.default_rng(0)
     x_BD, w_in_DF, w_out_FD = (rng.standard_normal(s) for s in ((B, D), (D, F), (F, D)))
     with ref_einsum.count_flops() as forward:
         y_BD, saved = mlp.mlp_forward(x_BD, w_in_DF, w_out_FD)
     with ref_einsum.count_flops() as backward:
         mlp.mlp_backward(mlp.l2_loss(y_BD, np.zeros_like(y_BD))[1], saved)
+    return forward, backward
+
+
+@functools.cache
+def _traced() -> dict[str, tuple[str, bool]]:
+    """Each matmul's einsum string as ref.mlp runs it (batch form) and whether it is backward,
+    traced on arrays of distinct sizes; each string must have run exactly once."""
+    B, D, F = (TRACE_SIZES[c] for c in "BDF")
+    forward, backward = _counted(B, D, F)
     sizes = {"b": B, "d": D, "f": F}
     traced = []
     for is_backward, counter in ((False, forward), (True, backward)):
@@ -352,12 +359,7 @@ def mlp_flops_table(B: int = 8, D: int = 16, F: int = 64) -> list[list[str]]:
         int_arg(name, n, 1, MAX_TABLE_ELEMENTS)
     check_elements(max(B * D, D * F, B * F), f"B·D, D·F or B·F with B={B}, D={D}, F={F}",
                     MAX_TABLE_ELEMENTS, "a table runs the reference code on arrays of")
-    rng = np.random.default_rng(0)
-    x_BD, w_in_DF, w_out_FD = (rng.standard_normal(s) for s in ((B, D), (D, F), (F, D)))
-    with ref_einsum.count_flops() as forward:
-        y_BD, saved = mlp.mlp_forward(x_BD, w_in_DF, w_out_FD)
-    with ref_einsum.count_flops() as backward:
-        mlp.mlp_backward(mlp.l2_loss(y_BD, np.zeros_like(y_BD))[1], saved)
+    forward, backward = _counted(B, D, F)
     rows = [[name, f"`{spec}`", f"{count:,}"] for name, counter in
             (("forward", forward), ("backward", backward)) for spec, count in counter.by_spec.items()]
     ratio = backward.total / forward.total
