@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -19,6 +21,7 @@ from mlgrind.calc import flops as F
 from mlgrind.calc import hardware as hw_table
 from mlgrind.calc import specs
 from mlgrind.calc.params import count
+from mlgrind.calc.working import Report, count_text, dur, flops_text, gb, size, table_text, terminal_width
 
 TOPICS = "params flops train memory comms kv serve rl"
 
@@ -59,64 +62,47 @@ def hw_option(command):
                         help="Accelerator (see `mlgrind calc hardware`).")(command)
 
 
-# ----------------------------------------------------------------------------- formatting
+# ----------------------------------------------------------------------------- options
 
 
-def n(x: float) -> str:
-    """Count with thousands separators and a short form: 6,738,415,616 (6.74 B)."""
-    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= size:
-            return f"{x:,.0f} ({x / size:.3g} {unit})"
-    return f"{x:,.0f}"
+class Number(click.ParamType):
+    """A finite float above `low` (or at it, unless `open_`): `nan`, `inf` and `0` where zero
+    makes no sense are usage errors, not tracebacks or nonsense answers further down."""
+
+    name = "number"
+
+    def __init__(self, low: float = 0.0, open_: bool = True, high: float | None = None):
+        self.low, self.open_, self.high = low, open_, high
+
+    def convert(self, value, param, ctx):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(x):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if x < self.low or (self.open_ and x == self.low):
+            self.fail(f"{value!r} must be {'above' if self.open_ else 'at least'} {self.low:g}", param, ctx)
+        if self.high is not None and x > self.high:
+            self.fail(f"{value!r} must be at most {self.high:g}", param, ctx)
+        return x
 
 
-def sci(x: float, unit: str = "FLOPs") -> str:
-    return f"{x:.3e} {unit}"
+POSITIVE = Number()
+FRACTION = Number(0, True, 1)  # MFU, usable memory: (0, 1]
+COUNT = click.IntRange(1, 2**53)  # beyond 2^53 a count is no longer exact as a float
 
 
-def size(x: float) -> str:
-    """Bytes in decimal units: 70.272 kB, 1.34 GB."""
-    for scale, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
-        if x >= scale:
-            return f"{x / scale:,.3f} {unit}"
-    return f"{x:,.0f} B"
-
-
-def gb(x: float) -> str:
-    """Bytes with the binary reading beside the decimal one: 2.147 GB (2.00 GiB)."""
-    for scale, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if x >= scale:
-            return f"{size(x)} ({x / scale:,.2f} {unit})"
-    return size(x)
-
-
-def dur(seconds: float) -> str:
-    if seconds >= 86_400:
-        return f"{seconds / 86_400:,.1f} days"
-    if seconds >= 1:
-        return f"{seconds:,.2f} s"
-    return f"{seconds * 1e3:,.3f} ms"
+def _show(report: Report, as_json: bool) -> None:
+    click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False) if as_json else report.as_text())
 
 
 def _emit(title: str, rows: list[tuple[str, str, object]], as_json: bool, **extra) -> None:
-    """rows: (label, shown value, JSON value); the JSON key is the label in snake_case."""
-    if as_json:
-        data = {**extra, **{_key(label): value for label, _, value in rows}}
-        click.echo(json.dumps(data, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for label, shown, _ in rows:
-        table.add_row(label, shown)
-    Console(highlight=False).print(table)
-
-
-def _key(label: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_").replace("__", "_")
+    """rows: (label, shown value, JSON value), shown without their working."""
+    report = Report(title, context=extra)
+    for label, shown, value in rows:
+        report.add(label, value, shown)
+    _show(report, as_json)
 
 
 # ----------------------------------------------------------------------------- the group
@@ -148,20 +134,13 @@ def models_command(as_json: bool) -> None:
         click.echo(json.dumps([{"name": s.name, "model_type": s.model_type, "params": count(s).total,
                                 "active_params": count(s).active, "source": s.source} for s in loaded], indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for column in ("name", "type", "params", "active", "layers", "D", "H/G"):
-        table.add_column(column, no_wrap=True)
+    rows = [[s.name, s.model_type, f"{count(s).total / 1e9:,.2f}", f"{count(s).active / 1e9:,.2f}",
+             str(s.n_layers), str(s.D), f"{s.H}/{s.G}"] for s in loaded]
+    click.echo(table_text("bundled models (parameters in billions)",
+                          ["name", "type", "params B", "active B", "layers", "D", "heads H/G"], rows))
     for s in loaded:
-        c = count(s)
-        table.add_row(s.name, s.model_type, f"{c.total / 1e9:,.2f} B", f"{c.active / 1e9:,.2f} B",
-                      str(s.n_layers), str(s.D), f"{s.H}/{s.G}")
-    console = Console(highlight=False)
-    console.print(table)
-    for s in loaded:
-        console.print(f"[bold]{s.name}[/bold]: {s.source}", soft_wrap=True)
+        click.echo(textwrap.fill(f"{s.name}: {s.source}", terminal_width(), subsequent_indent="  ",
+                                 break_long_words=False, break_on_hyphens=False))
 
 
 @calc.command("hardware")
@@ -173,21 +152,16 @@ def hardware_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({k: h.__dict__ for k, h in table_.items()}, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for column in ("key", "bf16 TF/s", "fp8 TF/s", "HBM GB", "HBM TB/s", "NVLink GB/s", "net GB/s"):
-        table.add_column(column, no_wrap=True)
+    def opt(x, scale):
+        return "—" if x is None else f"{x / scale:,.4g}"
+    rows = [[h.key, opt(h.bf16_flops, 1e12), opt(h.fp8_flops, 1e12), opt(h.hbm_bytes, 1e9),
+             opt(h.hbm_bw, 1e12), opt(h.nvlink_bw, 1e9), opt(h.network_bw, 1e9)] for h in table_.values()]
+    click.echo(table_text("bundled accelerators (dense peaks; bandwidths per direction)",
+                          ["key", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB", "HBM TB/s", "NVLink GB/s",
+                           "network GB/s"], rows))
     for h in table_.values():
-        def opt(x, scale):
-            return "—" if x is None else f"{x / scale:,.4g}"
-        table.add_row(h.key, opt(h.bf16_flops, 1e12), opt(h.fp8_flops, 1e12), opt(h.hbm_bytes, 1e9),
-                      opt(h.hbm_bw, 1e12), opt(h.nvlink_bw, 1e9), opt(h.network_bw, 1e9))
-    console = Console(highlight=False)
-    console.print(table)
-    for h in table_.values():
-        console.print(f"[bold]{h.key}[/bold] ({h.name}): {h.source}", soft_wrap=True)
+        click.echo(textwrap.fill(f"{h.key} ({h.name}): {h.source}", terminal_width(), subsequent_indent="  ",
+                                 break_long_words=False, break_on_hyphens=False))
 
 
 @calc.command("params")
@@ -195,16 +169,9 @@ def hardware_command(as_json: bool) -> None:
 @_guard
 def params_command(model, config, as_json) -> None:
     """Exact parameter counts: total, active (MoE), embedding vs non-embedding, by module."""
-    s = _spec(model, config)
-    c = count(s)
-    rows = [(label, n(v), v) for label, v in [
-        ("embedding", c.embedding), ("unembedding", c.unembedding), ("attention", c.attention),
-        ("mlp", c.mlp), ("experts", c.experts), ("active experts", c.active_experts),
-        ("router", c.router), ("vectors", c.vectors), ("total", c.total), ("active", c.active),
-        ("non embedding", c.non_embedding), ("matmul per token", c.matmul_per_token)]]
-    if c.mtp:
-        rows.append(("mtp", n(c.mtp), c.mtp))
-    _emit(f"{s.name}: parameters", rows, as_json, model=s.name)
+    from mlgrind.calc import params
+
+    _show(params.report(_spec(model, config)), as_json)
 
 
 @calc.command("flops")
@@ -222,16 +189,16 @@ def flops_command(model, config, as_json, seq_len, tokens, recompute) -> None:
     kinds = [("dense layer", False)] * bool(s.dense_layers) + [("MoE layer", True)] * bool(s.moe_layers)
     for kind, moe in kinds:
         for part, v in F.layer_forward_flops(s, 1, seq_len, moe).items():
-            rows.append((f"{kind} fwd {part}", sci(v), v))
+            rows.append((f"{kind} fwd {part}", flops_text(v), v))
     per_token = F.training_flops_per_token(s, seq_len, recompute)
     rows += [
-        ("forward per token", sci(F.forward_flops_per_token(s, seq_len)), F.forward_flops_per_token(s, seq_len)),
-        ("training per token", sci(per_token), per_token),
-        ("6N per token", sci(6 * c.matmul_per_token), 6 * c.matmul_per_token),
-        ("tokens", n(tokens), tokens),
-        ("training total", sci(tokens * per_token), tokens * per_token),
-        ("chinchilla tokens active", n(F.chinchilla_tokens(c.active)), F.chinchilla_tokens(c.active)),
-        ("chinchilla tokens total", n(F.chinchilla_tokens(c.total)), F.chinchilla_tokens(c.total)),
+        ("forward per token", flops_text(F.forward_flops_per_token(s, seq_len)), F.forward_flops_per_token(s, seq_len)),
+        ("training per token", flops_text(per_token), per_token),
+        ("6N per token", flops_text(6 * c.matmul_per_token), 6 * c.matmul_per_token),
+        ("tokens", count_text(tokens), tokens),
+        ("training total", flops_text(tokens * per_token), tokens * per_token),
+        ("chinchilla tokens active", count_text(F.chinchilla_tokens(c.active)), F.chinchilla_tokens(c.active)),
+        ("chinchilla tokens total", count_text(F.chinchilla_tokens(c.total)), F.chinchilla_tokens(c.total)),
     ]
     _emit(f"{s.name}: FLOPs at sequence {seq_len}", rows, as_json, model=s.name)
 
@@ -257,7 +224,7 @@ def train_command(model, config, as_json, hw, tokens, seq_len, gpus, days, mfu, 
     tokens = F.chinchilla_tokens(count(s).active) if tokens is None else tokens
     total = F.training_flops(s, tokens, seq_len)
     peak = h.peak(dtype)
-    rows = [("tokens", n(tokens), tokens), ("training flops", sci(total), total),
+    rows = [("tokens", count_text(tokens), tokens), ("training flops", flops_text(total), total),
             ("gpu hours", f"{T.gpu_hours(total, peak, mfu):,.0f}", T.gpu_hours(total, peak, mfu))]
     if gpus is not None:
         d = T.training_days(total, gpus, peak, mfu)
@@ -331,15 +298,14 @@ def comms_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_ba
         click.echo(json.dumps({"model": s.name, "hardware": h.key, "collectives": [
             {**r.__dict__, "bytes_per_rank": r.bytes_per_rank, "seconds": t} for r, t in timed]}, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("who", "collective", "tensor", "S", "bytes", "calls", "sent/rank", "link", "time",
-                  title=f"{s.name}: one training step on {h.key}", title_justify="left")
-    for r, t in timed:
-        table.add_row(r.parallelism, r.collective, r.tensor, str(r.group), size(r.n_bytes), f"{r.calls:,}",
-                      size(r.bytes_per_rank), "NVLink" if r.intra_node else "net", dur(t))
-    Console(highlight=False).print(table if timed else "no communication: every group has one rank")
+    rows = [[r.parallelism, r.collective, r.tensor, str(r.group), size(r.n_bytes), f"{r.calls:,}",
+             size(r.bytes_per_rank), "NVLink" if r.intra_node else "network", dur(t)] for r, t in timed]
+    if not rows:
+        click.echo("no communication: every group has one rank")
+        return
+    click.echo(table_text(f"{s.name}: one training step on {h.key}",
+                          ["parallelism", "collective", "tensor", "ranks", "tensor bytes", "calls",
+                           "sent per rank", "link", "time"], rows))
 
 
 @calc.command("kv")

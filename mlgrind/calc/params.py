@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlgrind.calc.specs import ModelSpec
+from mlgrind.calc.working import Report, count_text
 
 
 @dataclass(frozen=True)
@@ -114,3 +115,63 @@ def _mtp_module(spec: ModelSpec) -> int:
              + spec.E * _mlp(spec, spec.F_expert) + spec.n_shared_experts * _mlp(spec, spec.F_expert)
              + D * spec.E + spec.E * spec.router_bias)
     return 2 * spec.V * D + 2 * _norm(spec) + 2 * D * D + layer + _norm(spec)
+
+
+def report(spec: ModelSpec) -> Report:
+    """Every count with the product it comes from, in the suffix letters and then in numbers."""
+    s, c = spec, count(spec)
+    D, L, V = s.D, s.n_layers, s.V
+    r = Report(f"{s.name}: parameters", context={"model": s.name})
+    layout = "laid out as the Hugging Face implementation allocates them"
+    r.add("embedding", c.embedding, count_text(c.embedding),
+          f"(V + positions) · D = ({V:,} + {s.learned_positions:,}) · {D:,} = {c.embedding:,}"
+          if s.learned_positions else f"V · D = {V:,} · {D:,} = {c.embedding:,}", layout)
+    r.add("unembedding", c.unembedding, count_text(c.unembedding),
+          "0: the output head is the token embedding (tied)" if s.tied else
+          f"V · D = {V:,} · {D:,} = {c.unembedding:,}", layout)
+    if s.mla is None:
+        per_layer = f"D·H·K + 2·D·G·K + H·K·D = {D}·{s.H}·{s.K} + 2·{D}·{s.G}·{s.K} + {s.H}·{s.K_v}·{D}"
+    else:
+        per_layer = "MLA: q down and up, kv down D·(C + R), kv up C·H·(K_nope + K_v), o H·K_v·D"
+    r.add("attention", c.attention, count_text(c.attention),
+          f"layers · ({per_layer}) = {L} · {attention_matrices(s):,} = {c.attention:,}", layout)
+    k = 3 if s.mlp_gated else 2
+    matrices = f"{k} matrices" + (" (SwiGLU: gate, up, down)" if s.mlp_gated else " (up, down)")
+    if s.moe_layers:
+        r.add("mlp", c.mlp, count_text(c.mlp),
+              f"dense layers · {k}·D·F + MoE layers · shared · {k}·D·F_expert = {s.dense_layers} · {k}·{D}·{s.F}"
+              f" + {s.moe_layers} · {s.n_shared_experts} · {k}·{D}·{s.F_expert} = {c.mlp:,}", matrices)
+        r.add("experts", c.experts, count_text(c.experts),
+              f"MoE layers · E · {k}·D·F_expert = {s.moe_layers} · {s.E} · {k}·{D}·{s.F_expert} = {c.experts:,}")
+        r.add("active experts", c.active_experts, count_text(c.active_experts),
+              f"MoE layers · top_k · {k}·D·F_expert = {s.moe_layers} · {s.top_k} · {k}·{D}·{s.F_expert}"
+              f" = {c.active_experts:,}", "a token goes through top_k routed experts (and every shared one)")
+        r.add("router", c.router, count_text(c.router),
+              f"MoE layers · D · E = {s.moe_layers} · {D} · {s.E} = {c.router:,}")
+    else:
+        r.add("mlp", c.mlp, count_text(c.mlp), f"layers · {k}·D·F = {L} · {k}·{D}·{s.F} = {c.mlp:,}", matrices)
+        for label in ("experts", "active experts", "router"):
+            r.add(label, 0, "0", "a dense model has no routed experts")
+    r.add("vectors", c.vectors, count_text(c.vectors),
+          f"norm gains{' and biases' if s.norm == 'layernorm' else ''} (2 per layer + 1 final) "
+          f"{'+ projection biases ' if s.qkv_bias or s.mlp_bias else ''}= {c.vectors:,}")
+    r.add("total", c.total, count_text(c.total),
+          "embedding + unembedding + attention + mlp + experts + router + vectors"
+          f" = {c.embedding:,} + {c.unembedding:,} + {c.attention:,} + {c.mlp:,} + {c.experts:,}"
+          f" + {c.router:,} + {c.vectors:,} = {c.total:,}")
+    r.add("active", c.active, count_text(c.active),
+          f"total − experts + active experts = {c.total:,} − {c.experts:,} + {c.active_experts:,} = {c.active:,}",
+          "active: the parameters one token goes through (the idle experts cost memory, not FLOPs)")
+    r.add("non embedding", c.non_embedding, count_text(c.non_embedding),
+          f"total − embedding − unembedding = {c.non_embedding:,}",
+          "non-embedding leaves out the embedding tables and the output head (Kaplan et al. 2020)")
+    r.add("matmul per token", c.matmul_per_token, count_text(c.matmul_per_token),
+          "attention + mlp + active experts + router + output head V·D"
+          f" = {c.attention:,} + {c.mlp:,} + {c.active_experts:,} + {c.router:,} + {c.output_head:,}"
+          f" = {c.matmul_per_token:,}",
+          "the input embedding is a row lookup, not a matmul; a tied head still multiplies by V·D")
+    if c.mtp:
+        r.add("mtp", c.mtp, count_text(c.mtp),
+              f"multi-token-prediction modules · their parameters = {s.mtp_layers} · {c.mtp // s.mtp_layers:,}",
+              "DeepSeek's MTP modules sit outside the main model (DeepSeek-V3 report, section 2.2)")
+    return r

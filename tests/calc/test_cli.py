@@ -26,7 +26,7 @@ def test_models_and_hardware_list_everything_bundled():
     models = run("calc", "models")
     assert models.code == 0
     for name in model_names():
-        assert f"{name}: " in models.out  # with its source
+        assert f"\n{name}:" in models.out  # with its source
     machines = run("calc", "hardware", "--json")
     assert set(json.loads(machines.out)) == set(hardware.load_all())
     assert {"h100-sxm", "h100-pcie", "h200", "a100-40gb", "a100-80gb", "b200"} <= set(hardware.load_all())
