@@ -45,15 +45,21 @@ def _guard(command):
 def _spec(model: str | None, config: Path | None) -> specs.ModelSpec:
     if (model is None) == (config is None):
         raise click.UsageError("give exactly one of --model NAME or --config PATH")
-    return specs.load_model(model) if model else specs.load_config(config)
+    if model is None:
+        return specs.load_config(config)
+    if "/" in model or "\\" in model or model.lower().endswith(".json"):
+        raise click.BadParameter(f"{model!r} is a path; --model takes a bundled name (see `mlgrind calc "
+                                 "models`), a config.json of your own goes through --config", param_hint="--model")
+    return specs.load_model(model)
 
 
 def model_options(command):
     command = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(command)
     command = click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
-                           help="A Hugging Face config.json of your own.")(command)
+                           help=f"A Hugging Face config.json of your own (at most "
+                                f"{specs.MAX_CONFIG_BYTES // 10**6} MB).")(command)
     command = click.option("--model", metavar="NAME",
-                           help="A bundled model (see `mlgrind calc models`).")(command)
+                           help="A bundled model, any case (see `mlgrind calc models`).")(command)
     return command
 
 

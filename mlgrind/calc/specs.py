@@ -10,14 +10,28 @@ RoPE key. One spec covers the families we bundle:
     deepseek_v3                   MLA attention, first k layers dense, then routed + shared experts
 
 A bundled config keeps the values of the public file, with a `_source` key naming it.
+
+Every field read is checked for its type and range before any calculator sees it, and a file is
+checked before it is parsed (a regular file, at most 1 MB, UTF-8, strict JSON): a bad config is a
+one-line `SpecError` naming the file and the field, never a traceback or a meaningless answer.
+Sizes and counts are integers from 1 (0 where the field says "none": q_lora_rank,
+n_shared_experts, first_k_dense_replace, ...) to 2^31, far beyond any real model and small
+enough that every product the calculators form stays a finite float.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+import re
+import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+MAX_CONFIG_BYTES = 1_000_000  # a config.json is a few kB; more is the wrong file (weights, a log)
+MAX_SIZE = 2**31
 
 
 class SpecError(Exception):
@@ -73,23 +87,45 @@ class ModelSpec:
         return self.n_layers - self.moe_layers
 
 
-def _field(config: dict, key: str, where: str, kind: type = int, default=None):
-    if key not in config or config[key] is None:
+def _brief(value) -> str:
+    """A value as the file writes it, cut short so that a message stays one line."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else f"{text[:30]}… ({len(text):,} characters)"
+
+
+def _field(config: dict, key: str, where: str, kind: type = int, default=None, low: int = 1):
+    """`config[key]` (or `default` when absent or null), checked: an int from `low` to MAX_SIZE,
+    a bool or a str, as `kind` says."""
+    if config.get(key) is None:
         if default is not None:
             return default
         raise SpecError(f"{where}: missing field {key!r}")
     value = config[key]
     # bool is an int in Python; a flag where a size is expected is a mistake in the file.
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise SpecError(f"{where}: field {key!r} must be a non-negative integer, not {value!r}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SpecError(f"{where}: field {key!r} must be an integer, not {_brief(value)}")
+    if kind is int and not low <= value <= MAX_SIZE:
+        raise SpecError(f"{where}: field {key!r} is {_brief(value)}; it must be from {low} to "
+                        f"{MAX_SIZE:,} (2^31)")
     if kind is bool and not isinstance(value, bool):
-        raise SpecError(f"{where}: field {key!r} must be true or false, not {value!r}")
+        raise SpecError(f"{where}: field {key!r} must be true or false, not {_brief(value)}")
+    if kind is str and not isinstance(value, str):
+        raise SpecError(f"{where}: field {key!r} must be a string, not {_brief(value)}")
     return value
+
+
+def _experts(c: dict, where: str, experts_key: str) -> tuple[int, int]:
+    """(E, top_k): a token cannot be routed to more experts than there are."""
+    E, top_k = _field(c, experts_key, where), _field(c, "num_experts_per_tok", where)
+    if top_k > E:
+        raise SpecError(f"{where}: field 'num_experts_per_tok' is {top_k}, more than the {E} experts "
+                        f"of {experts_key!r}")
+    return E, top_k
 
 
 def _gpt2(c: dict, name: str, source: str, where: str) -> ModelSpec:
     D, H = _field(c, "n_embd", where), _field(c, "n_head", where)
-    if H == 0 or D % H:
+    if D % H:
         raise SpecError(f"{where}: n_embd {D} is not a multiple of n_head {H}")
     positions = _field(c, "n_positions", where)
     return ModelSpec(
@@ -106,18 +142,17 @@ def _llama_like(c: dict, name: str, source: str, where: str) -> ModelSpec:
     """llama, mistral, qwen2 and mixtral share attention, norms and the SwiGLU MLP."""
     model_type = c["model_type"]
     D, H = _field(c, "hidden_size", where), _field(c, "num_attention_heads", where)
-    if H == 0 or (D % H and "head_dim" not in c):
+    if D % H and c.get("head_dim") is None:
         raise SpecError(f"{where}: hidden_size {D} is not a multiple of num_attention_heads {H}")
     K = _field(c, "head_dim", where, default=D // H)
     G = _field(c, "num_key_value_heads", where, default=H)
-    if G == 0 or H % G:
+    if H % G:
         raise SpecError(f"{where}: {H} attention heads cannot share {G} key/value heads evenly")
     attention_bias = _field(c, "attention_bias", where, bool, default=False)
     moe = {}
     if model_type == "mixtral":
-        moe = {"E": _field(c, "num_local_experts", where),
-               "top_k": _field(c, "num_experts_per_tok", where),
-               "F_expert": _field(c, "intermediate_size", where)}
+        E, top_k = _experts(c, where, "num_local_experts")
+        moe = {"E": E, "top_k": top_k, "F_expert": _field(c, "intermediate_size", where)}
     return ModelSpec(
         name, source, model_type, V=_field(c, "vocab_size", where), D=D,
         n_layers=_field(c, "num_hidden_layers", where), H=H, G=G, K=K, K_v=K,
@@ -133,24 +168,29 @@ def _llama_like(c: dict, name: str, source: str, where: str) -> ModelSpec:
 def _deepseek_v3(c: dict, name: str, source: str, where: str) -> ModelSpec:
     if _field(c, "moe_layer_freq", where, default=1) != 1:
         raise SpecError(f"{where}: only moe_layer_freq 1 (every layer after the dense ones) is supported")
-    H = _field(c, "num_attention_heads", where)
-    K_nope, R = _field(c, "qk_nope_head_dim", where), _field(c, "qk_rope_head_dim", where)
-    mla = MLA(q_rank=_field(c, "q_lora_rank", where, default=0), C=_field(c, "kv_lora_rank", where),
+    H, L = _field(c, "num_attention_heads", where), _field(c, "num_hidden_layers", where)
+    K_nope = _field(c, "qk_nope_head_dim", where)
+    R = _field(c, "qk_rope_head_dim", where, low=0)  # 0: no decoupled RoPE key
+    mla = MLA(q_rank=_field(c, "q_lora_rank", where, default=0, low=0), C=_field(c, "kv_lora_rank", where),
               R=R, K_nope=K_nope)
+    E, top_k = _experts(c, where, "n_routed_experts")
+    first_dense = _field(c, "first_k_dense_replace", where, default=0, low=0)
+    if first_dense >= L:  # an MoE config whose every layer is dense has experts nowhere
+        raise SpecError(f"{where}: field 'first_k_dense_replace' is {first_dense}, which leaves none "
+                        f"of the {L} layers (num_hidden_layers) for the experts")
     return ModelSpec(
         name, source, "deepseek_v3", V=_field(c, "vocab_size", where),
-        D=_field(c, "hidden_size", where), n_layers=_field(c, "num_hidden_layers", where),
+        D=_field(c, "hidden_size", where), n_layers=L,
         H=H, G=H, K=K_nope + R, K_v=_field(c, "v_head_dim", where),
         F=_field(c, "intermediate_size", where),
         context=_field(c, "max_position_embeddings", where), learned_positions=0,
         norm="rmsnorm", mlp_gated=True, qkv_bias=False, o_bias=False, mlp_bias=False,
         tied=_field(c, "tie_word_embeddings", where, bool, default=False),
-        E=_field(c, "n_routed_experts", where), top_k=_field(c, "num_experts_per_tok", where),
-        F_expert=_field(c, "moe_intermediate_size", where),
-        n_shared_experts=_field(c, "n_shared_experts", where, default=0),
-        first_dense=_field(c, "first_k_dense_replace", where, default=0),
-        router_bias=c.get("topk_method") == "noaux_tc", mla=mla,
-        mtp_layers=_field(c, "num_nextn_predict_layers", where, default=0),
+        E=E, top_k=top_k, F_expert=_field(c, "moe_intermediate_size", where),
+        n_shared_experts=_field(c, "n_shared_experts", where, default=0, low=0),
+        first_dense=first_dense,
+        router_bias=_field(c, "topk_method", where, str, default="") == "noaux_tc", mla=mla,
+        mtp_layers=_field(c, "num_nextn_predict_layers", where, default=0, low=0),
     )
 
 
@@ -167,22 +207,57 @@ FAMILIES = {
 def from_config(config: dict, name: str, where: str) -> ModelSpec:
     """A spec from the dict of a config.json; `where` names the file in error messages."""
     if not isinstance(config, dict):
-        raise SpecError(f"{where}: a config.json holds a JSON object")
-    model_type = config.get("model_type")
+        raise SpecError(f"{where}: a config.json holds a JSON object {{...}}, not {_brief(config)}")
+    model_type = _field(config, "model_type", where, str)
     if model_type not in FAMILIES:
         known = ", ".join(sorted(FAMILIES))
         raise SpecError(f"{where}: field 'model_type' is {model_type!r}; supported: {known}")
-    return FAMILIES[model_type](config, name, config.get("_source", where), where)
+    return FAMILIES[model_type](config, name, _field(config, "_source", where, str, default=where), where)
+
+
+# A NaN or Infinity outside a string: Python's json reads them, JSON has no such numbers.
+_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+
+
+def _parse(data: bytes, where: str) -> dict:
+    """The JSON object in `data`, or a SpecError at `where:line:col`."""
+    data = data.removeprefix(b"\xef\xbb\xbf")  # an editor's byte-order mark is not an error
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - data.rfind(b"\n", 0, error.start)
+        raise SpecError(f"{where}:{line}:{column}: not UTF-8 (byte 0x{data[error.start]:02x})") from None
+
+    def constant(literal: str):
+        at = next(m.start(1) for m in _CONSTANT.finditer(text) if m.group(1))
+        raise json.JSONDecodeError(f"{literal} is not a JSON number", text, at)
+
+    try:
+        return json.loads(text, parse_constant=constant)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"{where}:{error.lineno}:{error.colno}: not JSON ({error.msg})") from None
+    except RecursionError:
+        raise SpecError(f"{where}: not a config (JSON nested too deeply to read)") from None
+    except ValueError:  # an integer longer than Python converts (4,300 digits)
+        raise SpecError(f"{where}: not a config (an integer too long to read)") from None
 
 
 def load_config(path: Path) -> ModelSpec:
+    """A spec from a config.json file of the user's: checked to be a regular file of at most
+    MAX_CONFIG_BYTES before it is read, so that a FIFO, a device or a checkpoint neither hangs
+    nor fills memory."""
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        # Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise SpecError(f"{path}: not a regular file")
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
         raise SpecError(f"{path}: cannot read ({error.strerror})") from None
-    except json.JSONDecodeError as error:
-        raise SpecError(f"{path}:{error.lineno}:{error.colno}: not JSON ({error.msg})") from None
-    return from_config(config, path.stem, str(path))
+    if len(data) > MAX_CONFIG_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_CONFIG_BYTES // 10**6} MB; a config.json is a few kB")
+    return from_config(_parse(data, str(path)), path.stem, str(path))
 
 
 def _bundled():
@@ -194,8 +269,13 @@ def model_names() -> list[str]:
 
 
 def load_model(name: str) -> ModelSpec:
-    """A bundled model by name (`mlgrind calc models` lists them)."""
-    path = _bundled() / f"{name}.json"
-    if not path.is_file():
-        raise SpecError(f"unknown model {name!r}; bundled: {', '.join(model_names())}")
-    return from_config(json.loads(path.read_text(encoding="utf-8")), name, f"models/{name}.json")
+    """A bundled model by name, in any case (`mlgrind calc models` lists them). Only a listed
+    name becomes a path, so no name reaches a file outside the bundle."""
+    names = {n.lower(): n for n in model_names()}
+    if name.lower() not in names:
+        close = difflib.get_close_matches(name.lower(), list(names), n=1)
+        hint = f"; did you mean {names[close[0]]!r}?" if close else ";"
+        raise SpecError(f"unknown model {name!r}{hint} bundled: {', '.join(names.values())}")
+    name = names[name.lower()]
+    where = f"models/{name}.json"
+    return from_config(_parse((_bundled() / f"{name}.json").read_bytes(), where), name, where)
