@@ -88,8 +88,9 @@ class ModelSpec:
 
 
 def _brief(value) -> str:
-    """A value as the file writes it, cut short so that a message stays one line."""
-    text = json.dumps(value, ensure_ascii=False)
+    """A value cut short so that a message stays one line: quoted like the field names beside
+    it if a string, as JSON writes it otherwise (`true`, not `True`)."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 40 else f"{text[:30]}… ({len(text):,} characters)"
 
 
@@ -211,7 +212,7 @@ def from_config(config: dict, name: str, where: str) -> ModelSpec:
     model_type = _field(config, "model_type", where, str)
     if model_type not in FAMILIES:
         known = ", ".join(sorted(FAMILIES))
-        raise SpecError(f"{where}: field 'model_type' is {model_type!r}; supported: {known}")
+        raise SpecError(f"{where}: field 'model_type' is {_brief(model_type)}; supported: {known}")
     return FAMILIES[model_type](config, name, _field(config, "_source", where, str, default=where), where)
 
 

@@ -141,6 +141,8 @@ def test_the_zeros_and_nulls_a_real_config_uses_are_accepted(config):
                  id="5000 digits"),  # Python's 4,300-digit limit: was a ValueError
     pytest.param(json.dumps({**LLAMA, "model_type": ["llama"]}).encode(), ["'model_type' must be a string"],
                  id="list type"),  # was a TypeError
+    pytest.param(json.dumps({**LLAMA, "model_type": "x" * 10_000}).encode(),
+                 ["'model_type' is 'xxx", "(10,002 characters); supported: deepseek_v3"], id="long type"),
     pytest.param(json.dumps({**LLAMA, "num_hidden_layers": 0}).encode(), ["'num_hidden_layers' is 0"],
                  id="no layers"),
     pytest.param(b"[1, 2]", ["holds a JSON object {...}, not [1, 2]"], id="array"),
