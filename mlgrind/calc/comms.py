@@ -157,7 +157,7 @@ def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: 
     the scale-up fabric when the group fits in its domain, else the network (or `link`)."""
     bus_factor(collective, S)
     up = h.scale_up
-    span = inner * (S - 1) + 1  # ranks from the group's first to its last
+    span = inner * S  # ranks of the layout block the group lies in
     if link is None:
         link = up.fabric if up and span <= up.domain else "network"
     if link not in LINKS:
@@ -357,8 +357,8 @@ def step_collectives(spec: ModelSpec, par: Parallel, micro_batch: int, seq_len: 
                f"dense parameters (all but the routed experts) are replicated over {replicas} = {sizes['dp']} ranks")]
     if c.experts:
         groups.append(("edp", "EDP", "P_experts", c.experts, par.ep * par.pp, "EP·PP",
-                       f"routed experts are replicated over the expert-data-parallel group, "
-                       f"{replicas}/EP = {sizes['dp']}/{par.ep} = {edp} ranks (Megatron-Core)"))
+                       (f"routed experts are replicated over the expert-data-parallel group, "
+                        f"{replicas}/EP = {sizes['dp']}/{par.ep} = {edp} ranks (Megatron-Core)")))
     for kind, label, symbol, params, split, split_text, replica_note in groups:
         n = params / split * dtype_bytes
         n_formula = f"{symbol}/({split_text}) · {dtype_bytes} B = {num(params)}/{split} · {dtype_bytes} = {num(n)} B"
