@@ -18,7 +18,8 @@ T, G = 1e12, 1e9
 SPARSE = T / 2  # a dense FLOP/s value in printed "with sparsity" TFLOPS
 GIB = 2**30
 
-NVIDIA_H100 = "NVIDIA H100 datasheet, SXM column (via glennklockwood.com/garden/processors/h100)"
+NVIDIA_H100 = "NVIDIA H100 datasheet table, SXM column (via archive-lib.hpctech.co.jp/gpuproduct/nvidia-h100)"
+NVIDIA_H100_PCIE = "NVIDIA H100 datasheet table, PCIe column (via archive-lib.hpctech.co.jp/gpuproduct/nvidia-h100)"
 NVIDIA_H200 = "NVIDIA H200 datasheet (via hpc-ai.com B200 article table; MLPerf v4.1 H200 system file)"
 NVIDIA_A100 = "NVIDIA A100 datasheet nvidia-a100-datasheet-us-nvidia-1758950-r4 (via glennklockwood.com)"
 NVIDIA_B200 = "NVIDIA HGX B200 datasheet (via hpc-ai.com table; MLPerf v6.0 B200 system file)"
@@ -43,8 +44,9 @@ def field(key: str, path: str):
 
 
 @pytest.mark.parametrize("key, path, unit, printed, step, source", [
-    # Verified with search against copies of the datasheet's table (the source's own page was
-    # not in the search corpora for NVIDIA; the quoting page is named).
+    # All verified with search. Google's and AMD's numbers against their own documentation;
+    # NVIDIA's own datasheet pages are not in the search corpora, so against pages that copy
+    # their tables (named in the source string).
     ("h100-sxm", "flops.bf16", SPARSE, 1979, 1, NVIDIA_H100),
     ("h100-sxm", "flops.fp8", SPARSE, 3958, 1, NVIDIA_H100),
     ("h100-sxm", "flops.fp32", T, 67, 1, NVIDIA_H100),
@@ -52,6 +54,12 @@ def field(key: str, path: str):
     ("h100-sxm", "hbm_bw", T, 3.35, 0.01, NVIDIA_H100),
     ("h100-sxm", "scale_up.bandwidth", G, 900, 1, NVIDIA_H100),
     ("h100-sxm", "scale_up.links", 1, 18, 1, "NVIDIA SXM: 18 NVLink 4 links of 50 GB/s (cloud-atlas nvidia_sxm_socket)"),
+    ("h100-pcie", "flops.bf16", SPARSE, 1513, 1, NVIDIA_H100_PCIE),
+    ("h100-pcie", "flops.fp8", SPARSE, 3026, 1, NVIDIA_H100_PCIE),
+    ("h100-pcie", "flops.fp32", T, 51, 1, NVIDIA_H100_PCIE),
+    ("h100-pcie", "hbm_bw", G, 2000, 1, NVIDIA_H100_PCIE),
+    ("h100-pcie", "scale_up.bandwidth", G, 600, 1, NVIDIA_H100_PCIE),
+    ("h100-pcie", "pcie_bw", G / 2, 128, 1, NVIDIA_H100_PCIE + ": PCIe Gen5 128 GB/s"),
     ("h200", "flops.bf16", SPARSE, 1979, 1, NVIDIA_H200),
     ("h200", "flops.fp8", SPARSE, 3958, 1, NVIDIA_H200),
     ("h200", "hbm_bytes", G, 141, 1, NVIDIA_H200),
