@@ -182,6 +182,8 @@ def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: 
                      ring_steps(collective, S), _ring_steps_text(collective, S),
                      f"ring over the {up.name} switch: each rank sends to the next at its full "
                      f"bandwidth (NCCL ring)", source)
+    if torus and up.topology != "torus":
+        raise SpecError(f"--torus describes a TPU slice; {h.key}'s {up.name} is a {up.topology}")
     if up.topology == "mesh":
         return _mesh_route(up, collective, S, source)
     return _torus_route(up, collective, S, torus_axes(S, up.torus, torus), source)

@@ -102,6 +102,7 @@ def test_usage_errors_exit_2(args):
     (["--shape", "4x4", "--ranks", "8", "--link", "ici"], "h100-sxm has no ici"),
     (["--shape", "4x4", "--ranks", "16", "--link", "nvlink"], "exceed"),
     (["--shape", "4x4", "--ranks", "64", "--hw", "v5e", "--torus", "8x4"], "not 64"),
+    (["--shape", "4x4", "--ranks", "8", "--torus", "4x2"], "describes a TPU slice"),
 ])
 def test_impossible_requests_are_one_line_exit_1(args, message):
     result = run("calc", "comms", "--op", "all-reduce", *args)
