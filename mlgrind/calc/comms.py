@@ -121,6 +121,11 @@ def _gbs(x: float) -> str:
     return rate(x, "B")
 
 
+def _dur(seconds: float) -> str:
+    """A duration that stays readable below a microsecond."""
+    return dur(seconds) if seconds >= 1e-6 or not seconds else f"{num(seconds)} s"
+
+
 def _b(x: float) -> str:
     """Bytes inside a formula: exact when whole (234,881,024), else four digits."""
     return f"{x:,.0f}" if float(x).is_integer() else num(x)
@@ -175,6 +180,8 @@ def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: 
         raise SpecError(f"{h.key} has no {link} (its scale-up fabric: {up.name if up else 'none'})")
     if S > up.domain:
         raise SpecError(f"{S} ranks exceed {h.key}'s {up.domain}-chip {up.name} domain; use --link network")
+    if torus and up.topology != "torus":
+        raise SpecError(f"--torus describes a TPU slice; {h.key}'s {up.name} is a {up.topology}")
     source = (f"{up.name} {_gbs(up.bandwidth)} per chip both ways, {up.links} links "
               f"({h.key} datasheet, hardware.yaml)")
     if up.topology == "switch":
@@ -182,8 +189,6 @@ def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: 
                      ring_steps(collective, S), _ring_steps_text(collective, S),
                      f"ring over the {up.name} switch: each rank sends to the next at its full "
                      f"bandwidth (NCCL ring)", source)
-    if torus and up.topology != "torus":
-        raise SpecError(f"--torus describes a TPU slice; {h.key}'s {up.name} is a {up.topology}")
     if up.topology == "mesh":
         return _mesh_route(up, collective, S, source)
     return _torus_route(up, collective, S, torus_axes(S, up.torus, torus), source)
@@ -288,11 +293,11 @@ def collective_report(collective: str, shape: tuple[int, ...], dtype: str, S: in
                else f"{name}: the whole tensor leaves the sender once ({NCCL})")
     report.add("steps", r.steps, f"{r.steps:,}", r.steps_text, r.algorithm)
     report.add("bandwidth", r.beta, _gbs(r.beta), f"β = {r.beta_text}", r.link)
-    report.add("time", t, dur(t),
-               f"α · steps + sent / β = {num(latency)} s · {r.steps} + {_b(sent)} B / {num(r.beta)} B/s = {dur(t)}",
+    report.add("time", t, _dur(t),
+               f"α · steps + sent / β = {num(latency)} s · {r.steps} + {_b(sent)} B / {num(r.beta)} B/s = {_dur(t)}",
                f"α = {num(latency)} s per step (--latency)" + (": the bandwidth term only" if not latency else ""),
                r.algorithm)
-    report.add("algorithm bandwidth", n / t, _gbs(n / t), f"n / t = {n:,} B / {dur(t)} = {_gbs(n / t)}",
+    report.add("algorithm bandwidth", n / t, _gbs(n / t), f"n / t = {n:,} B / {_dur(t)} = {_gbs(n / t)}",
                "what nccl-tests prints as algbw; busbw = algbw × the bus factor = sent / t")
     return report
 
@@ -463,11 +468,11 @@ def step_report(spec: ModelSpec, par: Parallel, h: Hardware, micro_batch: int = 
         formula = (f"n = {row.n_formula}; calls = {row.calls_formula}; sent = calls · {f} · n = "
                    f"{row.calls:,} · {f_num} · {num(n)} = {num(row.bytes_per_rank)} B; t = calls · (α · steps + "
                    f"{f} · n / β) = {row.calls:,} · ({num(latency)} · {r.steps} + {f_num} · {num(n)} / "
-                   f"{num(r.beta)}) = {dur(t)}, β = {r.beta_text}")
+                   f"{num(r.beta)}) = {_dur(t)}, β = {r.beta_text}")
         notes = (*row.notes, r.algorithm, r.link, layout, alpha)
         name = row.collective.replace("_", "-")
         report.add(f"{row.parallelism} {name}", row.bytes_per_rank,
-                   f"{size(row.bytes_per_rank)} sent per rank, {dur(t)} ({row.calls:,} × {size(n)} over "
+                   f"{size(row.bytes_per_rank)} sent per rank, {_dur(t)} ({row.calls:,} × {size(n)} over "
                    f"{S} ranks, {r.fabric})", formula, *notes)
         report.collectives.append({
             "parallelism": row.parallelism, "collective": row.collective, "tensor": row.tensor,
@@ -482,7 +487,7 @@ def step_report(spec: ModelSpec, par: Parallel, h: Hardware, micro_batch: int = 
                               else "0: every group has one rank"),
                "every rank is in one group of each kind, so it sends every row's bytes")
     times = [c["seconds"] for c in report.collectives]
-    report.add("total time", total_time, dur(total_time),
-               "Σ t = " + (" + ".join(dur(x) for x in times) + f" = {dur(total_time)}" if times else "0 s"),
+    report.add("total time", total_time, _dur(total_time),
+               "Σ t = " + (" + ".join(_dur(x) for x in times) + f" = {_dur(total_time)}" if times else "0 s"),
                "collectives run one after another, none overlapped with compute or each other (an upper bound)")
     return report
