@@ -65,7 +65,8 @@ def model_options(command):
 
 def hw_option(command):
     return click.option("--hw", default="h100-sxm", show_default=True, metavar="NAME",
-                        help="Accelerator (see `mlgrind calc hardware`).")(command)
+                        help="Accelerator: a key, an alias or a unique prefix, any case "
+                             "(h100, mi300x, v5e; see `mlgrind calc hardware`).")(command)
 
 
 # ----------------------------------------------------------------------------- options
@@ -153,21 +154,36 @@ def models_command(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_guard
 def hardware_command(as_json: bool) -> None:
-    """List the bundled accelerators (dense peaks; bandwidths per direction) and sources."""
+    """The bundled accelerators: dense peaks, memory, links and topology, ridge point, sources."""
     table_ = hw_table.load_all()
     if as_json:
-        click.echo(json.dumps({k: h.__dict__ for k, h in table_.items()}, indent=2))
+        click.echo(json.dumps({k: h.as_json() for k, h in table_.items()}, indent=2, ensure_ascii=False))
         return
+
     def opt(x, scale):
         return "—" if x is None else f"{x / scale:,.4g}"
     rows = [[h.key, opt(h.bf16_flops, 1e12), opt(h.fp8_flops, 1e12), opt(h.hbm_bytes, 1e9),
-             opt(h.hbm_bw, 1e12), opt(h.nvlink_bw, 1e9), opt(h.network_bw, 1e9)] for h in table_.values()]
-    click.echo(table_text("bundled accelerators (dense peaks; bandwidths per direction)",
-                          ["key", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB", "HBM TB/s", "NVLink GB/s",
-                           "network GB/s"], rows))
+             opt(h.hbm_bw, 1e12), opt(h.scale_up and h.scale_up.per_direction, 1e9),
+             opt(h.network_bw, 1e9), f"{h.ops_per_byte:,.0f}"] for h in table_.values()]
+    click.echo(table_text("bundled accelerators: dense peaks in TFLOP/s; links in GB/s per chip, "
+                          "one direction; ridge in FLOP/B", ["key", "bf16", "fp8", "HBM GB", "HBM TB/s",
+                          "scale-up", "network", "ridge"], rows))
     for h in table_.values():
-        click.echo(textwrap.fill(f"{h.key} ({h.name}): {h.source}", terminal_width(), subsequent_indent="  ",
-                                 break_long_words=False, break_on_hyphens=False))
+        s = h.scale_up
+        peaks = ", ".join(f"{d} {x / 1e12:,.4g}" for d, x in h.flops.items())
+        facts = [f"dense peaks, TFLOP/s (int8: TOPS): {peaks}"]
+        if s:
+            shape = f", torus {'x'.join(map(str, s.torus))}" if s.torus else ""
+            facts.append(f"{s.name}: {s.links} links, {s.bandwidth / 1e9:,.4g} GB/s per chip both ways, "
+                         f"{s.topology} of {s.domain:,} chips{shape}")
+        if h.network_bw:
+            facts.append(f"network: {h.network_bw * 8 / 1e9:,.4g} Gbit/s per chip each way")
+        facts += [f"aliases: {', '.join(h.aliases)}"] * bool(h.aliases) + [f"source: {h.source}"]
+        click.echo(f"\n{h.key}: {h.name}")
+        for fact in facts:
+            click.echo(textwrap.fill(fact, terminal_width(), initial_indent="  ", subsequent_indent="    ",
+                                     break_long_words=False, break_on_hyphens=False))
+    click.echo("\n" + hw_table.report(table_).as_text())
 
 
 @calc.command("params")
@@ -287,31 +303,46 @@ def memory_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_b
 @model_options
 @hw_option
 @parallel_options
-@click.option("--latency", type=float, default=0.0, show_default=True,
-              help="α: seconds per ring step (β comes from --hw's NVLink / network).")
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none", show_default=True,
+              help="Full recomputation repeats the forward's collectives in backward.")
+@click.option("--latency", type=Number(0, open_=False), default=0.0, show_default=True,
+              help="α: seconds per step of a collective (β comes from --hw).")
+@click.option("--op", type=click.Choice([c.replace("_", "-") for c in
+                                         ("all_reduce", "reduce_scatter", "all_gather", "all_to_all",
+                                          "broadcast", "send")]),
+              help="One collective on one tensor (no model): with --shape, --dtype, --ranks.")
+@click.option("--shape", metavar="AxB…", help="The tensor of --op, e.g. 4096x16384.")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16", "fp8", "int8"]), default="bf16",
+              show_default=True, help="Element type of --op's tensor.")
+@click.option("--ranks", type=click.IntRange(2, 2**20), help="Ranks of --op's group.")
+@click.option("--link", type=click.Choice(["nvlink", "infinity-fabric", "ici", "pcie", "network"]),
+              help="Fabric of --op  [default: the scale-up fabric if --ranks fit its domain, else the network]")
+@click.option("--torus", metavar="AxB…", help="TPU: the torus axes --op's group spans  [default: --ranks over the slice]")
 @_guard
 def comms_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_batch, microbatches,
-                  seq_len, sp, latency) -> None:
-    """Collectives of one training step: tensors, bytes per rank, α-β ring time."""
-    from mlgrind.calc.comms import row_seconds, step_collectives
+                  seq_len, sp, recompute, latency, op, shape, dtype, ranks, link, torus) -> None:
+    """Collectives with their working: one --op on one tensor, or every collective of a training
+    step of --model (tensors, groups, bytes per rank, α-β time, fabric)."""
+    from mlgrind.calc import comms
     from mlgrind.calc.memory import Parallel
 
-    s, h = _spec(model, config), hw_table.load(hw)
-    rows = step_collectives(s, Parallel(dp, tp, pp, ep, cp), micro_batch, seq_len, microbatches,
-                            zero, sp, h.gpus_per_node)
-    timed = [(r, row_seconds(r, h.nvlink_bw, h.network_bw, latency)) for r in rows]
-    if as_json:
-        click.echo(json.dumps({"model": s.name, "hardware": h.key, "collectives": [
-            {**r.__dict__, "bytes_per_rank": r.bytes_per_rank, "seconds": t} for r, t in timed]}, indent=2))
+    h = hw_table.load(hw)
+    one = {"--shape": shape, "--ranks": ranks, "--link": link, "--torus": torus}
+    if op is None:
+        given = [name for name, value in one.items() if value is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} describe(s) one collective: give --op too")
+        s = _spec(model, config)
+        _show(comms.step_report(s, Parallel(dp, tp, pp, ep, cp), h, micro_batch, seq_len, microbatches,
+                                zero, sp, recompute, latency), as_json)
         return
-    rows = [[r.parallelism, r.collective, r.tensor, str(r.group), size(r.n_bytes), f"{r.calls:,}",
-             size(r.bytes_per_rank), "NVLink" if r.intra_node else "network", dur(t)] for r, t in timed]
-    if not rows:
-        click.echo("no communication: every group has one rank")
-        return
-    click.echo(table_text(f"{s.name}: one training step on {h.key}",
-                          ["parallelism", "collective", "tensor", "ranks", "tensor bytes", "calls",
-                           "sent per rank", "link", "time"], rows))
+    if model or config:
+        raise click.UsageError("give --op (one tensor) or --model/--config (one training step), not both")
+    if shape is None or ranks is None:
+        raise click.UsageError("--op needs --shape and --ranks")
+    axes = comms.parse_shape(torus) if torus else None
+    _show(comms.collective_report(op.replace("-", "_"), comms.parse_shape(shape), dtype, ranks, h, link,
+                                  latency, axes), as_json)
 
 
 @calc.command("kv")
