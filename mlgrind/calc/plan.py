@@ -206,24 +206,19 @@ def _collectives(req: Request, lay: Layout, zero: int, recompute: str, m: int) -
 def dp_overlap(zero: int, m: int, compute: float, seconds: dict[str, float]) -> tuple[float, str]:
     """Exposed DP seconds and their working: reductions under a backward pass, gathers under a
     forward pass, of one micro-batch when once per step, of each when on every micro-batch."""
-    fwd, bwd = compute / m / 3, 2 * compute / m / 3
+    window = {"bwd": 2 * compute / m / 3, "fwd": compute / m / 3}
     ar, rs, ag = (seconds.get(c, 0.0) for c in ("all_reduce", "reduce_scatter", "all_gather"))
-    terms = {0: [("all-reduce", ar, bwd, 1)],
-             1: [("reduce-scatter", rs, bwd, 1), ("all-gather", ag, fwd, 1)],
-             2: [("reduce-scatter", rs, bwd, m), ("all-gather", ag, fwd, 1)],
-             3: [("reduce-scatter + all-gather/2", rs + ag / 2, bwd, m), ("all-gather/2", ag / 2, fwd, m)]}[zero]
-    exposed = sum(n * max(0.0, t / n - window) for _, t, window, n in terms)
-
-    def term(name: str, t: float, window: float, n: int, numbers: bool) -> str:
-        phase = "bwd" if window == bwd else "fwd"
-        if not numbers:
-            return f"max(0, {name} − {phase})" if n == 1 else f"m · max(0, ({name}) / m − {phase})"
-        inner = f"{dur(t)} − {dur(window)}" if n == 1 else f"{dur(t)} / {n:,} − {dur(window)}"
-        return f"{'' if n == 1 else f'{n:,} · '}max(0, {inner})"
-
-    symbols = " + ".join(term(*t, numbers=False) for t in terms)
-    numbers = " + ".join(term(*t, numbers=True) for t in terms)
-    return exposed, f"{symbols} = {numbers} = {dur(exposed)}; bwd, fwd = ⅔, ⅓ · compute / m = {dur(bwd)}, {dur(fwd)}"
+    terms = {0: [("all-reduce", ar, "bwd", 1)],  # (what, seconds per step, under, times per step)
+             1: [("reduce-scatter", rs, "bwd", 1), ("all-gather", ag, "fwd", 1)],
+             2: [("reduce-scatter", rs, "bwd", m), ("all-gather", ag, "fwd", 1)],
+             3: [("reduce-scatter + all-gather/2", rs + ag / 2, "bwd", m), ("all-gather/2", ag / 2, "fwd", m)]}[zero]
+    exposed = sum(n * max(0.0, t / n - window[phase]) for _, t, phase, n in terms)
+    symbols = " + ".join(f"max(0, {what} − {phase})" if n == 1 else f"m · max(0, ({what}) / m − {phase})"
+                         for what, _, phase, n in terms)
+    numbers = " + ".join(f"max(0, {dur(t)} − {dur(window[phase])})" if n == 1 else
+                         f"{n:,} · max(0, {dur(t)} / {n:,} − {dur(window[phase])})" for _, t, phase, n in terms)
+    return exposed, (f"{symbols} = {numbers} = {dur(exposed)}; bwd, fwd = ⅔, ⅓ · compute / m = "
+                     f"{dur(window['bwd'])}, {dur(window['fwd'])}")
 
 
 def _dp_seconds(timed) -> dict[str, float]:
@@ -310,9 +305,9 @@ def ranking_text(report: Report, width: int | None = None) -> str:
     rows = [[str(i), p["layout"], str(p["zero"]), p["recompute"], f"{p['memory_bytes'] / 1e9:.1f}",
              f"{p['step_seconds']:.3g}", f"{p['bubble_seconds']:.3g}", f"{p['exposed_comm_seconds']:.3g}",
              f"{p['mfu']:.0%}"] for i, p in enumerate(report.context["plans"], 1)]
-    return table_text(f"{report.title}: the fastest layouts that fit, per training step",
-                      ["#", "layout", "ZeRO", "recompute", "GB/GPU", "step s", "bubble s", "comm s", "MFU"],
-                      rows, width)
+    return table_text(f"{report.title}: the fastest layouts that fit (memory in GB per GPU; step, "
+                      "bubble and exposed communication in seconds per step)",
+                      ["#", "layout", "ZeRO", "recompute", "GB", "step", "bubble", "comm", "MFU"], rows, width)
 
 
 def report(req: Request, pins: dict[str, int | None] | None = None, top: int = 5) -> Report:
@@ -394,7 +389,8 @@ def report(req: Request, pins: dict[str, int | None] | None = None, top: int = 5
           f"compute + exposed communication + bubble = {dur(best.compute)} + {dur(best.exposed)} + "
           f"{dur(best.bubble)} = {dur(best.step)}")
     tps = req.tokens / best.step
-    r.add("tokens per second", tps, rate(tps, "tokens"), f"B · L / step = {B:,} · {L:,} / {num(best.step)} s = {num(tps)}")
+    r.add("tokens per second", tps, f"{tps:,.0f} tokens/s",
+          f"B · L / step = {B:,} · {L:,} / {num(best.step)} s = {num(tps)}")
     achieved = best.flops / (best.step * n)
     r.add("achieved per gpu", achieved, rate(achieved, "FLOP"),
           f"FLOPs / (step · N) = {num(best.flops)} / ({num(best.step)} s · {n:,}) = {num(achieved)}",
