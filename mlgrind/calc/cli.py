@@ -23,7 +23,7 @@ from mlgrind.calc import specs
 from mlgrind.calc.params import count
 from mlgrind.calc.working import Report, count_text, dur, flops_text, gb, size, table_text, terminal_width
 
-TOPICS = "params flops train memory comms kv serve rl"
+TOPICS = "params flops train memory comms kv serve rl plan"
 
 
 def _fail(message: str) -> None:
@@ -120,7 +120,7 @@ def calc() -> None:
     """Back-of-envelope calculators from real model configs.
 
     \b
-    Topics: params, flops, train, memory, comms, kv, serve, rl
+    Topics: params, flops, train, memory, comms, kv, serve, rl, plan
     Lists:  models (bundled configs), hardware (bundled accelerators)
 
     \b
@@ -438,3 +438,38 @@ def rl_command(model, config, as_json, hw, gpus, gen_rate, train_rate, gen_batch
             ("split async", f"{t.split_async:,.0f} tokens/s", t.split_async),
             ("async speedup over split sync", f"{t.split_async / t.split_sync:.2f}×", t.split_async / t.split_sync)]
     _emit(f"{s.name}: RL on {gpus} × {h.key}, tail {tail:g}", rows, as_json, model=s.name, hardware=h.key)
+
+
+@calc.command("plan")
+@model_options
+@hw_option
+@click.option("--gpus", type=click.IntRange(1, 2**20), required=True, help="GPUs to shard over.")
+@click.option("--batch", type=COUNT, required=True, help="Global batch, in sequences.")
+@click.option("--seq", "--seq-len", "seq_len", type=COUNT, default=2048, show_default=True,
+              help="Tokens per sequence.")
+@click.option("--micro-batch", type=COUNT, default=1, show_default=True, help="Sequences per micro-batch.")
+@click.option("--efficiency", type=FRACTION, default=0.5, show_default=True,
+              help="Fraction of the bf16 peak the matmuls reach; bubble and exposed communication "
+                   "come on top, so the MFU printed is lower.")
+@click.option("--usable-memory", type=FRACTION, default=0.9, show_default=True,
+              help="Fraction of HBM a GPU may fill.")
+@click.option("--precision", type=click.Choice(["mixed", "fp32", "bf16"]), default="mixed", show_default=True,
+              help="mixed: 2+2+12 bytes/param (bf16 + fp32 Adam).")
+@click.option("--top", type=click.IntRange(1), default=5, show_default=True, help="Layouts to list.")
+@click.option("--tp", type=click.IntRange(1), help="Pin the tensor-parallel size  [default: search]")
+@click.option("--pp", type=click.IntRange(1), help="Pin the pipeline-parallel size  [default: search]")
+@click.option("--cp", type=click.IntRange(1), help="Pin the context-parallel size  [default: search]")
+@click.option("--ep", type=click.IntRange(1), help="Pin the expert-parallel size  [default: search]")
+@click.option("--zero", type=click.IntRange(0, 3), help="Pin the ZeRO stage  [default: search]")
+@_guard
+def plan_command(model, config, as_json, hw, gpus, batch, seq_len, micro_batch, efficiency, usable_memory,
+                 precision, top, tp, pp, cp, ep, zero) -> None:
+    """Shard a model for training: TP × PP × DP (ZeRO) × EP × CP layouts that fit, by step time."""
+    from mlgrind.calc import plan
+
+    request = plan.Request(_spec(model, config), hw_table.load(hw), gpus, batch, seq_len, micro_batch,
+                           efficiency, usable_memory, precision)
+    report = plan.report(request, {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": zero}, top)
+    if not as_json:
+        click.echo(plan.ranking_text(report) + "\n")
+    _show(report, as_json)
