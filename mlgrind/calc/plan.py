@@ -19,10 +19,10 @@ Step time of one GPU (every GPU does 1/N of the work), 1F1B or GPipe schedule:
 The bubble is (p − 1) · slot, (p − 1)/m of the pipeline's work; `head` is the output head's
 FLOPs, which only the last stage runs, so the pipeline moves at that stage's pace (Dubey et al.
 2024, sec. 3.3.2, trim a layer from it for this reason). Collectives are the rows of
-`comms.step_collectives`, timed by `comms.row_seconds` (bandwidth term, α = 0), plus what that
-module does not count today: recomputation repeats the forward collectives (TP and EP 2 of their
-4 per layer, CP 1 of its 3 ring passes; selective recomputation only CP's), and ZeRO-2 reduces
-(ZeRO-3 also gathers, forward and backward) on every micro-batch, its shards being all it keeps.
+`comms.step_collectives` (recomputation included), each timed over its fabric by
+`comms.row_route` (bandwidth term, α = 0), plus what that module counts once per step: ZeRO-2
+reduces (ZeRO-3 also gathers, forward and backward) on every micro-batch, its shards being all
+it keeps.
 
 Overlap: TP, CP and EP collectives and PP sends are exposed; each sits between two computations
 that need its result (no overlapping kernels assumed; pessimistic for ring attention). DP traffic
@@ -45,8 +45,6 @@ from mlgrind.calc.working import Report, dur, gb, num, rate, size, table_text
 
 MAX_LAYOUTS = 5_000  # keeps a plan well under a second; pins narrow a larger search
 STAGE_KINDS = ("TP", "EP", "CP")  # per layer and micro-batch: on every pipeline slot
-FORWARD_SHARE = {"TP": 2, "EP": 2, "CP": 3}  # 1/share of these calls are the forward pass
-REPEATED = {"none": (), "selective": ("CP",), "full": ("TP", "EP", "CP")}
 PRECISION_TEXT = {
     "mixed": "2 + 2 + 12 bytes per parameter: bf16 weights and gradients, fp32 master and Adam moments",
     "fp32": "4 + 4 + 8 bytes per parameter: fp32 weights, gradients and Adam moments",
@@ -187,14 +185,12 @@ def head_flops(req: Request) -> float:
 
 
 def _collectives(req: Request, lay: Layout, zero: int, recompute: str, m: int) -> list[comms.CommRow]:
-    """`comms.step_collectives` with the repeats it does not count (module docstring)."""
+    """`comms.step_collectives`, with ZeRO-2/3's per-micro-batch traffic (module docstring)."""
     rows = comms.step_collectives(req.spec, lay.parallel, req.micro_batch, req.seq_len, m, zero,
-                                  sp=lay.tp > 1, gpus_per_node=req.hw.gpus_per_node)
+                                  sp=lay.tp > 1, gpus_per_node=req.hw.gpus_per_node, recompute=recompute)
     out = []
     for row in rows:
         calls = row.calls
-        if kind(row) in REPEATED[recompute]:
-            calls += calls // FORWARD_SHARE[kind(row)]
         if syncs_replicas(row) and zero >= 2 and row.collective == "reduce_scatter":
             calls = m
         if syncs_replicas(row) and zero == 3 and row.collective == "all_gather":
@@ -245,7 +241,7 @@ def evaluate(req: Request, lay: Layout, zero: int) -> Plan:
     executed = req.tokens * (flops.training_flops_per_token(spec, req.seq_len)
                              + recompute_flops_per_token(spec, req.seq_len, recompute))
     compute = (executed + (lay.pp - 1) * head_flops(req)) / (req.gpus * hw.bf16_flops * req.efficiency)
-    timed = tuple((row, comms.row_seconds(row, hw.nvlink_bw, hw.network_bw))
+    timed = tuple((row, row.calls * comms.row_route(row, hw).seconds(row.collective, row.n_bytes, row.group))
                   for row in _collectives(req, lay, zero, recompute, m))
     dp = _dp_seconds(timed)
     dp_exposed = dp_overlap(zero, m, compute, dp)[0] if dp else 0.0
@@ -360,17 +356,16 @@ def report(req: Request, pins: dict[str, int | None] | None = None, top: int = 5
         r.add("compute", best.compute, dur(best.compute),
               f"FLOPs / (N · peak · efficiency) = {num(best.flops)} / ({peak}) = {dur(best.compute)}", efficiency)
     for row, t in best.comms:
-        link, bw = ("NVLink", hw.nvlink_bw) if row.intra_node else ("network", hw.network_bw)
+        route = comms.row_route(row, hw)
+        bw = route.beta
         r.add(f"{row.parallelism} {row.collective.replace('_', '-')}", t,
               f"{dur(t)}, " + ("overlapped (dp exposed)" if syncs_replicas(row) else "exposed"),
               f"calls · factor · n / bandwidth = {row.calls:,} · {num(comms.bus_factor(row.collective, row.group))}"
               f" · {size(row.n_bytes)} / {rate(bw, 'B')} = {dur(t)}",
-              f"{row.tensor} over {row.group} ranks on {link}, {rate(bw, 'B')} per direction per GPU; "
-              "ring, bandwidth term only (α = 0)",
+              f"{row.tensor} over {row.group} ranks on {route.fabric}: {route.algorithm}; "
+              "bandwidth term only (α = 0)", route.link,
               "DP traffic waits for nothing but the optimizer step: it overlaps compute" if syncs_replicas(row)
               else "exposed: the next computation needs its result (no overlapping kernels assumed)",
-              f"{kind(row)} repeats its forward collectives for the recomputation"
-              if kind(row) in REPEATED[best.recompute] else "",
               "ZeRO-2/3 keep only their shard: they reduce (ZeRO-3 also gathers) on every micro-batch"
               if syncs_replicas(row) and best.zero >= 2 else "")
     dp = _dp_seconds(best.comms)
