@@ -190,7 +190,8 @@ def report(spec: ModelSpec, seq_len: int = 2048, tokens: float | None = None,
     convention = ATTENTION[attention]
     r.add("active params", c.active, count_text(c.active),
           f"total − idle experts = {c.total:,} − {c.experts - c.active_experts:,} = {c.active:,}"
-          if moe else "a dense model: every parameter is active", "see `mlgrind calc params`")
+          if moe else f"total = {c.total:,}: a dense model's parameters are all active",
+          "see `mlgrind calc params`")
     chinchilla_active = chinchilla_tokens(c.active)
     r.add("chinchilla tokens active", chinchilla_active, count_text(chinchilla_active),
           f"20 · N_active = 20 · {c.active:,} = {num(chinchilla_active)}",
@@ -229,7 +230,7 @@ def report(spec: ModelSpec, seq_len: int = 2048, tokens: float | None = None,
     default = tokens is None
     tokens = chinchilla_active if default else tokens
     r.add("tokens", tokens, count_text(tokens),
-          "Chinchilla tokens for the active parameters" if default else "",
+          f"Chinchilla tokens for the active parameters = {num(tokens)}" if default else "",
           "no --tokens: the compute-optimal count above" if default else "")
     r.add("model flops total", tokens * model, flops_text(tokens * model),
           f"tokens × model per token = {num(tokens)} × {num(model)} = {num(tokens * model)}",

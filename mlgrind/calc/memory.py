@@ -154,6 +154,15 @@ class RankMemory:
         return self.params + self.grads + self.optimizer + self.activations
 
 
+def checkpointed(layers: int, every: int, checkpoint: float, layer: float,
+                 in_flight: int = 1) -> tuple[float, float]:
+    """A checkpoint every `every` layers: (bytes kept between forward and backward, bytes live
+    again while backward recomputes one segment). Kept: each segment's input, for every
+    micro-batch in flight; live: the segment's `every` layers' activations, less its first
+    input, which is the checkpoint already counted. `every` divides `layers`."""
+    return layers // every * in_flight * checkpoint, every * layer - checkpoint
+
+
 def activations(spec: ModelSpec, par: Parallel, micro_batch: int = 1, seq_len: int = 2048,
                 recompute: str = "none", sp: bool = False, microbatches: int = 1,
                 recompute_every: int = 1) -> Activations:
@@ -169,9 +178,8 @@ def activations(spec: ModelSpec, par: Parallel, micro_batch: int = 1, seq_len: i
     kept = activation_bytes_per_layer(s, b, h, spec.H, t, sp, recompute)
     split = t if sp else 1
     if recompute == "full":
-        stored = layers // recompute_every * in_flight * kept
-        # The segment's first input is its own checkpoint, already counted.
-        held = recompute_every * activation_bytes_per_layer(s, b, h, spec.H, t, sp) - kept
+        full = activation_bytes_per_layer(s, b, h, spec.H, t, sp)
+        stored, held = checkpointed(layers, recompute_every, kept, full, in_flight)
     else:
         stored = layers * in_flight * kept
         held = 5 * spec.H * s * s * b / t if recompute == "selective" else 0
@@ -283,7 +291,8 @@ def report(spec: ModelSpec, hw: Hardware, par: Parallel, zero: int = 0, micro_ba
     fits = m.total <= usable
     r.add("fits", fits, f"{'yes' if fits else 'no'} ({size(m.total)} {'≤' if fits else '>'} "
           f"{size(usable)} usable of {hw.hbm_bytes / 1e9:g} GB {hw.key})",
-          f"total ≤ usable memory: {size(m.total)} {'≤' if fits else '>'} {size(usable)}")
+          f"total ≤ usable memory: {size(m.total)} {'≤' if fits else '>'} {size(usable)} = "
+          f"{'yes' if fits else 'no'}")
     return r
 
 

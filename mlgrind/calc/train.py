@@ -127,7 +127,7 @@ def report(spec: ModelSpec | None, hw: Hardware, *, tokens: float | None = None,
     _other_utilisation(r, metric, util, model, executed, recompute)
     if tokens_per_second is not None:
         for key, per in (("mfu", model), ("hfu", executed))[:1 if recompute == "none" else 2]:
-            m = mfu(tokens_per_second, per, gpus, peak)
+            m = tokens_per_second * per / (gpus * peak)  # as `mfu()`, which the argument shadows
             r.add(f"measured {key}", m, f"{m:.1%}",
                   f"tokens/s × {'model' if key == 'mfu' else 'executed'} per token / (n · peak) = "
                   f"{num(tokens_per_second)} × {num(per)} / ({gpus:,} · {num(peak)}) = {m:.1%}",
