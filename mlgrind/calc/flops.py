@@ -225,8 +225,8 @@ def report(spec: ModelSpec, seq_len: int = 2048, tokens: float | None = None,
           RECOMPUTE[recompute])
     six_n = 6 * c.matmul_per_token
     r.add("6N per token", six_n, flops_text(six_n),
-          f"6 · N_matmul = 6 · {c.matmul_per_token:,} = {num(six_n)}; attention adds "
-          f"{model / six_n - 1:.1%}", ATTENTION["none"])
+          f"6 · N_matmul = 6 · {c.matmul_per_token:,} = {num(six_n)}", ATTENTION["none"],
+          f"the attention term adds {model / six_n - 1:.1%} to it here")
     default = tokens is None
     tokens = chinchilla_active if default else tokens
     r.add("tokens", tokens, count_text(tokens),

@@ -67,8 +67,9 @@ def report(spec: ModelSpec | None, hw: Hardware, *, tokens: float | None = None,
     combination of arguments asks one question."""
     peak = hw.peak(dtype)
     metric, util = ("HFU", hfu) if hfu is not None else ("MFU", DEFAULT_MFU if mfu is None else mfu)
-    name = spec.name if spec else "no model"
-    r = Report(f"{name}: training on {hw.name} at {util:.0%} {metric}",
+    title = (f"{spec.name}: training on {hw.name} at {util:.0%} {metric}" if spec else
+             f"{gpus:,} × {hw.name} for {days:g} days at {util:.0%} {metric}: the model it trains")
+    r = Report(title,
                context={"model": spec.name, "hardware": hw.key} if spec else {"hardware": hw.key})
     r.add("peak", peak, rate(peak, "FLOP"), "",
           f"{hw.key} {dtype} dense peak (hardware.yaml: {hw.name} datasheet)")

@@ -4,7 +4,7 @@ One stacked bar per stage, a segment per kind of memory, each kind in its role's
 own hatch (so grayscale keeps them apart), the total printed at the bar's end, and optionally a
 GPU's HBM capacity as a dashed line. The activations drawn are those the layers keep for
 backward (Korthikanti et al. 2022, Table 2): what differs between recomputation policies. The
-smaller terms `calc memory` adds (the segment being recomputed, the embedding and output layers)
+other terms `calc memory` adds (the segment being recomputed, the embedding and output layers)
 are left out of the figure, and its text says so.
 """
 
