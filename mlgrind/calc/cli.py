@@ -199,67 +199,64 @@ def params_command(model, config, as_json) -> None:
 @calc.command("flops")
 @model_options
 @click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True)
-@click.option("--tokens", type=float, help="Training tokens  [default: 20 × active params]")
-@click.option("--recompute", is_flag=True, help="Full activation recomputation (4 × forward).")
+@click.option("--tokens", type=POSITIVE, help="Training tokens  [default: 20 × active params]")
+@click.option("--recompute", type=click.Choice(list(F.RECOMPUTE)), default="none", show_default=True,
+              help="FLOPs run again in backward: full 4 × forward, selective the attention core.")
+@click.option("--attention", type=click.Choice(list(F.ATTENTION)), default="palm", show_default=True,
+              help="How attention is counted: palm dense, causal half, kaplan (Table 1), none (6N).")
 @_guard
-def flops_command(model, config, as_json, seq_len, tokens, recompute) -> None:
-    """FLOPs per layer, per token and for a training run (BWD = 2 × FWD, step = 3 × FWD)."""
-    s = _spec(model, config)
-    c = count(s)
-    tokens = F.chinchilla_tokens(c.active) if tokens is None else tokens
-    rows = []
-    kinds = [("dense layer", False)] * bool(s.dense_layers) + [("MoE layer", True)] * bool(s.moe_layers)
-    for kind, moe in kinds:
-        for part, v in F.layer_forward_flops(s, 1, seq_len, moe).items():
-            rows.append((f"{kind} fwd {part}", flops_text(v), v))
-    per_token = F.training_flops_per_token(s, seq_len, recompute)
-    rows += [
-        ("forward per token", flops_text(F.forward_flops_per_token(s, seq_len)), F.forward_flops_per_token(s, seq_len)),
-        ("training per token", flops_text(per_token), per_token),
-        ("6N per token", flops_text(6 * c.matmul_per_token), 6 * c.matmul_per_token),
-        ("tokens", count_text(tokens), tokens),
-        ("training total", flops_text(tokens * per_token), tokens * per_token),
-        ("chinchilla tokens active", count_text(F.chinchilla_tokens(c.active)), F.chinchilla_tokens(c.active)),
-        ("chinchilla tokens total", count_text(F.chinchilla_tokens(c.total)), F.chinchilla_tokens(c.total)),
-    ]
-    _emit(f"{s.name}: FLOPs at sequence {seq_len}", rows, as_json, model=s.name)
+def flops_command(model, config, as_json, seq_len, tokens, recompute, attention) -> None:
+    """Tokens for a model (Chinchilla, active vs total for an MoE) and FLOPs per layer, per token
+    and for a training run (BWD = 2 × FWD, step = 3 × FWD)."""
+    from mlgrind.calc import flops
+
+    _show(flops.report(_spec(model, config), seq_len, tokens, recompute, attention), as_json)
 
 
 @calc.command("train")
 @model_options
 @hw_option
-@click.option("--tokens", type=float, help="Training tokens  [default: 20 × active params]")
+@click.option("--tokens", type=POSITIVE, help="Training tokens  [default: 20 × active params]")
 @click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True)
-@click.option("--gpus", type=click.IntRange(1), help="GPUs: how many days?")
-@click.option("--days", type=float, help="Days: how many GPUs?")
-@click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=0.4, show_default=True)
+@click.option("--gpus", type=COUNT, help="GPUs: how many days? With --days: what they train.")
+@click.option("--days", type=POSITIVE, help="Days: how many GPUs? With --gpus: what they train.")
+@click.option("--mfu", type=FRACTION, help="Model FLOPs utilisation: model FLOP/s / peak  [default: 0.4]")
+@click.option("--hfu", type=FRACTION,
+              help="Instead of --mfu: hardware FLOPs utilisation, executed FLOP/s (recomputation "
+                   "included) / peak, as Narayanan et al. 2021 report it.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp8"]), default="bf16", show_default=True)
-@click.option("--tokens-per-second", type=float, help="A measured throughput on --gpus: report its MFU.")
+@click.option("--recompute", type=click.Choice(list(F.RECOMPUTE)), default="none", show_default=True,
+              help="FLOPs run again in backward (counted by --hfu, not by --mfu).")
+@click.option("--attention", type=click.Choice(list(F.ATTENTION)), default="palm", show_default=True,
+              help="How attention is counted: palm dense, causal half, kaplan (Table 1), none (6N).")
+@click.option("--tokens-per-second", type=POSITIVE, help="A measured throughput on --gpus: report its MFU.")
 @_guard
-def train_command(model, config, as_json, hw, tokens, seq_len, gpus, days, mfu, dtype, tokens_per_second) -> None:
-    """Training time: GPUs × days from tokens, hardware and MFU; MFU from a throughput."""
-    from mlgrind.calc import train as T
+def train_command(model, config, as_json, hw, tokens, seq_len, gpus, days, mfu, hfu, dtype, recompute,
+                  attention, tokens_per_second) -> None:
+    """Training time: GPUs × days from tokens, hardware and MFU (or HFU); MFU from a throughput.
+    Given --gpus and --days: the tokens they train a model on, or without a model the compute
+    they buy and the Chinchilla-optimal model and tokens for it."""
+    from mlgrind.calc import train
 
-    s, h = _spec(model, config), hw_table.load(hw)
-    if (gpus is None) == (days is None):
-        raise click.UsageError("give exactly one of --gpus N or --days D")
-    tokens = F.chinchilla_tokens(count(s).active) if tokens is None else tokens
-    total = F.training_flops(s, tokens, seq_len)
-    peak = h.peak(dtype)
-    rows = [("tokens", count_text(tokens), tokens), ("training flops", flops_text(total), total),
-            ("gpu hours", f"{T.gpu_hours(total, peak, mfu):,.0f}", T.gpu_hours(total, peak, mfu))]
-    if gpus is not None:
-        d = T.training_days(total, gpus, peak, mfu)
-        rows.append(("days", f"{d:,.1f} on {gpus:,} × {h.key}", d))
+    if mfu is not None and hfu is not None:
+        raise click.UsageError("give --mfu or --hfu, not both")
+    if tokens_per_second is not None and (gpus is None or days is not None):
+        raise click.UsageError("--tokens-per-second needs --gpus (the GPUs that measured it) and no --days")
+    if model is None and config is None:
+        # The inverse question reads the same equation the other way: no new command needed.
+        if gpus is None or days is None or tokens is not None or tokens_per_second is not None:
+            raise click.UsageError("without --model, give --gpus and --days (and no --tokens): the "
+                                   "compute they buy and the model it trains")
+        spec = None
     else:
-        g = T.gpus_for_days(total, days, peak, mfu)
-        rows.append(("gpus", f"{g:,} × {h.key} for {days:g} days", g))
-    if tokens_per_second is not None:
-        if gpus is None:
-            raise click.UsageError("--tokens-per-second needs --gpus (the GPUs that measured it)")
-        m = T.mfu(tokens_per_second, F.training_flops_per_token(s, seq_len), gpus, peak)
-        rows.append(("measured mfu", f"{m:.1%}", m))
-    _emit(f"{s.name}: training on {h.name} at {mfu:.0%} MFU", rows, as_json, model=s.name, hardware=h.key)
+        spec = _spec(model, config)
+        if gpus is None and days is None:
+            raise click.UsageError("give --gpus N (how many days?), --days D (how many GPUs?) or both")
+        if gpus is not None and days is not None and tokens is not None:
+            raise click.UsageError("--tokens, --gpus and --days: give at most two, the third is the answer")
+    _show(train.report(spec, hw_table.load(hw), tokens=tokens, seq_len=seq_len, gpus=gpus, days=days,
+                       mfu=mfu, hfu=hfu, dtype=dtype, tokens_per_second=tokens_per_second,
+                       recompute=recompute, attention=attention), as_json)
 
 
 def parallel_options(command):
@@ -281,22 +278,40 @@ def parallel_options(command):
 @hw_option
 @parallel_options
 @click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none", show_default=True)
-@click.option("--precision", type=click.Choice(["mixed", "fp32", "bf16"]), default="mixed", show_default=True,
-              help="mixed: 2+2+12 bytes/param (bf16 + fp32 Adam).")
+@click.option("--recompute-every", type=COUNT, default=1, show_default=True, metavar="K",
+              help="With --recompute full: a checkpoint every K layers, recomputed a segment at a time.")
+@click.option("--precision", type=click.Choice(["mixed", "bf16-fp32-moments", "bf16", "fp32", "adam-8bit"]),
+              default="mixed", show_default=True,
+              help="Bytes per parameter: mixed 2+2+4+8 (bf16, fp32 master and Adam), bf16-fp32-moments "
+                   "2+2+8, bf16 2+2+4, fp32 4+4+8, adam-8bit 2+2+4+2.")
+@click.option("--usable-memory", type=FRACTION, default=0.9, show_default=True,
+              help="Fraction of HBM for model states and activations (the rest: buffers, fragmentation).")
+@click.option("--gpus", type=COUNT, help="GPUs in all: the data-parallel size is what tp × pp × cp leave.")
+@click.option("--fit", is_flag=True, help="No model: the largest one whose states fit this layout.")
+@click.option("--activations", "activation_gb", type=Number(0, False), default=0.0, show_default=True,
+              metavar="GB", help="With --fit: GB per GPU to leave for activations.")
 @_guard
 def memory_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_batch, microbatches,
-                   seq_len, sp, recompute, precision) -> None:
-    """Training memory per rank: params, grads, optimizer, activations (Korthikanti et al. 2022)."""
-    from mlgrind.calc.memory import Parallel, memory_per_rank
+                   seq_len, sp, recompute, recompute_every, precision, usable_memory, gpus, fit,
+                   activation_gb) -> None:
+    """Training memory per rank: params, grads, optimizer, activations (Korthikanti et al. 2022);
+    with --fit, the largest model a layout holds."""
+    from mlgrind.calc import memory
 
-    s, h = _spec(model, config), hw_table.load(hw)
-    m = memory_per_rank(s, Parallel(dp, tp, pp, ep, cp), zero, micro_batch, seq_len, recompute, sp,
-                        precision, microbatches)
-    rows = [(label, gb(v), v) for label, v in [("params", m.params), ("grads", m.grads),
-            ("optimizer", m.optimizer), ("activations", m.activations), ("total", m.total)]]
-    rows.append(("fits", f"{'yes' if m.total <= h.hbm_bytes else 'no'} ({h.hbm_bytes / 1e9:g} GB {h.key})",
-                 m.total <= h.hbm_bytes))
-    _emit(f"{s.name}: memory per rank, {dp * tp * pp * cp} GPUs", rows, as_json, model=s.name, hardware=h.key)
+    if recompute_every != 1 and recompute != "full":
+        raise click.UsageError("--recompute-every K checkpoints every K-th layer: use it with --recompute full")
+    if gpus is not None:
+        dp = memory.layout(gpus, dp, tp, pp, cp)
+    h, par = hw_table.load(hw), memory.Parallel(dp, tp, pp, ep, cp)
+    if fit:
+        if model is not None or config is not None:
+            raise click.UsageError("--fit finds the model size: leave out --model and --config")
+        _show(memory.fit_report(h, par, zero, precision, usable_memory, activation_gb * 1e9), as_json)
+        return
+    if activation_gb:
+        raise click.UsageError("--activations goes with --fit; with a model they are computed")
+    _show(memory.report(_spec(model, config), h, par, zero, micro_batch, seq_len, recompute, sp, precision,
+                        microbatches, recompute_every, usable_memory), as_json)
 
 
 @calc.command("comms")

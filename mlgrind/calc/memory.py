@@ -1,9 +1,14 @@
 """Memory per rank in training: model states (params, grads, optimizer) and activations.
 
-Model states (Rajbhandari et al. 2020, ZeRO, section 3.1): Ψ parameters cost, per parameter,
-    mixed   2 (bf16 params) + 2 (bf16 grads) + 12 (fp32 master copy, Adam m and v)  = 16 bytes
-    fp32    4 + 4 + 8 (m, v)                                                         = 16 bytes
-    bf16    2 + 2 + 4 (m, v in bf16, no master copy)                                 =  8 bytes
+Model states (Rajbhandari et al. 2020, ZeRO, section 3.1) cost, per parameter, by precision
+recipe (`RECIPES`):
+
+    mixed              2 (bf16 params) + 2 (bf16 grads) + 4 (fp32 master) + 8 (fp32 Adam m, v) = 16
+    bf16-fp32-moments  2 + 2 + 8 (fp32 m, v), no master copy                                  = 12
+    bf16               2 + 2 + 4 (bf16 m, v), no master copy                                  =  8
+    fp32               4 + 4 + 8 (m, v)                                                       = 16
+    adam-8bit          2 + 2 + 4 (fp32 master) + 2 (8-bit m, v; Dettmers et al. 2022)         = 10
+
 ZeRO shards them over the N_d data-parallel ranks: stage 1 the optimizer states, stage 2 also
 the gradients, stage 3 also the parameters (= FSDP full sharding).
 
@@ -19,20 +24,54 @@ Transformer Models", arXiv 2205.05198, Table 2; 16-bit activations, 1-byte dropo
     full recompute (keep layer inputs)    2·s·b·h (/t with sequence parallel)
 
 The 5·a·s/h term is the attention scores, softmax and its dropout mask (a·s² per sequence);
-selective recomputation drops exactly that. The paper's layer is GPT's (MHA, MLP 4h, dropout);
-for SwiGLU, GQA or MoE layers the formula is an estimate. Context parallelism splits s over
-its ranks; a 1F1B pipeline stage holds up to p micro-batches in flight (stage 0 holds p), so
-the first stage stores p × (layers/p) = all layers' activations of one micro-batch.
+selective recomputation drops exactly that. Outside the layers (section 4.3): the embeddings'
+dropout mask s·b·h·p/t, and with no pipeline the final norm's and output projection's inputs and
+the fp32 logits, 4·s·b·h/t·(1 + V/h). Recomputation also holds, while backward runs, what it
+recomputes: one layer's attention core (selective) or one segment of layers (full, checkpoint
+every k layers). The paper's layer is GPT's (MHA, MLP 4h, dropout); for SwiGLU, GQA or MoE
+layers the formula is an estimate. Context parallelism splits s over its ranks; a 1F1B pipeline
+stage holds up to p micro-batches in flight (stage 0 holds p), so the first stage stores
+p × (layers/p) = all layers' activations of one micro-batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlgrind.calc.hardware import Hardware
 from mlgrind.calc.params import count
 from mlgrind.calc.specs import ModelSpec, SpecError
+from mlgrind.calc.working import Report, count_text, gb, num, size
 
-PRECISIONS = {"mixed": (2, 2, 12), "fp32": (4, 4, 8), "bf16": (2, 2, 4)}
+
+@dataclass(frozen=True)
+class Recipe:
+    """Bytes per parameter of a precision recipe for Adam training."""
+
+    params: float
+    grads: float
+    master: float  # the fp32 copy the optimizer updates (0: it updates the parameters themselves)
+    moments: float  # Adam's m and v together
+    text: str
+
+    @property
+    def optimizer(self) -> float:
+        return self.master + self.moments
+
+
+RECIPES = {
+    "mixed": Recipe(2, 2, 4, 8, "mixed precision: bf16 params 2 B + bf16 grads 2 B + fp32 master "
+                    "4 B + fp32 Adam m, v 8 B = 16 B (ZeRO's mixed-precision Adam, K = 12)"),
+    "bf16-fp32-moments": Recipe(2, 2, 0, 8, "bf16 params 2 B + bf16 grads 2 B + fp32 Adam m, v "
+                                "8 B, no master copy = 12 B"),
+    "bf16": Recipe(2, 2, 0, 4, "pure bf16: params 2 B + grads 2 B + Adam m, v 4 B, no master "
+                   "copy = 8 B"),
+    "fp32": Recipe(4, 4, 0, 8, "fp32: params 4 B + grads 4 B + Adam m, v 8 B = 16 B"),
+    "adam-8bit": Recipe(2, 2, 4, 2, "8-bit Adam: bf16 params 2 B + bf16 grads 2 B + fp32 master "
+                        "4 B + m, v 1 B each (block-wise quantized, Dettmers et al. 2022; the "
+                        "per-block scales are left out) = 10 B"),
+}
+PRECISIONS = {name: (r.params, r.grads, r.optimizer) for name, r in RECIPES.items()}
 RECOMPUTE = ("none", "selective", "full")
 
 
@@ -86,21 +125,72 @@ class Parallel:
 
 
 @dataclass(frozen=True)
+class Activations:
+    """Activation bytes of the first pipeline stage (the one holding most) at its peak."""
+
+    per_layer: float  # one layer, one micro-batch, as kept for backward (Table 2)
+    in_flight: int  # micro-batches whose activations the stage holds at once
+    layers: float  # what the stage's layers keep, every micro-batch in flight
+    recomputed: float  # live only while backward recomputes one segment or attention core
+    embedding: float  # the embeddings' dropout mask, every micro-batch in flight
+    output: float  # final norm and output-projection inputs, fp32 logits (no pipeline only)
+
+    @property
+    def total(self) -> float:
+        return self.layers + self.recomputed + self.embedding + self.output
+
+
+@dataclass(frozen=True)
 class RankMemory:
     params: float
     grads: float
     optimizer: float
     activations: float
     params_per_rank: float  # parameters this rank computes with (before ZeRO sharding)
+    activation_parts: Activations
 
     @property
     def total(self) -> float:
         return self.params + self.grads + self.optimizer + self.activations
 
 
+def checkpointed(layers: int, every: int, checkpoint: float, layer: float,
+                 in_flight: int = 1) -> tuple[float, float]:
+    """A checkpoint every `every` layers: (bytes kept between forward and backward, bytes live
+    again while backward recomputes one segment). Kept: each segment's input, for every
+    micro-batch in flight; live: the segment's `every` layers' activations, less its first
+    input, which is the checkpoint already counted. `every` divides `layers`."""
+    return layers // every * in_flight * checkpoint, every * layer - checkpoint
+
+
+def activations(spec: ModelSpec, par: Parallel, micro_batch: int = 1, seq_len: int = 2048,
+                recompute: str = "none", sp: bool = False, microbatches: int = 1,
+                recompute_every: int = 1) -> Activations:
+    """Korthikanti et al. 2022 for the first pipeline stage, plus what recomputation holds."""
+    if recompute_every != 1 and recompute != "full":
+        raise SpecError("checkpointing every k layers is full recomputation: use it with recompute 'full'")
+    layers = spec.n_layers // par.pp
+    if layers % recompute_every:
+        raise SpecError(f"a checkpoint every {recompute_every} layers does not divide the {layers} "
+                        f"layers of a pipeline stage")
+    s, b, h, t = seq_len // par.cp, micro_batch, spec.D, par.tp
+    in_flight = min(par.pp, microbatches)
+    kept = activation_bytes_per_layer(s, b, h, spec.H, t, sp, recompute)
+    split = t if sp else 1
+    if recompute == "full":
+        full = activation_bytes_per_layer(s, b, h, spec.H, t, sp)
+        stored, held = checkpointed(layers, recompute_every, kept, full, in_flight)
+    else:
+        stored = layers * in_flight * kept
+        held = 5 * spec.H * s * s * b / t if recompute == "selective" else 0
+    output = (4 * s * b * h / split + 4 * s * b * spec.V / t) if par.pp == 1 else 0
+    return Activations(kept, in_flight, stored, held, s * b * h * in_flight / split, output)
+
+
 def memory_per_rank(spec: ModelSpec, par: Parallel, zero: int = 0, micro_batch: int = 1,
                     seq_len: int = 2048, recompute: str = "none", sp: bool = False,
-                    precision: str = "mixed", microbatches: int = 1) -> RankMemory:
+                    precision: str = "mixed", microbatches: int = 1,
+                    recompute_every: int = 1) -> RankMemory:
     """Bytes one rank holds at the peak of a training step.
 
     Dense parameters are split over tensor × pipeline ranks, routed experts over expert ×
@@ -122,8 +212,191 @@ def memory_per_rank(spec: ModelSpec, par: Parallel, zero: int = 0, micro_batch: 
     states = {k: v1 + v2 for (k, v1), v2 in zip(
         zero_state_bytes(dense, replicas, zero, precision).items(),
         zero_state_bytes(experts, replicas // par.ep, zero, precision).values(), strict=True)}
-    in_flight = min(par.pp, microbatches)
-    per_layer = activation_bytes_per_layer(seq_len // par.cp, micro_batch, spec.D, spec.H,
-                                           par.tp, sp, recompute)
-    activations = spec.n_layers // par.pp * in_flight * per_layer
-    return RankMemory(**states, activations=activations, params_per_rank=dense + experts)
+    acts = activations(spec, par, micro_batch, seq_len, recompute, sp, microbatches, recompute_every)
+    return RankMemory(**states, activations=acts.total, params_per_rank=dense + experts,
+                      activation_parts=acts)
+
+
+# ----------------------------------------------------------------------------- the working
+
+ZERO_SHARDS = {"params": 3, "grads": 2, "optimizer": 1}  # the lowest ZeRO stage sharding each
+NOT_COUNTED = ("not counted: ZeRO-3's gathered parameters and communication buffers, temporary "
+               "tensors of backward, the CUDA context, allocator fragmentation (the memory left "
+               "unused by --usable-memory is for them)")
+
+
+def _recipe_bytes(recipe: Recipe, kind: str) -> float:
+    return {"params": recipe.params, "grads": recipe.grads, "optimizer": recipe.optimizer}[kind]
+
+
+def _sharding(kind: str, zero: int, replicas: int) -> str:
+    what = {"params": "parameters", "grads": "gradients", "optimizer": "optimizer states"}[kind]
+    if zero >= ZERO_SHARDS[kind]:
+        return f"ZeRO-{zero} shards the {what} over the {replicas:,} ranks holding a replica (dp × cp)"
+    return f"ZeRO-{zero}: the {what} are not sharded (from stage {ZERO_SHARDS[kind]} they are)"
+
+
+def _kept_formula(s: int, b: int, h: int, a: int, t: int, sp: bool, recompute: str) -> str:
+    """The Table 2 row used, symbolically and with its numbers."""
+    sbh, n = "s·b·h", f"{s:,}·{b}·{h:,}"
+    if recompute == "full":
+        return f"2·{sbh}/t = 2·{n}/{t}" if sp else f"2·{sbh} = 2·{n}"
+    scores = "" if recompute == "selective" else " + 5·a·s/h"
+    scores_n = "" if recompute == "selective" else f" + 5·{a}·{s:,}/{h:,}"
+    if sp:
+        return f"{sbh}/t·(34{scores}) = {n}/{t}·(34{scores_n})"
+    if t == 1:
+        return f"{sbh}·(34{scores}) = {n}·(34{scores_n})"
+    scores = scores and " + 5·a·s/(h·t)"
+    scores_n = scores_n and f" + 5·{a}·{s:,}/({h:,}·{t})"
+    return f"{sbh}·(10 + 24/t{scores}) = {n}·(10 + 24/{t}{scores_n})"
+
+
+def report(spec: ModelSpec, hw: Hardware, par: Parallel, zero: int = 0, micro_batch: int = 1,
+           seq_len: int = 2048, recompute: str = "none", sp: bool = False, precision: str = "mixed",
+           microbatches: int = 1, recompute_every: int = 1, usable_memory: float = 0.9) -> Report:
+    """Every kind of memory on the first pipeline stage's rank, with its formula."""
+    m = memory_per_rank(spec, par, zero, micro_batch, seq_len, recompute, sp, precision,
+                        microbatches, recompute_every)
+    recipe, c, acts = RECIPES[precision], count(spec), m.activation_parts
+    replicas = par.dp * par.cp
+    r = Report(f"{spec.name}: training memory per GPU, dp {par.dp} × tp {par.tp} × pp {par.pp}"
+               f" × cp {par.cp} (ep {par.ep}) = {par.gpus:,} GPUs, ZeRO-{zero}, {precision}",
+               context={"model": spec.name, "hardware": hw.key, "precision": precision})
+    dense, experts = (c.total - c.experts) / (par.tp * par.pp), c.experts / (par.ep * par.pp)
+    r.add("parameters per rank", m.params_per_rank, count_text(m.params_per_rank),
+          f"(N − N_experts)/(tp·pp) + N_experts/(ep·pp) = {c.total - c.experts:,}/({par.tp}·{par.pp})"
+          f" + {c.experts:,}/({par.ep}·{par.pp}) = {num(m.params_per_rank)}" if c.experts else
+          f"N / (tp·pp) = {c.total:,} / ({par.tp}·{par.pp}) = {num(m.params_per_rank)}",
+          "dense weights split over tp × pp ranks, routed experts over ep × pp; embeddings "
+          "spread like any layer")
+    for kind in ("params", "grads", "optimizer"):
+        bytes_, shard = _recipe_bytes(recipe, kind), zero >= ZERO_SHARDS[kind]
+        dense_shards, expert_shards = (replicas, replicas // par.ep) if shard else (1, 1)
+        working = f"Ψ · {num(bytes_)} B / {dense_shards} = {num(dense)} · {num(bytes_)} / {dense_shards}"
+        if experts:
+            working = (f"Ψ_dense · {num(bytes_)} B / {dense_shards} + Ψ_experts · {num(bytes_)} B / "
+                       f"{expert_shards} = {num(dense)} · {num(bytes_)} / {dense_shards} + "
+                       f"{num(experts)} · {num(bytes_)} / {expert_shards}")
+        r.add(kind, getattr(m, kind), gb(getattr(m, kind)), f"{working} = {size(getattr(m, kind))}",
+              f"{recipe.text}; --precision {precision}", _sharding(kind, zero, replicas))
+    _activation_lines(r, spec, par, acts, micro_batch, seq_len, recompute, sp, recompute_every, microbatches)
+    r.add("total", m.total, gb(m.total),
+          f"params + grads + optimizer + activations = {size(m.params)} + {size(m.grads)} + "
+          f"{size(m.optimizer)} + {size(m.activations)} = {size(m.total)}", NOT_COUNTED)
+    usable = hw.hbm_bytes * usable_memory
+    r.add("usable memory", usable, gb(usable),
+          f"HBM · usable = {size(hw.hbm_bytes)} · {num(usable_memory)} = {size(usable)}",
+          f"usable memory {usable_memory:.0%} of HBM (--usable-memory), {hw.key}")
+    fits = m.total <= usable
+    r.add("fits", fits, f"{'yes' if fits else 'no'} ({size(m.total)} {'≤' if fits else '>'} "
+          f"{size(usable)} usable of {hw.hbm_bytes / 1e9:g} GB {hw.key})",
+          f"total ≤ usable memory: {size(m.total)} {'≤' if fits else '>'} {size(usable)} = "
+          f"{'yes' if fits else 'no'}")
+    return r
+
+
+def _activation_lines(r: Report, spec: ModelSpec, par: Parallel, acts: Activations, micro_batch: int,
+                      seq_len: int, recompute: str, sp: bool, every: int, microbatches: int) -> None:
+    s, b, h, a, t = seq_len // par.cp, micro_batch, spec.D, spec.H, par.tp
+    table = ("Korthikanti et al. 2022, Table 2: their GPT layer (MHA, 4h MLP, dropout), 16-bit "
+             "activations, 1-byte dropout masks; for SwiGLU, GQA or MoE layers an estimate")
+    shape = (f"s = {s:,} tokens per rank (sequence {seq_len:,} / cp {par.cp}), micro-batch b = {b}, "
+             f"h = {h:,}, a = {a} heads, t = {t}" + (" with sequence parallelism" if sp else ""))
+    policy = {"none": "no recomputation: each layer keeps everything its backward reads",
+              "selective": "selective recomputation: the attention scores, softmax and its dropout "
+                           "mask are recomputed, not kept (the 5·a·s/h term)",
+              "full": (f"full recomputation, a checkpoint every {every} layer{'s' if every > 1 else ''}: "
+                       "only each checkpoint's input (2·s·b·h) is kept")}[recompute]
+    r.add("activations per layer", acts.per_layer, gb(acts.per_layer),
+          f"{_kept_formula(s, b, h, a, t, sp, recompute)} = {size(acts.per_layer)}", table, shape, policy)
+    flight = (f"{acts.in_flight} micro-batch{'es' if acts.in_flight > 1 else ''} in flight: 1F1B's "
+              f"first stage holds min(pp, micro-batches) = min({par.pp}, {microbatches})" if par.pp > 1
+              else "no pipeline: one micro-batch's activations at a time")
+    if recompute == "full":
+        working = (f"layers/(pp·k) checkpoints · in flight · per layer = {spec.n_layers}/({par.pp}·{every})"
+                   f" · {acts.in_flight} · {size(acts.per_layer)} = {size(acts.layers)}")
+    else:
+        working = (f"layers/pp · in flight · per layer = {spec.n_layers}/{par.pp} · {acts.in_flight} · "
+                   f"{size(acts.per_layer)} = {size(acts.layers)}")
+    r.add("layer activations", acts.layers, gb(acts.layers), working, flight,
+          "the rank is on the first pipeline stage, the one holding most")
+    if recompute == "full":
+        full = activation_bytes_per_layer(s, b, h, a, t, sp)
+        r.add("recomputed in backward", acts.recomputed, gb(acts.recomputed),
+              f"k · A_layer − checkpoint = {every} · {size(full)} − {size(acts.per_layer)} = "
+              f"{size(acts.recomputed)}",
+              "while one segment is differentiated its k layers' activations are live again "
+              "(A_layer: Table 2 without recomputation; its first input is the checkpoint)")
+    elif recompute == "selective":
+        r.add("recomputed in backward", acts.recomputed, gb(acts.recomputed),
+              f"5·a·s²·b/t = 5·{a}·{s:,}²·{b}/{t} = {size(acts.recomputed)}",
+              "one layer's attention scores, softmax and dropout mask, live while its backward runs")
+    split = f"/{t}" if sp else ""
+    r.add("embedding activations", acts.embedding, gb(acts.embedding),
+          f"s·b·h{'/t' if sp else ''} · in flight = {s:,}·{b}·{h:,}{split} · {acts.in_flight} = "
+          f"{size(acts.embedding)}",
+          "the embeddings' dropout mask, 1 B per element (Korthikanti et al. 2022, section 4.3: "
+          "s·b·h·p/t)")
+    if par.pp == 1:
+        r.add("output activations", acts.output, gb(acts.output),
+              f"2·s·b·h{split} + 2·s·b·h{split} + 4·s·b·V/t = 4·{s:,}·{b}·{h:,}{split} + "
+              f"4·{s:,}·{b}·{spec.V:,}/{t} = {size(acts.output)}",
+              "final norm input and output-projection input (bf16), fp32 logits for the "
+              "cross-entropy, vocabulary split over tp (Korthikanti et al. 2022, section 4.3: "
+              "4·s·b·h/t·(1 + V/h))")
+    else:
+        r.add("output activations", 0, "0",
+              f"0: the output layer is on the last pipeline stage (pp = {par.pp}), not this one",
+              "Korthikanti et al. 2022 count the first stage: the output terms only when pp = 1")
+    r.add("activations", acts.total, gb(acts.total),
+          f"layers + recomputed + embedding + output = {size(acts.layers)} + {size(acts.recomputed)}"
+          f" + {size(acts.embedding)} + {size(acts.output)} = {size(acts.total)}",
+          "counted: what the layers keep for backward, what recomputation holds, the embedding "
+          "and output layers")
+
+
+def fit_report(hw: Hardware, par: Parallel, zero: int = 0, precision: str = "mixed",
+               usable_memory: float = 0.9, activation_bytes: float = 0.0) -> Report:
+    """The largest model whose model states fit on each GPU of a layout, from the bytes per
+    parameter one GPU holds: Ψ/(tp·pp) · (params/z_p + grads/z_g + optimizer/z_o), z = dp × cp
+    for the states ZeRO shards at that stage, 1 for the others."""
+    recipe, replicas = RECIPES[precision], par.dp * par.cp
+    r = Report(f"largest model on dp {par.dp} × tp {par.tp} × pp {par.pp} × cp {par.cp} = "
+               f"{par.gpus:,} × {hw.key}, ZeRO-{zero}, {precision}",
+               context={"hardware": hw.key, "precision": precision})
+    usable = hw.hbm_bytes * usable_memory
+    r.add("usable memory", usable, gb(usable),
+          f"HBM · usable = {size(hw.hbm_bytes)} · {num(usable_memory)} = {size(usable)}",
+          f"usable memory {usable_memory:.0%} of HBM (--usable-memory), {hw.key}")
+    shards = {kind: replicas if zero >= ZERO_SHARDS[kind] else 1 for kind in ZERO_SHARDS}
+    per_param = sum(_recipe_bytes(recipe, k) / shards[k] for k in ZERO_SHARDS) / (par.tp * par.pp)
+    r.add("bytes per parameter", per_param, f"{per_param:.4g} B per parameter per GPU",
+          f"(params/z_p + grads/z_g + optimizer/z_o) / (tp·pp) = ({num(recipe.params)}/{shards['params']}"
+          f" + {num(recipe.grads)}/{shards['grads']} + {num(recipe.optimizer)}/{shards['optimizer']})"
+          f" / ({par.tp}·{par.pp}) = {per_param:.4g} B",
+          f"{recipe.text}; --precision {precision}",
+          *(_sharding(kind, zero, replicas) for kind in ZERO_SHARDS))
+    room = usable - activation_bytes
+    if room <= 0:
+        raise SpecError(f"{size(activation_bytes)} of activations leave no room in {size(usable)}")
+    r.add("activations", activation_bytes, gb(activation_bytes), "",
+          f"{size(activation_bytes)} per GPU reserved for activations (--activations)"
+          if activation_bytes else "activations not counted: model states only (--activations GB "
+          "reserves room for them)")
+    largest = room / per_param
+    r.add("largest model", largest, count_text(largest),
+          f"(usable − activations) / bytes per parameter = ({size(usable)} − {size(activation_bytes)})"
+          f" / {per_param:.4g} B = {num(largest)} parameters", NOT_COUNTED)
+    return r
+
+
+def layout(gpus: int, dp: int, tp: int, pp: int, cp: int) -> int:
+    """The data-parallel size that fills `gpus` with the given tp × pp × cp (dp 1 = derive it)."""
+    model = tp * pp * cp
+    if dp == 1 and gpus % model == 0:
+        return gpus // model
+    if dp * model != gpus:
+        raise SpecError(f"{gpus:,} GPUs do not split into dp {dp} × tp {tp} × pp {pp} × cp {cp}")
+    return dp
+

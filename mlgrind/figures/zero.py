@@ -2,7 +2,10 @@
 
 One stacked bar per stage, a segment per kind of memory, each kind in its role's colour and its
 own hatch (so grayscale keeps them apart), the total printed at the bar's end, and optionally a
-GPU's HBM capacity as a dashed line.
+GPU's HBM capacity as a dashed line. The activations drawn are those the layers keep for
+backward (Korthikanti et al. 2022, Table 2): what differs between recomputation policies. The
+other terms `calc memory` adds (the segment being recomputed, the embedding and output layers)
+are left out of the figure, and its text says so.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlgrind.calc import hardware as hw_table
-from mlgrind.calc.memory import PRECISIONS, RECOMPUTE, Parallel, RankMemory, memory_per_rank
+from mlgrind.calc.memory import PRECISIONS, RECOMPUTE, Parallel, memory_per_rank
 from mlgrind.calc.params import count
 from mlgrind.calc.specs import ModelSpec, SpecError, load_model, model_names
 from mlgrind.figures import args
@@ -48,7 +51,8 @@ def _kind(kind: str) -> dict:
 def zero_memory(width: float, model: str = "llama-3-8b", dp: int = 8, precision: str = "mixed",
                 micro_batch: int = 1, seq_len: int = 4096, recompute: str = "full",
                 hardware: str | None = "h100-sxm") -> Drawing:
-    """model: a bundled model; dp 1–4096; precision "mixed", "fp32" or "bf16"; micro_batch
+    """model: a bundled model; dp 1–4096; precision one of memory.RECIPES ("mixed", "fp32",
+    "bf16", ...); micro_batch
     1–256; seq_len 1–1,048,576; recompute "none", "selective" or "full"; hardware: a bundled GPU
     (its HBM drawn as a line) or None."""
     spec = load_model(args.choice("model", model, model_names()))
@@ -60,17 +64,19 @@ def zero_memory(width: float, model: str = "llama-3-8b", dp: int = 8, precision:
     gpu = None if hardware is None else hw_table.load(args.choice("hardware", hardware,
                                                                   hw_table.load_all()))
     try:
-        stages = [memory_per_rank(spec, Parallel(dp=dp), zero, micro_batch, seq_len, recompute,
-                                  precision=precision) for zero in range(4)]
+        ranks = [memory_per_rank(spec, Parallel(dp=dp), zero, micro_batch, seq_len, recompute,
+                                 precision=precision) for zero in range(4)]
     except SpecError as error:
         raise ValueError(str(error)) from None
+    stages = [{"params": m.params, "grads": m.grads, "optimizer": m.optimizer,
+               "activations": m.activation_parts.layers} for m in ranks]
     setup = Setup(spec, dp, precision, micro_batch, seq_len, recompute, gpu)
     return args.fit(lambda w: _draw(w, setup, stages), width, "the ZeRO figure")
 
 
-def _draw(width: float, setup: Setup, stages: list[RankMemory]) -> Drawing:
+def _draw(width: float, setup: Setup, stages: list[dict[str, float]]) -> Drawing:
     spec, gpu, precision = setup.spec, setup.gpu, setup.precision
-    totals = [m.total for m in stages]
+    totals = [sum(m.values()) for m in stages]
     c = Canvas(width)
     left = text_width("ZeRO-3", SMALL) + 3
     right = fact_width(si(max(totals), "B"), SMALL) + 3
@@ -90,10 +96,10 @@ def _draw(width: float, setup: Setup, stages: list[RankMemory]) -> Drawing:
         c.text(left - 3, baseline, f"ZeRO-{zero}", anchor="end")
         x = left
         for kind in KINDS:
-            w = getattr(m, kind) * scale
+            w = m[kind] * scale
             c.rect(x, y, w, BAR, **_kind(kind))
             x += w
-        c.text(x + 2, baseline, fact(si(m.total, "B"), bold=True), halo=True)
+        c.text(x + 2, baseline, fact(si(totals[zero], "B"), bold=True), halo=True)
     bottom = y0 + 3 * PITCH + BAR
     if gpu:
         x = left + gpu.hbm_bytes * scale
@@ -101,7 +107,7 @@ def _draw(width: float, setup: Setup, stages: list[RankMemory]) -> Drawing:
 
     p, g, o = PRECISIONS[precision]
     n_params = count(spec).total
-    activations = stages[0].activations
+    activations = stages[0]["activations"]
     y = c.flow(0, bottom + 6 + ASCENT * SMALL, width,
                [(_kind(kind), (LEGEND[kind],)) for kind in KINDS])
     y = c.paragraph(0, y + 10, width, [
@@ -109,8 +115,10 @@ def _draw(width: float, setup: Setup, stages: list[RankMemory]) -> Drawing:
         (f"{precision} precision,",), (fact(f"{p} + {g} + {o} = {p + g + o}"), " B each;"),
         ("ZeRO-1 shards optimizer states",), (f"over the {setup.dp} data-parallel ranks,",),
         ("ZeRO-2 also gradients,",), ("ZeRO-3 also parameters.",),
-        (f"Activations of {setup.micro_batch} × {thousands(setup.seq_len)} tokens,",),
-        (f"{setup.recompute} recompute: ", fact(si(activations, "B")), "."),
+        ("Activations the layers keep",),
+        (f"for {setup.micro_batch} × {thousands(setup.seq_len)} tokens,",),
+        (f"{setup.recompute} recompute: ", fact(si(activations, "B")), ";"),
+        ("embedding, output layer",), ("and the recomputed segment not drawn.",),
     ])
 
     alt = (f"Memory per GPU to train {spec.name} ({words(n_params)} parameters, {precision} "

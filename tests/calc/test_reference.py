@@ -155,4 +155,4 @@ def test_first_pipeline_stage_holds_the_microbatches_1f1b_keeps_in_flight(p, m):
     spec = spec_of(REF, n_layers=4 * p, H=4)
     per_layer = memory.activation_bytes_per_layer(32, 1, spec.D, spec.H)
     rank = memory.memory_per_rank(spec, memory.Parallel(pp=p), seq_len=32, microbatches=m)
-    assert rank.activations == spec.n_layers // p * pipeline.peak_in_flight(ops)[0] * per_layer
+    assert rank.activation_parts.layers == spec.n_layers // p * pipeline.peak_in_flight(ops)[0] * per_layer
