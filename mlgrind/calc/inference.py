@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from mlgrind.calc.hardware import Hardware
 from mlgrind.calc.params import count
 from mlgrind.calc.specs import ModelSpec, SpecError
-from mlgrind.calc.working import Report, dur, gb, num, rate, size
+from mlgrind.calc.working import Report, dur, gb, num, size
 
 ACTIVATION_BYTES = 2  # activations stay bf16 whatever the weights' format
 MAX_GPUS_PER_REPLICA = 64
@@ -161,7 +161,7 @@ def weight_bytes_read(spec: ModelSpec, batch: int, bytes_per_weight: float) -> f
     c = count(spec)
     rows = batch * spec.D * (2 if spec.learned_positions else 1)
     matrices = c.attention + c.mlp + c.router + c.output_head + c.vectors
-    if spec.E:
+    if spec.moe_layers:
         matrices += spec.moe_layers * experts_touched(spec, batch) * expert_params(spec)
     return (matrices + rows) * bytes_per_weight
 
@@ -452,7 +452,7 @@ def _weights_bytes_formula(spec: ModelSpec, tokens: int, bytes_per_weight: float
     shared = c.attention + c.mlp + c.router + c.output_head + c.vectors
     rows = 2 * spec.D if spec.learned_positions else spec.D
     A = matmul_activations_per_token(spec, absorbed)
-    if spec.E:
+    if spec.moe_layers:
         touched = experts_touched(spec, tokens)
         return (f"(matrices + vectors + MoE layers · E·(1 − (1 − top_k/E)^T) · expert + T · row) · b_w + T · A · 2"
                 f" = ({num(shared)} + {spec.moe_layers} · {num(touched)} · {num(expert_params(spec))}"
@@ -503,7 +503,7 @@ def serve_report(spec: ModelSpec, hw: Hardware, users: int = 10_000, tokens_per_
             "a roofline, so every time is a lower bound" if (mfu, mbu) != (1, 1) else
             "ideal kernels at 100 % of the bf16 peak and of HBM bandwidth (--mfu, --mbu): lower bounds")
     tp = "tensor parallelism over the replica's GPUs; its communication is left out"
-    moe = "uniform routing: T tokens reach E·(1 − (1 − top_k/E)^T) experts of a layer" if s.E else ""
+    moe = "uniform routing: T tokens reach E·(1 − (1 − top_k/E)^T) experts of a layer" if s.moe_layers else ""
 
     # 1. memory per user and the batch it allows
     r.add("weights", plan.weights, gb(plan.weights),
