@@ -404,7 +404,8 @@ def kv_report(spec: ModelSpec, context: int | None = None, batch: int = 1,
     given = context is not None
     context = s.context if context is None else context
     per_token = kv_bytes_per_token(s, bytes_per_element)
-    r = Report(f"{s.name}: KV cache, {context:,} tokens × {batch:,} sequences", context={"model": s.name})
+    r = Report(f"{s.name}: KV cache, {context:,} tokens × {batch:,} sequence{'s' if batch > 1 else ''}",
+               context={"model": s.name})
     if s.mla is not None:
         r.add("attention", "MLA", "MLA: one latent and one RoPE key per token per layer, for all heads",
               f"C + R = {s.mla.C} + {s.mla.R} = {s.mla.C + s.mla.R} numbers per layer, shared by all {s.H} heads",
@@ -429,6 +430,21 @@ def kv_report(spec: ModelSpec, context: int | None = None, batch: int = 1,
     r.add("saving vs mha", mha / per_token, f"{mha / per_token:.3g}×",
           f"mha per token / per token = {num(mha)} / {num(per_token)} = {mha / per_token:.3g}")
     return r
+
+
+def _tried(tried: list[tuple[int, ServePlan | str]]) -> list[str]:
+    """Each replica size's outcome, consecutive sizes with the same reason merged."""
+    out: list[str] = []
+    start = 0
+    for i, (n, outcome) in enumerate(tried):
+        if isinstance(outcome, ServePlan):
+            out.append(f"n = {n}: batch {outcome.batch_per_replica:,} → {outcome.gpus:,} GPUs")
+            start = i + 1
+        elif i + 1 == len(tried) or tried[i + 1][1] != outcome:
+            sizes = f"{tried[start][0]} to {n}" if start < i else f"{n}"
+            out.append(f"n = {sizes}: {outcome}")
+            start = i + 1
+    return out
 
 
 def _rate(x: float) -> str:
@@ -516,8 +532,7 @@ def serve_report(spec: ModelSpec, hw: Hardware, users: int = 10_000, tokens_per_
     if gpus:
         r.add("gpus per replica", n, f"{n} (given)")
     else:
-        tries = "; ".join(f"n = {m}: {p if isinstance(p, str) else f'batch {p.batch_per_replica:,} → {p.gpus:,} GPUs'}"
-                          for m, p in tried)
+        tries = "; ".join(_tried(tried))
         r.add("gpus per replica", n, f"{n}", f"fewest GPUs in all over n = 1, 2, 4, …: {tries}")
     r.add("usable memory per replica", plan.usable, gb(plan.usable),
           f"n · HBM · usable = {n} · {num(hw.hbm_bytes)} · {num(usable_memory)} = {num(plan.usable)} B",
@@ -525,9 +540,11 @@ def serve_report(spec: ModelSpec, hw: Hardware, users: int = 10_000, tokens_per_
           "the CUDA context and fragmentation")
     copies = "" if plan.kv_copies == 1 else " · copies"
     copies_n = "" if plan.kv_copies == 1 else f" · {num(plan.kv_copies)}"
+    per_user, per_user_n = ("kv per user", size(plan.kv_per_user)) if plan.kv_copies == 1 else (
+        "(kv per user · copies)", f"({size(plan.kv_per_user)}{copies_n})")
     r.add("batch that fits", plan.fit, f"{plan.fit:,} users",
-          f"⌊(usable − weights) / kv per user{copies}⌋ = ⌊({size(plan.usable)} − {size(plan.weights)}) / "
-          f"{size(plan.kv_per_user)}{copies_n}⌋ = {plan.fit:,}",
+          f"⌊(usable − weights) / {per_user}⌋ = ⌊({size(plan.usable)} − {size(plan.weights)}) / "
+          f"{per_user_n}⌋ = {plan.fit:,}",
           "" if plan.kv_copies == 1 else
           f"the cache is stored {num(plan.kv_copies)} times over the {n} GPUs "
           + ("(MLA's latent is shared by all heads, so every GPU holds it)" if s.mla else
@@ -593,7 +610,8 @@ def serve_report(spec: ModelSpec, hw: Hardware, users: int = 10_000, tokens_per_
           f" ridge peak / bandwidth = {num(ridge)} FLOP/B, so ≈ ridge · b_w / 2 = "
           f"{num(ridge * bytes_per_weight / 2)} for a dense model without activations",
           "attention at decode stays memory-bound at any batch (its FLOPs per byte do not grow with B)",
-          "an MoE's weight bytes grow with B (more experts touched): its critical batch is larger")
+          "an MoE's weight bytes grow with B (more experts touched): its critical batch is larger"
+          if s.moe_layers else "")
     pre = prefill_step(s, hw, prompt, 1, n, bytes_per_weight, kv_bytes_per_element, mfu=mfu, mbu=mbu)
     _part_line(r, "prefill weight matmuls", pre.weights,
                f"2 · T · N_matmul = 2 · {prompt:,} · {num(c.matmul_per_token)}",
