@@ -28,7 +28,7 @@ Tensor parallelism splits both parts evenly over the n GPUs of a replica, except
 GPU holds ⌈G/n⌉ of the G kv heads (each head on n/G GPUs once n > G), and MLA's latent, shared
 by all heads, sits whole on every GPU. Its communication is left out, as are elementwise work
 (norms, RoPE, softmax) and kernel launch overheads: every time here is a lower bound. An MoE
-step's experts follow uniform routing: a batch of T tokens touches E·(1 − (1 − k/E)^T) of a
+step's experts follow uniform routing: a batch of T tokens touches E·(1 − (1 − top_k/E)^T) of a
 layer's E experts, in expectation.
 """
 
@@ -324,11 +324,12 @@ class Serving:
         return plan.tokens_per_second_per_user >= self.tokens_per_second
 
     def fastest_batch(self, gpus: int) -> int:
-        """Largest batch that fits and still decodes each user at the target (0: none)."""
+        """Largest batch, at most the users, that fits and still decodes each user at the
+        target (0: none)."""
         fit = self.plan(gpus, 1).fit
         if fit < 1 or not self.fast(self.plan(gpus, 1)):
             return 0
-        low, high = 1, fit  # step time grows with the batch: bisect for the last fast one
+        low, high = 1, min(fit, self.users)  # step time grows with the batch: bisect for the last fast one
         while low < high:
             mid = (low + high + 1) // 2
             low, high = (mid, high) if self.fast(self.plan(gpus, mid)) else (low, mid - 1)
@@ -552,10 +553,11 @@ def serve_report(spec: ModelSpec, hw: Hardware, users: int = 10_000, tokens_per_
     if batch:
         r.add("batch per replica", B, f"{B:,} (given)")
     else:
-        binds = "the memory binds" if B == plan.fit else "the target binds"
+        binds = ("the memory binds" if B == plan.fit else "the users bind" if B == users
+                 else "the target binds")
         r.add("batch per replica", B, f"{B:,} users",
-              f"largest batch ≤ {plan.fit:,} whose step takes ≤ 1 / target = {dur(1 / tokens_per_second)}"
-              f": {B:,} ({binds})", target)
+              f"largest batch ≤ min(fit, users) = {min(plan.fit, users):,} whose step takes ≤ 1 / target"
+              f" = {dur(1 / tokens_per_second)}: {B:,} ({binds})", target)
 
     # 2. the decode step at that batch, part by part
     absorbed = s.mla is not None

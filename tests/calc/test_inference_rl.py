@@ -219,6 +219,11 @@ def test_a_fixed_replica_size_takes_the_largest_batch_that_fits_and_meets_the_ta
     assert B == data["batch_that_fits"] or 1 / slower.seconds < 60
 
 
+def test_a_replica_never_batches_more_users_than_there_are():
+    data = calc_json("serve", "--model", "gpt2", "--users", "5", "--context", "1024")
+    assert data["batch_per_replica"] == 5 < data["batch_that_fits"] and data["gpus"] == 1
+
+
 def test_h100s_for_10k_users_reads_as_a_derivation():
     """Issue 14, deliver 4: weights and KV per user → batch that fits → step time → tokens/s
     per user vs target → replicas → GPUs, each with its formula and assumptions."""
