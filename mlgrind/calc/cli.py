@@ -308,11 +308,14 @@ def comms_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_ba
                            "sent per rank", "link", "time"], rows))
 
 
+BYTES = Number(0.125, False, 8)  # bytes per number: one bit to fp64
+
+
 @calc.command("kv")
 @model_options
 @click.option("--context", type=COUNT, help="Tokens per sequence  [default: the model's]")
 @click.option("--batch", type=COUNT, default=1, show_default=True)
-@click.option("--kv-bytes", type=POSITIVE, default=2.0, show_default=True, help="Bytes per cached number.")
+@click.option("--kv-bytes", type=BYTES, default=2.0, show_default=True, help="Bytes per cached number.")
 @_guard
 def kv_command(model, config, as_json, context, batch, kv_bytes) -> None:
     """KV-cache bytes per token, per sequence and per batch (MHA, GQA or MLA)."""
@@ -332,8 +335,8 @@ def kv_command(model, config, as_json, context, batch, kv_bytes) -> None:
 @click.option("--tp", type=COUNT, help="Tensor-parallel size of a replica: the same as --gpus.")
 @click.option("--batch", type=COUNT, help="Users a replica decodes at once  [default: largest that fits and "
               "meets the target]")
-@click.option("--weight-bytes", type=POSITIVE, default=2.0, show_default=True, help="Bytes per weight.")
-@click.option("--kv-bytes", type=POSITIVE, default=2.0, show_default=True, help="Bytes per cached number.")
+@click.option("--weight-bytes", type=BYTES, default=2.0, show_default=True, help="Bytes per weight.")
+@click.option("--kv-bytes", type=BYTES, default=2.0, show_default=True, help="Bytes per cached number.")
 @click.option("--usable-memory", type=FRACTION, default=0.9, show_default=True,
               help="Fraction of HBM for weights and cache.")
 @click.option("--mfu", type=FRACTION, default=1.0, show_default=True, help="Fraction of the bf16 peak reached.")

@@ -294,7 +294,7 @@ class ServePlan:
     def fit(self) -> int:
         """Largest batch whose cache fits beside the weights."""
         room = self.usable - self.weights
-        return int(room // (self.kv_per_user * self.kv_copies)) if room > 0 else 0
+        return int(min(room // (self.kv_per_user * self.kv_copies), 2**53)) if room > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -363,7 +363,7 @@ class Serving:
         tried = self.candidates(gpus, batch, max_gpus)
         plans = [p for _, p in tried if isinstance(p, ServePlan)]
         if not plans:
-            reasons = "; ".join(f"{n} GPUs: {why}" for n, why in tried)
+            reasons = "; ".join(_tried(tried))
             raise SpecError(f"{self.spec.name} cannot serve at {self.tokens_per_second:g} tokens/s per user "
                             f"with {self.context:,} cached tokens on {self.hw.key}: {reasons}")
         return min(plans, key=lambda p: (p.gpus, p.gpus_per_replica))

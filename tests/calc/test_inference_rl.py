@@ -275,7 +275,8 @@ def test_an_moe_and_an_mla_model_serve_with_their_working():
     ["serve", "--gpus", "4", "--tp", "8"],
     ["rl", "--gen-rate", "0"], ["rl", "--train-rate", "-5"], ["rl", "--tail", "0.5"], ["rl", "--mfu", "0"],
     ["rl", "--gpus", "1"], ["rl", "--gen-gpus", "0"],
-    ["kv", "--kv-bytes", "0"], ["kv", "--context", "0"], ["kv", "--batch", "-1"],
+    ["kv", "--kv-bytes", "0"], ["kv", "--kv-bytes", "9"], ["serve", "--weight-bytes", "0.1"],
+    ["kv", "--context", "0"], ["kv", "--batch", "-1"],
 ])
 def test_nonsense_input_is_a_usage_error(args):
     result = run("calc", *args, "--model", "llama-3-8b")
