@@ -239,8 +239,8 @@ def critical_batch(spec: ModelSpec, hw: Hardware, bytes_per_weight: float = 2, *
                    mbu: float = 1.0, limit: int = 1 << 20) -> int | None:
     """Smallest decode batch whose weight matmuls are compute-bound (None: not up to `limit`,
     when the activations' traffic keeps them below the ridge). Neither the context nor the
-    number of GPUs moves it; attention stays memory-bound at any batch. Without activations
-    and for a dense model it is the ridge point × bytes per weight / 2."""
+    number of GPUs moves it, and attention's FLOPs per byte do not grow with the batch. Without
+    activations and for a dense model it is the ridge point × bytes per weight / 2."""
     def compute_bound(b: int) -> bool:
         return decode_step(spec, hw, b, 0, 1, bytes_per_weight, mfu=mfu, mbu=mbu).weights.bound == "compute"
 
@@ -611,7 +611,7 @@ def serve_report(spec: ModelSpec, hw: Hardware, users: int = 10_000, tokens_per_
           f"smallest B with 2·B·N_matmul / (peak·MFU) ≥ weight bytes(B) / (bandwidth·MBU), by bisection;"
           f" ridge peak / bandwidth = {num(ridge)} FLOP/B, so ≈ ridge · b_w / 2 = "
           f"{num(ridge * bytes_per_weight / 2)} for a dense model without activations",
-          "attention at decode stays memory-bound at any batch (its FLOPs per byte do not grow with B)",
+          "attention's FLOPs per byte at decode do not grow with B (≈ H/G; absorbed MLA ≈ 2H)",
           "an MoE's weight bytes grow with B (more experts touched): its critical batch is larger"
           if s.moe_layers else "")
     pre = prefill_step(s, hw, prompt, 1, n, bytes_per_weight, kv_bytes_per_element, mfu=mfu, mbu=mbu)
