@@ -176,16 +176,15 @@ def test_a_long_prefill_is_its_forward_flops_over_the_peak() -> None:
 
 
 def test_one_max_over_the_step_underestimates_when_the_parts_disagree() -> None:
-    """One max over the whole step's FLOPs and bytes (`single_max_seconds`, and the shortcut
-    of calc.inference.decode_step, which also counts the embedding table and no activations)
-    is never more than the sum over kernels, and less once the matmuls are compute-bound while
-    attention still waits on memory."""
+    """One max over the whole step's FLOPs and bytes (`single_max_seconds`) is never more than
+    the sum over kernels, and less once the matmuls are compute-bound while attention still
+    waits on memory. calc.inference.decode_step sums its two parts, each on its own roof, and
+    agrees with the sum over kernels here."""
     spec, batch, context = load_model("llama-3-8b"), 512, 512
     found = inf.step("llama-3-8b", "h100-sxm", "decode", batch, context)
     assert part(found, "attention").bound == "memory" and part(found, "weights").bound != "memory"
     assert found.seconds > 1.1 * found.single_max_seconds
-    shortcut = decode_step(spec, H100, batch, context)
-    assert shortcut.seconds < found.seconds / 1.1
+    assert decode_step(spec, H100, batch, context).seconds == pytest.approx(found.seconds, rel=1e-3)
     for model, phase, b, t in [("llama-3-8b", "decode", 1, 2048), ("gpt2", "prefill", 4, 64),
                                ("llama-3-70b", "decode", 64, 8192)]:
         s = inf.step(model, "h100-sxm", phase, b, t)

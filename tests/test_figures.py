@@ -103,23 +103,24 @@ def test_zero_totals_are_16_psi_sharded_plus_activations(model: str, dp: int) ->
 @pytest.mark.parametrize(("gpu", "model", "batch"), [("h100-sxm", "llama-3-8b", 1),
                                                      ("a100-80gb", "llama-2-70b", 64)])
 def test_roofline_ridge_and_intensities(gpu: str, model: str, batch: int) -> None:
+    """Each phase sits at its FLOPs over its HBM bytes, as sheet 07 counts them kernel by kernel
+    from the einsums (facts.inference.step); calc.inference adds only the norm vectors and one
+    embedding row per token to the bytes."""
+    from mlgrind.facts import inference as sheet
+
     prompt, context = 2048, 4096
     facts = FIGURES["roofline"](width=520, hardware=gpu, model=model, prompt=prompt,
                                 batch=batch, context=context).facts
-    hw, spec = hardware.load(gpu), specs.load_model(model)
-    c = count(spec)
-    kv_per_token = 2 * spec.G * spec.K * spec.n_layers * 2  # a bf16 key and value, every layer
+    hw = hardware.load(gpu)
 
-    def flops_per_token(positions: int) -> float:  # dense: 2 per weight, plus q·k and p·v
-        return 2 * c.matmul_per_token + 2 * spec.n_layers * positions * spec.H * (spec.K + spec.K_v)
+    def intensity(phase: str, tokens: int) -> float:
+        parts = sheet.step(model, gpu, phase, batch, tokens).parts
+        return sum(p.flops for p in parts) / sum(p.bytes for p in parts)
 
-    decode = batch * flops_per_token(context) / (2 * c.total + batch * context * kv_per_token)
-    prefill = (batch * prompt * flops_per_token(prompt)
-               / (2 * c.total + batch * prompt * kv_per_token))
     ridge = hw.bf16_flops / hw.hbm_bw
     assert facts["ridge"] == pytest.approx(ridge)
-    assert facts["decode_intensity"] == pytest.approx(decode)
-    assert facts["prefill_intensity"] == pytest.approx(prefill)
+    assert facts["decode_intensity"] == pytest.approx(intensity("decode", context), rel=1e-3)
+    assert facts["prefill_intensity"] == pytest.approx(intensity("prefill", prompt), rel=1e-3)
     assert facts["decode_bound"] == "memory" and facts["prefill_bound"] == "compute"
 
 

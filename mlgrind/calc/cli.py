@@ -17,11 +17,10 @@ from pathlib import Path
 
 import click
 
-from mlgrind.calc import flops as F
+from mlgrind.calc import flops, specs
 from mlgrind.calc import hardware as hw_table
-from mlgrind.calc import specs
 from mlgrind.calc.params import count
-from mlgrind.calc.working import Report, count_text, dur, flops_text, gb, size, table_text, terminal_width
+from mlgrind.calc.working import Report, table_text, terminal_width
 
 TOPICS = "params flops train memory comms kv serve rl plan"
 
@@ -102,14 +101,6 @@ COUNT = click.IntRange(1, 2**53)  # beyond 2^53 a count is no longer exact as a 
 
 def _show(report: Report, as_json: bool) -> None:
     click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False) if as_json else report.as_text())
-
-
-def _emit(title: str, rows: list[tuple[str, str, object]], as_json: bool, **extra) -> None:
-    """rows: (label, shown value, JSON value), shown without their working."""
-    report = Report(title, context=extra)
-    for label, shown, value in rows:
-        report.add(label, value, shown)
-    _show(report, as_json)
 
 
 # ----------------------------------------------------------------------------- the group
@@ -200,16 +191,14 @@ def params_command(model, config, as_json) -> None:
 @model_options
 @click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True)
 @click.option("--tokens", type=POSITIVE, help="Training tokens  [default: 20 × active params]")
-@click.option("--recompute", type=click.Choice(list(F.RECOMPUTE)), default="none", show_default=True,
+@click.option("--recompute", type=click.Choice(list(flops.RECOMPUTE)), default="none", show_default=True,
               help="FLOPs run again in backward: full 4 × forward, selective the attention core.")
-@click.option("--attention", type=click.Choice(list(F.ATTENTION)), default="palm", show_default=True,
+@click.option("--attention", type=click.Choice(list(flops.ATTENTION)), default="palm", show_default=True,
               help="How attention is counted: palm dense, causal half, kaplan (Table 1), none (6N).")
 @_guard
 def flops_command(model, config, as_json, seq_len, tokens, recompute, attention) -> None:
     """Tokens for a model (Chinchilla, active vs total for an MoE) and FLOPs per layer, per token
     and for a training run (BWD = 2 × FWD, step = 3 × FWD)."""
-    from mlgrind.calc import flops
-
     _show(flops.report(_spec(model, config), seq_len, tokens, recompute, attention), as_json)
 
 
@@ -225,9 +214,9 @@ def flops_command(model, config, as_json, seq_len, tokens, recompute, attention)
               help="Instead of --mfu: hardware FLOPs utilisation, executed FLOP/s (recomputation "
                    "included) / peak, as Narayanan et al. 2021 report it.")
 @click.option("--dtype", type=click.Choice(["bf16", "fp8"]), default="bf16", show_default=True)
-@click.option("--recompute", type=click.Choice(list(F.RECOMPUTE)), default="none", show_default=True,
+@click.option("--recompute", type=click.Choice(list(flops.RECOMPUTE)), default="none", show_default=True,
               help="FLOPs run again in backward (counted by --hfu, not by --mfu).")
-@click.option("--attention", type=click.Choice(list(F.ATTENTION)), default="palm", show_default=True,
+@click.option("--attention", type=click.Choice(list(flops.ATTENTION)), default="palm", show_default=True,
               help="How attention is counted: palm dense, causal half, kaplan (Table 1), none (6N).")
 @click.option("--tokens-per-second", type=POSITIVE, help="A measured throughput on --gpus: report its MFU.")
 @_guard
@@ -360,99 +349,78 @@ def comms_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_ba
                                   latency, axes), as_json)
 
 
+BYTES = Number(0.125, False, 8)  # bytes per number: one bit to fp64
+
+
 @calc.command("kv")
 @model_options
-@click.option("--context", type=click.IntRange(1), help="Tokens per sequence  [default: the model's]")
-@click.option("--batch", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--kv-bytes", type=click.IntRange(1), default=2, show_default=True, help="Bytes per cached number.")
+@click.option("--context", type=COUNT, help="Tokens per sequence  [default: the model's]")
+@click.option("--batch", type=COUNT, default=1, show_default=True)
+@click.option("--kv-bytes", type=BYTES, default=2.0, show_default=True, help="Bytes per cached number.")
 @_guard
 def kv_command(model, config, as_json, context, batch, kv_bytes) -> None:
     """KV-cache bytes per token, per sequence and per batch (MHA, GQA or MLA)."""
-    from mlgrind.calc.inference import kv_bytes_per_token
+    from mlgrind.calc import inference
 
-    s = _spec(model, config)
-    context = s.context if context is None else context
-    per_token = kv_bytes_per_token(s, kv_bytes)
-    mha = 2 * s.H * s.K_v * s.n_layers * kv_bytes
-    rows = [("attention", "MLA" if s.mla else ("MHA" if s.G == s.H else f"GQA, {s.H // s.G} q heads per kv head"), None),
-            ("per token", gb(per_token), per_token), ("per sequence", gb(per_token * context), per_token * context),
-            ("per batch", gb(per_token * context * batch), per_token * context * batch),
-            ("mha per token", gb(mha), mha)]
-    _emit(f"{s.name}: KV cache, {context:,} tokens × {batch}", rows, as_json, model=s.name)
+    _show(inference.kv_report(_spec(model, config), context, batch, kv_bytes), as_json)
 
 
 @calc.command("serve")
 @model_options
 @hw_option
-@click.option("--users", type=click.IntRange(1), default=10_000, show_default=True)
-@click.option("--tokens-per-second", type=float, default=20.0, show_default=True, help="Per user.")
-@click.option("--context", type=click.IntRange(1), default=4096, show_default=True, help="Cached tokens per user.")
-@click.option("--prompt", type=click.IntRange(1), default=2048, show_default=True, help="Prompt for prefill latency.")
-@click.option("--weight-bytes", type=float, default=2.0, show_default=True)
-@click.option("--alpha", type=click.FloatRange(0, 1), default=0.8, show_default=True, help="Speculative acceptance rate.")
-@click.option("--gamma", type=click.IntRange(1), default=4, show_default=True, help="Drafted tokens per step.")
-@click.option("--draft-cost", type=float, default=0.05, show_default=True, help="Draft call / target call.")
+@click.option("--users", type=COUNT, default=10_000, show_default=True, help="Concurrent users, all decoding.")
+@click.option("--tokens-per-second", type=POSITIVE, default=20.0, show_default=True, help="Target per user.")
+@click.option("--context", type=COUNT, default=4096, show_default=True, help="Cached tokens per user.")
+@click.option("--prompt", type=COUNT, default=2048, show_default=True, help="Prompt for prefill latency.")
+@click.option("--gpus", type=COUNT, help="GPUs per replica (tensor-parallel)  [default: fewest GPUs in all]")
+@click.option("--tp", type=COUNT, help="Tensor-parallel size of a replica: the same as --gpus.")
+@click.option("--batch", type=COUNT, help="Users a replica decodes at once  [default: largest that fits and "
+              "meets the target]")
+@click.option("--weight-bytes", type=BYTES, default=2.0, show_default=True, help="Bytes per weight.")
+@click.option("--kv-bytes", type=BYTES, default=2.0, show_default=True, help="Bytes per cached number.")
+@click.option("--usable-memory", type=FRACTION, default=0.9, show_default=True,
+              help="Fraction of HBM for weights and cache.")
+@click.option("--mfu", type=FRACTION, default=1.0, show_default=True, help="Fraction of the bf16 peak reached.")
+@click.option("--mbu", type=FRACTION, default=1.0, show_default=True, help="Fraction of HBM bandwidth reached.")
+@click.option("--alpha", type=Number(0, False, 1), default=0.8, show_default=True,
+              help="Speculative acceptance rate, 0 to 1.")
+@click.option("--gamma", type=COUNT, default=4, show_default=True, help="Drafted tokens per step.")
+@click.option("--draft-cost", type=Number(0, False), default=0.05, show_default=True,
+              help="Draft call / target call, at least 0.")
 @_guard
-def serve_command(model, config, as_json, hw, users, tokens_per_second, context, prompt, weight_bytes,
-                  alpha, gamma, draft_cost) -> None:
-    """Prefill vs decode latency, critical batch, GPUs for N users, speculative speed-up."""
-    from mlgrind.calc import inference as I
+def serve_command(model, config, as_json, hw, users, tokens_per_second, context, prompt, gpus, tp, batch,
+                  weight_bytes, kv_bytes, usable_memory, mfu, mbu, alpha, gamma, draft_cost) -> None:
+    """Deploy for N users: memory per user, batch, decode step part by part, replicas, GPUs; prefill, critical
+    batch, speculative speed-up. --gpus/--tp and --batch fix the deployment instead of choosing it."""
+    from mlgrind.calc import inference
 
-    s, h = _spec(model, config), hw_table.load(hw)
-    plan = I.serve(s, h, users, tokens_per_second, context, weight_bytes)
-    one = I.decode_step(s, h, 1, context, plan.gpus_per_replica, weight_bytes)
-    critical = I.critical_batch(s, h, context, weight_bytes)
-    tokens, speedup = I.speculative_speedup(alpha, gamma, draft_cost)
-    prefill = I.prefill_seconds(s, h, prompt, 1, plan.gpus_per_replica)
-    rows = [
-        ("prefill latency", f"{dur(prefill)} ({prompt:,} tokens, compute-bound)", prefill),
-        ("decode step batch 1", f"{dur(one.seconds)} ({one.bound}-bound)", one.seconds),
-        ("critical batch", "never (KV reads grow as fast)" if critical is None else f"{critical:,}", critical),
-        ("gpus per replica", f"{plan.gpus_per_replica}", plan.gpus_per_replica),
-        ("batch per replica", f"{plan.batch_per_replica:,}", plan.batch_per_replica),
-        ("decode step", f"{dur(plan.step.seconds)} ({plan.step.bound}-bound)", plan.step.seconds),
-        ("tokens per second per user", f"{plan.tokens_per_second_per_user:,.1f}", plan.tokens_per_second_per_user),
-        ("replicas", f"{plan.replicas:,}", plan.replicas),
-        ("gpus", f"{plan.gpus:,} × {h.key}", plan.gpus),
-        ("speculative tokens per step", f"{tokens:.2f} (α {alpha}, γ {gamma})", tokens),
-        ("speculative speedup", f"{speedup:.2f}× (draft cost {draft_cost})", speedup),
-    ]
-    _emit(f"{s.name}: serving {users:,} users at {tokens_per_second:g} tokens/s", rows, as_json,
-          model=s.name, hardware=h.key)
+    if gpus and tp and gpus != tp:
+        raise click.UsageError("--gpus and --tp both give the GPUs of a replica: give one (or the same)")
+    _show(inference.serve_report(_spec(model, config), hw_table.load(hw), users, tokens_per_second, context,
+                                 prompt, weight_bytes, kv_bytes, usable_memory, mfu, mbu, gpus or tp, batch,
+                                 alpha, gamma, draft_cost), as_json)
 
 
 @calc.command("rl")
 @model_options
 @hw_option
-@click.option("--gpus", type=click.IntRange(2), default=64, show_default=True)
-@click.option("--gen-rate", type=float, help="Generation tokens/s per GPU  [default: decode at --gen-batch]")
-@click.option("--train-rate", type=float, help="Training tokens/s per GPU  [default: from FLOPs at --mfu]")
-@click.option("--gen-batch", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--context", type=click.IntRange(1), default=4096, show_default=True)
-@click.option("--mfu", type=click.FloatRange(0, 1, min_open=True), default=0.4, show_default=True)
-@click.option("--tail", type=click.FloatRange(1), default=1.0, show_default=True,
-              help="Longest / mean rollout length (sync waits for the longest).")
+@click.option("--gpus", type=click.IntRange(2, 2**53), default=64, show_default=True)
+@click.option("--gen-rate", type=POSITIVE, help="Generation tokens/s per GPU  [default: decode at --gen-batch]")
+@click.option("--train-rate", type=POSITIVE, help="Training tokens/s per GPU  [default: from FLOPs at --mfu]")
+@click.option("--gen-gpus", type=COUNT, help="GPUs that generate  [default: the split that balances the pools]")
+@click.option("--gen-batch", type=COUNT, default=64, show_default=True)
+@click.option("--context", type=COUNT, default=4096, show_default=True)
+@click.option("--mfu", type=FRACTION, default=0.4, show_default=True)
+@click.option("--tail", type=Number(1, False), default=1.0, show_default=True,
+              help="Longest / mean rollout length (sync waits for the longest), at least 1.")
 @_guard
-def rl_command(model, config, as_json, hw, gpus, gen_rate, train_rate, gen_batch, context, mfu, tail) -> None:
-    """Synchronous vs asynchronous (one-step off-policy) RL throughput."""
-    from mlgrind.calc import inference as I
+def rl_command(model, config, as_json, hw, gpus, gen_rate, train_rate, gen_gpus, gen_batch, context, mfu,
+               tail) -> None:
+    """Synchronous vs asynchronous (one-step off-policy) RL throughput, and where GPUs idle."""
     from mlgrind.calc import rl
 
-    s, h = _spec(model, config), hw_table.load(hw)
-    if gen_rate is None:
-        replica = I.serve(s, h, 1, 1e-9, context).gpus_per_replica
-        gen_rate = gen_batch / I.decode_step(s, h, gen_batch, context, replica).seconds / replica
-    if train_rate is None:
-        train_rate = rl.train_rate(F.training_flops_per_token(s, context), h.bf16_flops, mfu)
-    t = rl.throughput(gpus, gen_rate, train_rate, tail)
-    rows = [("generation rate per gpu", f"{gen_rate:,.0f} tokens/s", gen_rate),
-            ("training rate per gpu", f"{train_rate:,.0f} tokens/s", train_rate),
-            ("split", f"{t.gen_gpus} generate, {t.train_gpus} train", [t.gen_gpus, t.train_gpus]),
-            ("colocated sync", f"{t.colocated_sync:,.0f} tokens/s", t.colocated_sync),
-            ("split sync", f"{t.split_sync:,.0f} tokens/s", t.split_sync),
-            ("split async", f"{t.split_async:,.0f} tokens/s", t.split_async),
-            ("async speedup over split sync", f"{t.split_async / t.split_sync:.2f}×", t.split_async / t.split_sync)]
-    _emit(f"{s.name}: RL on {gpus} × {h.key}, tail {tail:g}", rows, as_json, model=s.name, hardware=h.key)
+    _show(rl.report(_spec(model, config), hw_table.load(hw), gpus, gen_rate, train_rate, gen_batch, context,
+                    mfu, tail, gen_gpus), as_json)
 
 
 @calc.command("plan")

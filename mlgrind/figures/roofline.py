@@ -2,10 +2,10 @@
 
 Attainable FLOP/s = min(peak, bandwidth × intensity); the two roofs meet at the ridge point,
 peak / bandwidth FLOPs per byte. A phase whose intensity is left of the ridge waits on memory.
-The points come from the calculators: decode is one `decode_step` (its FLOPs are compute time ×
-peak, its bytes memory time × bandwidth), prefill the prompt's forward FLOPs over the least
-traffic it needs (`prefill_bytes`). Labels are placed where they collide with nothing, so the
-narrowest width that works is found by trying, not by a formula.
+The points come from the calculators: each phase is one step of `calc.inference` (`decode_step`,
+`prefill_step`), placed at its FLOPs over its HBM bytes, both parts together (weight matmuls and
+attention; `calc serve` times each part on its own roof). Labels are placed where they collide
+with nothing, so the narrowest width that works is found by trying, not by a formula.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import math
 from dataclasses import dataclass
 
 from mlgrind.calc import hardware as hw_table
-from mlgrind.calc.flops import forward_flops
-from mlgrind.calc.inference import decode_step, kv_bytes, weight_bytes_read
-from mlgrind.calc.specs import ModelSpec, load_model, model_names
+from mlgrind.calc.inference import decode_step, prefill_step
+from mlgrind.calc.specs import load_model, model_names
 from mlgrind.figures import args
 from mlgrind.figures.canvas import (ASCENT, DESCENT, SMALL, Canvas, Drawing, crosses, fact,
                                     text_box, text_width)
@@ -25,18 +24,9 @@ from mlgrind.figures.fmt import count, si, sig, tick
 from mlgrind.figures.registry import figure
 from mlgrind.palette import INK, RULE
 
-WEIGHT_BYTES = 2  # bf16 weights and KV cache, as the calculators assume by default
 PITCH = 1.25 * SMALL  # pt between the lines of a label
 HEADROOM = 3 * PITCH + 5  # pt of plot above the peak: a three-line label fits
 PAD = 5  # pt between the axes and the lowest data
-
-
-def prefill_bytes(spec: ModelSpec, prompt: int, batch: int) -> float:
-    """Least HBM traffic of a prefill: every weight read once (calc.inference has decode's
-    traffic only), plus the KV cache the prompt writes. Activations are left out: a fused
-    kernel keeps most of them on chip, so this bounds the intensity from above."""
-    return (weight_bytes_read(spec, batch * prompt, WEIGHT_BYTES)
-            + kv_bytes(spec, prompt, batch, WEIGHT_BYTES))
 
 
 @dataclass(frozen=True)
@@ -67,10 +57,9 @@ def roofline(width: float, hardware: str = "h100-sxm", model: str = "llama-3-8b"
     prompt = args.integer("prompt", prompt, 1, 1 << 20)
     batch = args.integer("batch", batch, 1, 4096)
     context = args.integer("context", context, 0, 1 << 20)
-    step = decode_step(spec, gpu, batch, context)
-    roof = Roof(gpu, spec.name, prompt, batch, context,
-                prefill=forward_flops(spec, batch, prompt) / prefill_bytes(spec, prompt, batch),
-                decode=(step.compute_s * gpu.bf16_flops) / (step.memory_s * gpu.hbm_bw))
+    decode, prefill = decode_step(spec, gpu, batch, context), prefill_step(spec, gpu, prompt, batch)
+    roof = Roof(gpu, spec.name, prompt, batch, context, prefill=prefill.flops / prefill.bytes,
+                decode=decode.flops / decode.bytes)
     return args.fit(lambda w: _draw(w, roof), width, "the roofline's labels")
 
 
@@ -175,8 +164,8 @@ def _draw(width: float, roof: Roof) -> Drawing:
         *[(*label, ";" if i < len(elsewhere) - 1 else ".") for i, label in enumerate(elsewhere)],
         ("Decode: one step's FLOPs",),
         ("over the bytes it reads",), (f"(weights, {count(roof.context)} cached tokens);",),
-        ("prefill: the prompt's FLOPs",), ("over the weights read once",),
-        ("plus the KV cache written.",),
+        ("prefill: the prompt's FLOPs",), ("over the weights read once,",),
+        ("its activations, keys and values.",),
     ])
 
     alt = (f"Roofline of the {roof.gpu.name} (bf16 peak {si(peak, 'FLOP/s')}, HBM "
