@@ -189,7 +189,7 @@ def params_command(model, config, as_json) -> None:
 
 @calc.command("flops")
 @model_options
-@click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True)
+@click.option("--seq-len", type=COUNT, default=2048, show_default=True)
 @click.option("--tokens", type=POSITIVE, help="Training tokens  [default: 20 × active params]")
 @click.option("--recompute", type=click.Choice(list(flops.RECOMPUTE)), default="none", show_default=True,
               help="FLOPs run again in backward: full 4 × forward, selective the attention core.")
@@ -206,7 +206,7 @@ def flops_command(model, config, as_json, seq_len, tokens, recompute, attention)
 @model_options
 @hw_option
 @click.option("--tokens", type=POSITIVE, help="Training tokens  [default: 20 × active params]")
-@click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True)
+@click.option("--seq-len", type=COUNT, default=2048, show_default=True)
 @click.option("--gpus", type=COUNT, help="GPUs: how many days? With --days: what they train.")
 @click.option("--days", type=POSITIVE, help="Days: how many GPUs? With --gpus: what they train.")
 @click.option("--mfu", type=FRACTION, help="Model FLOPs utilisation: model FLOP/s / peak  [default: 0.4]")
@@ -250,14 +250,14 @@ def train_command(model, config, as_json, hw, tokens, seq_len, gpus, days, mfu, 
 
 def parallel_options(command):
     for name, text in [("cp", "context"), ("ep", "expert"), ("pp", "pipeline"), ("tp", "tensor"), ("dp", "data")]:
-        command = click.option(f"--{name}", type=click.IntRange(1), default=1, show_default=True,
+        command = click.option(f"--{name}", type=COUNT, default=1, show_default=True,
                                help=f"{text.capitalize()}-parallel size.")(command)
     command = click.option("--zero", type=click.IntRange(0, 3), default=0, show_default=True,
                            help="ZeRO stage over the data-parallel ranks (3 = FSDP).")(command)
-    command = click.option("--micro-batch", type=click.IntRange(1), default=1, show_default=True)(command)
-    command = click.option("--microbatches", type=click.IntRange(1), default=1, show_default=True,
+    command = click.option("--micro-batch", type=COUNT, default=1, show_default=True)(command)
+    command = click.option("--microbatches", type=COUNT, default=1, show_default=True,
                            help="Micro-batches per step (pipeline).")(command)
-    command = click.option("--seq-len", type=click.IntRange(1), default=2048, show_default=True)(command)
+    command = click.option("--seq-len", type=COUNT, default=2048, show_default=True)(command)
     command = click.option("--sp", is_flag=True, help="Sequence parallelism with TP.")(command)
     return command
 
@@ -438,11 +438,11 @@ def rl_command(model, config, as_json, hw, gpus, gen_rate, train_rate, gen_gpus,
               help="Fraction of HBM a GPU may fill.")
 @click.option("--precision", type=click.Choice(["mixed", "fp32", "bf16"]), default="mixed", show_default=True,
               help="mixed: 2+2+12 bytes/param (bf16 + fp32 Adam).")
-@click.option("--top", type=click.IntRange(1), default=5, show_default=True, help="Layouts to list.")
-@click.option("--tp", type=click.IntRange(1), help="Pin the tensor-parallel size  [default: search]")
-@click.option("--pp", type=click.IntRange(1), help="Pin the pipeline-parallel size  [default: search]")
-@click.option("--cp", type=click.IntRange(1), help="Pin the context-parallel size  [default: search]")
-@click.option("--ep", type=click.IntRange(1), help="Pin the expert-parallel size  [default: search]")
+@click.option("--top", type=COUNT, default=5, show_default=True, help="Layouts to list.")
+@click.option("--tp", type=COUNT, help="Pin the tensor-parallel size  [default: search]")
+@click.option("--pp", type=COUNT, help="Pin the pipeline-parallel size  [default: search]")
+@click.option("--cp", type=COUNT, help="Pin the context-parallel size  [default: search]")
+@click.option("--ep", type=COUNT, help="Pin the expert-parallel size  [default: search]")
 @click.option("--zero", type=click.IntRange(0, 3), help="Pin the ZeRO stage  [default: search]")
 @_guard
 def plan_command(model, config, as_json, hw, gpus, batch, seq_len, micro_batch, efficiency, usable_memory,

@@ -258,6 +258,8 @@ def _torus_route(up, collective: str, S: int, axes: tuple[int, ...], source: str
 
 # ----------------------------------------------------------------------------- one collective
 
+MAX_ELEMENTS = 2**53  # beyond it an element count is no longer exact as a float
+
 
 def parse_shape(text: str) -> tuple[int, ...]:
     try:
@@ -266,6 +268,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
         raise SpecError(f"shape {text!r} is not dimensions joined by x, e.g. 4096x16384") from None
     if not dims or any(d < 1 for d in dims):
         raise SpecError(f"shape {text!r} needs positive dimensions")
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise SpecError(f"shape {text!r} has more than 2^53 elements: no tensor is that large")
     return dims
 
 

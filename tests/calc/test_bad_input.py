@@ -269,3 +269,23 @@ def test_every_topic_answers_an_extreme_config_in_finite_numbers(tmp_path, name,
         _one_line_error(result)  # an impossible request (no GPU holds it), said in one line
         return
     _no_infinity_or_nan(result.out)
+
+
+@pytest.mark.parametrize("args", [
+    ["flops", "--model", "gpt2", "--seq-len"], ["memory", "--model", "gpt2", "--seq-len"],
+    ["memory", "--model", "gpt2", "--micro-batch"], ["comms", "--model", "gpt2", "--dp"],
+    ["plan", "--model", "gpt2", "--gpus", "8", "--batch", "8", "--tp"],
+])
+def test_a_count_beyond_2_53_is_a_usage_error_and_at_2_53_a_finite_answer(args):
+    # Integers beyond float range (10^400) were tracebacks (OverflowError) in formulas and times.
+    assert run("calc", *args, str(10**400)).code == 2
+    assert run("calc", *args, str(2**53 + 1)).code == 2
+    at_limit = run("calc", *args, str(2**53), "--json")
+    assert at_limit.code in (0, 1) and "Traceback" not in at_limit.err
+    if at_limit.code == 0:
+        assert "Infinity" not in at_limit.out and "NaN" not in at_limit.out
+
+
+def test_a_tensor_shape_beyond_2_53_elements_is_refused():
+    result = run("calc", "comms", "--op", "all-reduce", "--shape", f"{2**53}x2", "--ranks", "8")
+    assert result.code == 1 and "2^53" in result.err

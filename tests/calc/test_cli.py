@@ -43,12 +43,30 @@ def test_every_bundled_model_and_hardware_entry_cites_a_source():
 @pytest.mark.parametrize("topic, extra", [
     ("params", []), ("flops", []), ("train", ["--gpus", "1024"]), ("memory", ["--tp", "8", "--pp", "2", "--dp", "4"]),
     ("comms", ["--tp", "2", "--dp", "4", "--ep", "4"]), ("kv", []), ("serve", []), ("rl", []),
+    ("plan", ["--gpus", "64", "--batch", "256"]),
 ])
-def test_every_topic_runs_on_an_moe_model_as_table_and_json(topic, extra):
+def test_every_topic_shows_its_working_within_80_columns_on_an_moe_model(topic, extra):
     table = run("calc", topic, "--model", "mixtral-8x7b", *extra)
     assert table.code == 0, table.err
+    # Not a terminal here: 80 columns, wrapped (`table_text` below shows nothing is cut short).
+    assert max(len(line) for line in table.out.splitlines()) <= 80
+    assert "assumptions" in table.out
     data = json.loads(run("calc", topic, "--model", "mixtral-8x7b", *extra, "--json").out)
     assert data["model"] == "mixtral-8x7b"
+    rows = data["collectives"] if topic == "comms" else [data]
+    for row in rows:  # every result derived, not just stated: a formula and what it assumes
+        assert row["formula"] and row["assumptions"]
+
+
+def test_lists_fit_80_columns_or_turn_into_blocks():
+    for listing in ("models", "hardware"):
+        out = run("calc", listing).out
+        assert max(len(line) for line in out.splitlines()) <= 80
+    # A table too wide for its width becomes one block per row, every cell kept whole.
+    from mlgrind.calc.working import table_text
+    wide = table_text("t", ["name", "a long column", "another one"], [["x", "1,234,567,890", "9" * 30]], width=40)
+    assert "1,234,567,890" in wide and "9" * 30 in wide
+    assert wide.splitlines()[1] == "x"
 
 
 def test_params_json_keys_hold_the_exact_counts():
