@@ -13,8 +13,8 @@ kernels. The kernels come in two parts with very different intensities:
                 two bytes per weight)
     attention   each sequence reads its own cache: FLOP/B ≈ H/G at decode, whatever the batch
 
-`calc.inference` takes one max() over a whole decode step and gives prefill no memory term;
-neither is used here. Elementwise work (norms, RoPE, SwiGLU's gate, residual adds) and the
+`calc.inference` models the same two parts (and adds MoE routing, absorbed MLA and the cache
+copies of tensor parallelism); its tests check it against these kernels. Elementwise work (norms, RoPE, SwiGLU's gate, residual adds) and the
 embedding lookup are left out, and tensor parallelism splits FLOPs and bytes evenly over the
 GPUs with no communication: every time below is a lower bound.
 """
@@ -293,8 +293,8 @@ class Step:
 
     @property
     def single_max_seconds(self) -> float:
-        """What one max() over the whole step's FLOPs and bytes gives (calc.inference's
-        shortcut): never more than the sum over parts, less when the parts disagree."""
+        """What one max() over the whole step's FLOPs and bytes gives (a common shortcut):
+        never more than the sum over parts, less when the parts disagree."""
         return max(sum(p.flops for p in self.parts) / self.gpu.bf16_flops,
                    sum(p.bytes for p in self.parts) / self.gpu.hbm_bw)
 
