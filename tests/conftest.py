@@ -61,3 +61,24 @@ def run(*args: str | Path) -> Result:
     """`mlgrind ARGS`, in-process. An uncaught exception fails the test instead of exiting 1."""
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def calc_json(*args: str | int | float) -> dict:
+    """`mlgrind calc ARGS --json`, parsed: what a learner would get from the calculators."""
+    import json
+
+    result = run("calc", *args, "--json")
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def card_field(sheet_file: str, note_id: str, field: str = "back") -> str:
+    """One field of one note of `cards/<sheet_file>`, its `${ calc.… }` computed as the build
+    computes them: what the learner reads on the card."""
+    import yaml
+
+    from mlgrind.pipeline.compute import expand
+
+    notes = yaml.safe_load((ROOT / "cards" / sheet_file).read_text(encoding="utf-8"))["notes"]
+    (note,) = [n for n in notes if n["id"] == note_id]
+    return expand(note[field])
