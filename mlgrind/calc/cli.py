@@ -31,13 +31,16 @@ def _fail(message: str) -> None:
 
 
 def _guard(command):
-    """A SpecError (bad config, impossible request) ends in one line and exit 1."""
+    """A SpecError (bad config, impossible request) ends in one line and exit 1; so does a
+    result too large for a float, which only inputs far beyond any real model produce."""
     @functools.wraps(command)
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except specs.SpecError as error:
             _fail(str(error))
+        except OverflowError:
+            _fail("a result is beyond floating-point range: give smaller inputs")
     return run
 
 
@@ -279,10 +282,13 @@ def parallel_options(command):
 @click.option("--fit", is_flag=True, help="No model: the largest one whose states fit this layout.")
 @click.option("--activations", "activation_gb", type=Number(0, False), default=0.0, show_default=True,
               metavar="GB", help="With --fit: GB per GPU to leave for activations.")
+@click.option("--attention-kernel", "kernel", type=click.Choice(["eager", "flash"]), default="eager",
+              show_default=True, help="eager keeps the s×s attention scores for backward (Korthikanti et "
+              "al.'s tables); flash (FlashAttention) never stores them.")
 @_guard
 def memory_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_batch, microbatches,
                    seq_len, sp, recompute, recompute_every, precision, usable_memory, gpus, fit,
-                   activation_gb) -> None:
+                   activation_gb, kernel) -> None:
     """Training memory per rank: params, grads, optimizer, activations (Korthikanti et al. 2022);
     with --fit, the largest model a layout holds."""
     from mlgrind.calc import memory
@@ -300,7 +306,7 @@ def memory_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_b
     if activation_gb:
         raise click.UsageError("--activations goes with --fit; with a model they are computed")
     _show(memory.report(_spec(model, config), h, par, zero, micro_batch, seq_len, recompute, sp, precision,
-                        microbatches, recompute_every, usable_memory), as_json)
+                        microbatches, recompute_every, usable_memory, kernel), as_json)
 
 
 @calc.command("comms")
@@ -370,8 +376,10 @@ def kv_command(model, config, as_json, context, batch, kv_bytes) -> None:
 @hw_option
 @click.option("--users", type=COUNT, default=10_000, show_default=True, help="Concurrent users, all decoding.")
 @click.option("--tokens-per-second", type=POSITIVE, default=20.0, show_default=True, help="Target per user.")
-@click.option("--context", type=COUNT, default=4096, show_default=True, help="Cached tokens per user.")
-@click.option("--prompt", type=COUNT, default=2048, show_default=True, help="Prompt for prefill latency.")
+@click.option("--context", type=COUNT, help="Cached tokens per user  [default: 4096, or the model's "
+              "positions if fewer]")
+@click.option("--prompt", type=COUNT, help="Prompt for prefill latency  [default: 2048, or the model's "
+              "positions if fewer]")
 @click.option("--gpus", type=COUNT, help="GPUs per replica (tensor-parallel)  [default: fewest GPUs in all]")
 @click.option("--tp", type=COUNT, help="Tensor-parallel size of a replica: the same as --gpus.")
 @click.option("--batch", type=COUNT, help="Users a replica decodes at once  [default: largest that fits and "
@@ -409,7 +417,8 @@ def serve_command(model, config, as_json, hw, users, tokens_per_second, context,
 @click.option("--train-rate", type=POSITIVE, help="Training tokens/s per GPU  [default: from FLOPs at --mfu]")
 @click.option("--gen-gpus", type=COUNT, help="GPUs that generate  [default: the split that balances the pools]")
 @click.option("--gen-batch", type=COUNT, default=64, show_default=True)
-@click.option("--context", type=COUNT, default=4096, show_default=True)
+@click.option("--context", type=COUNT, help="Tokens per rollout  [default: 4096, or the model's positions "
+              "if fewer]")
 @click.option("--mfu", type=FRACTION, default=0.4, show_default=True)
 @click.option("--tail", type=Number(1, False), default=1.0, show_default=True,
               help="Longest / mean rollout length (sync waits for the longest), at least 1.")

@@ -337,12 +337,21 @@ class Serving:
 
     def candidates(self, gpus: int | None = None, batch: int | None = None,
                    max_gpus: int = MAX_GPUS_PER_REPLICA) -> list[tuple[int, ServePlan | str]]:
-        """Each replica size tried (`gpus`, or 1, 2, 4, … up to `max_gpus`) with its plan, or
-        why it has none. A fixed `gpus` and `batch` always give a plan, fit or not."""
+        """Each replica size tried (`gpus`, or 1, 2, 4, … up to `max_gpus` that split the heads
+        evenly within one scale-up domain) with its plan, or why it has none. A fixed `gpus` and
+        `batch` give their plan when it fits."""
         out: list[tuple[int, ServePlan | str]] = []
-        for n in [gpus] if gpus else [2**i for i in range(max_gpus.bit_length())]:
+        if gpus:
+            tensor_parallel_arg(self.spec, self.hw, gpus)
+        sizes = [gpus] if gpus else [n for n in (2**i for i in range(max_gpus.bit_length()))
+                                     if n <= domain(self.hw) and self.spec.H % n == 0]
+        for n in sizes:
             if batch is not None:
                 plan = self.plan(n, batch)
+                if gpus and not plan.fits:
+                    raise SpecError(f"{batch:,} users of {self.context:,} cached tokens beside {self.spec.name}'s "
+                                    f"weights need {size(plan.memory_used)} on {n} × {self.hw.key}, of "
+                                    f"{size(plan.usable)} usable: lower --batch or add GPUs")
                 if gpus or (plan.fits and self.fast(plan)):
                     out.append((n, plan))
                 else:
@@ -367,6 +376,29 @@ class Serving:
             raise SpecError(f"{self.spec.name} cannot serve at {self.tokens_per_second:g} tokens/s per user "
                             f"with {self.context:,} cached tokens on {self.hw.key}: {reasons}")
         return min(plans, key=lambda p: (p.gpus, p.gpus_per_replica))
+
+
+def domain(hw: Hardware) -> int:
+    """Chips one tensor-parallel replica may span: its scale-up domain (an NVLink node, a TPU
+    slice's ICI), since its per-layer all-reduces are not costed here."""
+    return hw.scale_up.domain if hw.scale_up else hw.gpus_per_node
+
+
+def tensor_parallel_arg(spec: ModelSpec, hw: Hardware, gpus: int) -> int:
+    if spec.H % gpus:
+        raise SpecError(f"{spec.name}'s {spec.H} query heads do not split evenly over {gpus} GPUs")
+    if gpus > domain(hw):
+        raise SpecError(f"a replica of {gpus} GPUs spans more than one {hw.key} scale-up domain of "
+                        f"{domain(hw)}: tensor parallelism across it is not modelled")
+    return gpus
+
+
+def positions_arg(spec: ModelSpec, tokens: int, what: str) -> int:
+    """`tokens` if the model has that many positions (its max_position_embeddings)."""
+    if tokens > spec.context:
+        raise SpecError(f"{what} {tokens:,} is beyond {spec.name}'s {spec.context:,} positions "
+                        "(max_position_embeddings in its config)")
+    return tokens
 
 
 def serve(spec: ModelSpec, hw: Hardware, users: int, tokens_per_second: float, context: int,
@@ -403,7 +435,7 @@ def kv_report(spec: ModelSpec, context: int | None = None, batch: int = 1,
               bytes_per_element: float = 2) -> Report:
     s = spec
     given = context is not None
-    context = s.context if context is None else context
+    context = s.context if context is None else positions_arg(s, context, "--context")
     per_token = kv_bytes_per_token(s, bytes_per_element)
     r = Report(f"{s.name}: KV cache, {context:,} tokens × {batch:,} sequence{'s' if batch > 1 else ''}",
                context={"model": s.name})
@@ -499,13 +531,15 @@ def _attention_formulas(spec: ModelSpec, batch: int, new: int, positions: int, g
 
 
 def serve_report(spec: ModelSpec, hw: Hardware, users: int = 10_000, tokens_per_second: float = 20.0,
-                 context: int = 4096, prompt: int = 2048, bytes_per_weight: float = 2,
+                 context: int | None = None, prompt: int | None = None, bytes_per_weight: float = 2,
                  kv_bytes_per_element: float = 2, usable_memory: float = 0.9, mfu: float = 1.0,
                  mbu: float = 1.0, gpus: int | None = None, batch: int | None = None,
                  alpha: float = 0.8, gamma: int = 4, draft_cost: float = 0.05) -> Report:
     """The derivation of a deployment: memory per user → batch → step time → tokens/s per user
     against the target → replicas → GPUs; then prefill, the critical batch and speculation."""
     s = spec
+    context = min(4096, s.context) if context is None else positions_arg(s, context, "--context")
+    prompt = min(2048, s.context) if prompt is None else positions_arg(s, prompt, "--prompt")
     serving = Serving(s, hw, users, tokens_per_second, context, bytes_per_weight, kv_bytes_per_element,
                       usable_memory, mfu, mbu)
     tried = serving.candidates(gpus, batch)
@@ -633,8 +667,14 @@ def serve_report(spec: ModelSpec, hw: Hardware, users: int = 10_000, tokens_per_
           f"(1 − α^(γ+1)) / (1 − α) = (1 − {alpha:g}^{gamma + 1}) / (1 − {alpha:g}) = {tokens:.4g}"
           if alpha < 1 else f"γ + 1 = {gamma + 1} (every draft accepted)",
           "Leviathan et al. 2023, Theorem 3.8: each draft token accepted with probability α (--alpha)")
-    r.add("speculative speedup", speedup, f"{speedup:.3g}× (draft cost {draft_cost:g})",
+    verify = plan.batch_per_replica * (gamma + 1)
+    r.add("speculative speedup", speedup, f"{speedup:.3g}× at batch 1 (draft cost {draft_cost:g})",
           f"tokens per step / (γ · c + 1) = {tokens:.4g} / ({gamma} · {draft_cost:g} + 1) = {speedup:.4g}",
-          "verifying γ + 1 tokens costs one decode step (memory-bound: the weights are read once)",
+          "verifying γ + 1 tokens costs one decode step: true while the step is memory-bound (batch 1, "
+          f"above); at this deployment's batch {B:,} a step would verify {verify:,} tokens, past the critical "
+          f"batch {critical:,}, and speculation would pay compute instead of saving reads"
+          if critical is not None and verify >= critical else
+          "verifying γ + 1 tokens costs one decode step: true while the step is memory-bound, as here "
+          f"({B:,} · (γ + 1) = {verify:,} tokens, below the critical batch)",
           "c: a draft call's time in target calls (--draft-cost)")
     return r

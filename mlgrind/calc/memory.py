@@ -23,8 +23,11 @@ Transformer Models", arXiv 2205.05198, Table 2; 16-bit activations, 1-byte dropo
     tensor + sequence + selective         s·b·h/t · 34
     full recompute (keep layer inputs)    2·s·b·h (/t with sequence parallel)
 
-The 5·a·s/h term is the attention scores, softmax and its dropout mask (a·s² per sequence);
-selective recomputation drops exactly that. Outside the layers (section 4.3): the embeddings'
+The 5·a·s/h term is the attention scores, softmax and its dropout mask (a·s² per sequence),
+which an eager attention kernel keeps for backward; selective recomputation drops exactly that.
+So does FlashAttention (`kernel="flash"`, Dao et al. 2022) by design: it never writes the
+scores to HBM, keeps only the softmax statistics (a·s fp32 numbers per sequence, not counted)
+and recomputes the scores in its backward. The paper's table is the eager kernel (the default). Outside the layers (section 4.3): the embeddings'
 dropout mask s·b·h·p/t, and with no pipeline the final norm's and output projection's inputs and
 the fp32 logits, 4·s·b·h/t·(1 + V/h). Recomputation also holds, while backward runs, what it
 recomputes: one layer's attention core (selective) or one segment of layers (full, checkpoint
@@ -87,13 +90,18 @@ def zero_state_bytes(n_params: float, dp: int, stage: int, precision: str = "mix
     }
 
 
+KERNELS = ("eager", "flash")
+
+
 def activation_bytes_per_layer(s: int, b: int, h: int, a: int, t: int = 1, sp: bool = False,
-                               recompute: str = "none") -> float:
+                               recompute: str = "none", kernel: str = "eager") -> float:
     """Korthikanti et al. 2022, Table 2 (see module docstring)."""
+    if kernel not in KERNELS:
+        raise SpecError(f"attention kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
     sbh = s * b * h
     if recompute == "full":
         return 2 * sbh / (t if sp else 1)
-    scores = 0 if recompute == "selective" else 5 * a * s / h
+    scores = 0 if recompute == "selective" or kernel == "flash" else 5 * a * s / h
     if sp:
         return sbh / t * (34 + scores)
     return sbh * (10 + 24 / t + scores / t)
@@ -165,7 +173,7 @@ def checkpointed(layers: int, every: int, checkpoint: float, layer: float,
 
 def activations(spec: ModelSpec, par: Parallel, micro_batch: int = 1, seq_len: int = 2048,
                 recompute: str = "none", sp: bool = False, microbatches: int = 1,
-                recompute_every: int = 1) -> Activations:
+                recompute_every: int = 1, kernel: str = "eager") -> Activations:
     """Korthikanti et al. 2022 for the first pipeline stage, plus what recomputation holds."""
     if recompute_every != 1 and recompute != "full":
         raise SpecError("checkpointing every k layers is full recomputation: use it with recompute 'full'")
@@ -175,14 +183,14 @@ def activations(spec: ModelSpec, par: Parallel, micro_batch: int = 1, seq_len: i
                         f"layers of a pipeline stage")
     s, b, h, t = seq_len // par.cp, micro_batch, spec.D, par.tp
     in_flight = min(par.pp, microbatches)
-    kept = activation_bytes_per_layer(s, b, h, spec.H, t, sp, recompute)
+    kept = activation_bytes_per_layer(s, b, h, spec.H, t, sp, recompute, kernel)
     split = t if sp else 1
     if recompute == "full":
-        full = activation_bytes_per_layer(s, b, h, spec.H, t, sp)
+        full = activation_bytes_per_layer(s, b, h, spec.H, t, sp, kernel=kernel)
         stored, held = checkpointed(layers, recompute_every, kept, full, in_flight)
     else:
         stored = layers * in_flight * kept
-        held = 5 * spec.H * s * s * b / t if recompute == "selective" else 0
+        held = 5 * spec.H * s * s * b / t if recompute == "selective" and kernel == "eager" else 0
     output = (4 * s * b * h / split + 4 * s * b * spec.V / t) if par.pp == 1 else 0
     return Activations(kept, in_flight, stored, held, s * b * h * in_flight / split, output)
 
@@ -190,7 +198,7 @@ def activations(spec: ModelSpec, par: Parallel, micro_batch: int = 1, seq_len: i
 def memory_per_rank(spec: ModelSpec, par: Parallel, zero: int = 0, micro_batch: int = 1,
                     seq_len: int = 2048, recompute: str = "none", sp: bool = False,
                     precision: str = "mixed", microbatches: int = 1,
-                    recompute_every: int = 1) -> RankMemory:
+                    recompute_every: int = 1, kernel: str = "eager") -> RankMemory:
     """Bytes one rank holds at the peak of a training step.
 
     Dense parameters are split over tensor × pipeline ranks, routed experts over expert ×
@@ -212,7 +220,7 @@ def memory_per_rank(spec: ModelSpec, par: Parallel, zero: int = 0, micro_batch: 
     states = {k: v1 + v2 for (k, v1), v2 in zip(
         zero_state_bytes(dense, replicas, zero, precision).items(),
         zero_state_bytes(experts, replicas // par.ep, zero, precision).values(), strict=True)}
-    acts = activations(spec, par, micro_batch, seq_len, recompute, sp, microbatches, recompute_every)
+    acts = activations(spec, par, micro_batch, seq_len, recompute, sp, microbatches, recompute_every, kernel)
     return RankMemory(**states, activations=acts.total, params_per_rank=dense + experts,
                       activation_parts=acts)
 
@@ -236,13 +244,14 @@ def _sharding(kind: str, zero: int, replicas: int) -> str:
     return f"ZeRO-{zero}: the {what} are not sharded (from stage {ZERO_SHARDS[kind]} they are)"
 
 
-def _kept_formula(s: int, b: int, h: int, a: int, t: int, sp: bool, recompute: str) -> str:
+def _kept_formula(s: int, b: int, h: int, a: int, t: int, sp: bool, recompute: str, kernel: str) -> str:
     """The Table 2 row used, symbolically and with its numbers."""
     sbh, n = "s·b·h", f"{s:,}·{b}·{h:,}"
     if recompute == "full":
         return f"2·{sbh}/t = 2·{n}/{t}" if sp else f"2·{sbh} = 2·{n}"
-    scores = "" if recompute == "selective" else " + 5·a·s/h"
-    scores_n = "" if recompute == "selective" else f" + 5·{a}·{s:,}/{h:,}"
+    dropped = recompute == "selective" or kernel == "flash"
+    scores = "" if dropped else " + 5·a·s/h"
+    scores_n = "" if dropped else f" + 5·{a}·{s:,}/{h:,}"
     if sp:
         return f"{sbh}/t·(34{scores}) = {n}/{t}·(34{scores_n})"
     if t == 1:
@@ -254,10 +263,11 @@ def _kept_formula(s: int, b: int, h: int, a: int, t: int, sp: bool, recompute: s
 
 def report(spec: ModelSpec, hw: Hardware, par: Parallel, zero: int = 0, micro_batch: int = 1,
            seq_len: int = 2048, recompute: str = "none", sp: bool = False, precision: str = "mixed",
-           microbatches: int = 1, recompute_every: int = 1, usable_memory: float = 0.9) -> Report:
+           microbatches: int = 1, recompute_every: int = 1, usable_memory: float = 0.9,
+           kernel: str = "eager") -> Report:
     """Every kind of memory on the first pipeline stage's rank, with its formula."""
     m = memory_per_rank(spec, par, zero, micro_batch, seq_len, recompute, sp, precision,
-                        microbatches, recompute_every)
+                        microbatches, recompute_every, kernel)
     recipe, c, acts = RECIPES[precision], count(spec), m.activation_parts
     replicas = par.dp * par.cp
     r = Report(f"{spec.name}: training memory per GPU, dp {par.dp} × tp {par.tp} × pp {par.pp}"
@@ -280,7 +290,8 @@ def report(spec: ModelSpec, hw: Hardware, par: Parallel, zero: int = 0, micro_ba
                        f"{num(experts)} · {num(bytes_)} / {expert_shards}")
         r.add(kind, getattr(m, kind), gb(getattr(m, kind)), f"{working} = {size(getattr(m, kind))}",
               f"{recipe.text}; --precision {precision}", _sharding(kind, zero, replicas))
-    _activation_lines(r, spec, par, acts, micro_batch, seq_len, recompute, sp, recompute_every, microbatches)
+    _activation_lines(r, spec, par, acts, micro_batch, seq_len, recompute, sp, recompute_every, microbatches,
+                      kernel)
     r.add("total", m.total, gb(m.total),
           f"params + grads + optimizer + activations = {size(m.params)} + {size(m.grads)} + "
           f"{size(m.optimizer)} + {size(m.activations)} = {size(m.total)}", NOT_COUNTED)
@@ -297,7 +308,8 @@ def report(spec: ModelSpec, hw: Hardware, par: Parallel, zero: int = 0, micro_ba
 
 
 def _activation_lines(r: Report, spec: ModelSpec, par: Parallel, acts: Activations, micro_batch: int,
-                      seq_len: int, recompute: str, sp: bool, every: int, microbatches: int) -> None:
+                      seq_len: int, recompute: str, sp: bool, every: int, microbatches: int,
+                      kernel: str) -> None:
     s, b, h, a, t = seq_len // par.cp, micro_batch, spec.D, spec.H, par.tp
     table = ("Korthikanti et al. 2022, Table 2: their GPT layer (MHA, 4h MLP, dropout), 16-bit "
              "activations, 1-byte dropout masks; for SwiGLU, GQA or MoE layers an estimate")
@@ -308,8 +320,13 @@ def _activation_lines(r: Report, spec: ModelSpec, par: Parallel, acts: Activatio
                            "mask are recomputed, not kept (the 5·a·s/h term)",
               "full": (f"full recomputation, a checkpoint every {every} layer{'s' if every > 1 else ''}: "
                        "only each checkpoint's input (2·s·b·h) is kept")}[recompute]
+    attention = ("attention kernel flash (--attention-kernel): FlashAttention never stores the "
+                 "s×s scores, so the 5·a·s/h term is not kept (Dao et al. 2022)" if kernel == "flash" else
+                 "attention kernel eager (--attention-kernel): scores, softmax and dropout mask kept, the "
+                 "5·a·s/h term; FlashAttention (--attention-kernel flash) keeps none of them")
     r.add("activations per layer", acts.per_layer, gb(acts.per_layer),
-          f"{_kept_formula(s, b, h, a, t, sp, recompute)} = {size(acts.per_layer)}", table, shape, policy)
+          f"{_kept_formula(s, b, h, a, t, sp, recompute, kernel)} = {size(acts.per_layer)}", table, shape,
+          policy, attention if recompute != "full" else "")
     flight = (f"{acts.in_flight} micro-batch{'es' if acts.in_flight > 1 else ''} in flight: 1F1B's "
               f"first stage holds min(pp, micro-batches) = min({par.pp}, {microbatches})" if par.pp > 1
               else "no pipeline: one micro-batch's activations at a time")
@@ -322,13 +339,13 @@ def _activation_lines(r: Report, spec: ModelSpec, par: Parallel, acts: Activatio
     r.add("layer activations", acts.layers, gb(acts.layers), working, flight,
           "the rank is on the first pipeline stage, the one holding most")
     if recompute == "full":
-        full = activation_bytes_per_layer(s, b, h, a, t, sp)
+        full = activation_bytes_per_layer(s, b, h, a, t, sp, kernel=kernel)
         r.add("recomputed in backward", acts.recomputed, gb(acts.recomputed),
               f"k · A_layer − checkpoint = {every} · {size(full)} − {size(acts.per_layer)} = "
               f"{size(acts.recomputed)}",
               "while one segment is differentiated its k layers' activations are live again "
               "(A_layer: Table 2 without recomputation; its first input is the checkpoint)")
-    elif recompute == "selective":
+    elif recompute == "selective" and kernel == "eager":
         r.add("recomputed in backward", acts.recomputed, gb(acts.recomputed),
               f"5·a·s²·b/t = 5·{a}·{s:,}²·{b}/{t} = {size(acts.recomputed)}",
               "one layer's attention scores, softmax and dropout mask, live while its backward runs")

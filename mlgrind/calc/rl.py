@@ -100,8 +100,9 @@ def train_rate(flops_per_token: float, peak: float, mfu: float) -> float:
 
 
 def _n(x: float) -> str:
-    """A rate inside a formula: whole with separators from 100 up, four digits below."""
-    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.4g}"
+    """A rate inside a formula: whole with separators from 100 up to a billion, four digits
+    otherwise (1.2e15, not sixteen digits of separators)."""
+    return f"{x:,.0f}" if 100 <= abs(x) < 1e9 else num(x)
 
 
 def _pct(x: float) -> str:
@@ -109,15 +110,18 @@ def _pct(x: float) -> str:
 
 
 def report(spec: ModelSpec, hw: Hardware, gpus: int = 64, gen_rate: float | None = None,
-           training_rate: float | None = None, gen_batch: int = 64, context: int = 4096,
+           training_rate: float | None = None, gen_batch: int = 64, context: int | None = None,
            mfu: float = 0.4, tail: float = 1.0, gen_gpus: int | None = None) -> Report:
     """The three layouts' throughputs with their formulas, and where each one's GPUs idle."""
     from mlgrind.calc import flops, inference
 
     s = spec
+    context = min(4096, s.context) if context is None else inference.positions_arg(s, context, "--context")
     r = Report(f"{s.name}: RL on {gpus} × {hw.key}, tail {tail:g}", context={"model": s.name, "hardware": hw.key})
     if gen_rate is None:
-        serving = inference.Serving(s, hw, gen_batch, 1.0, context)
+        # Both pools at the same efficiency (--mfu of the peak and of HBM bandwidth): an ideal
+        # generator against a realistic trainer would skew the split towards training.
+        serving = inference.Serving(s, hw, gen_batch, 1.0, context, mfu=mfu, mbu=mfu)
         sizes = [2**i for i in range(inference.MAX_GPUS_PER_REPLICA.bit_length())]
         replica = next((p for p in (serving.plan(n, gen_batch) for n in sizes) if p.fits), None)
         if replica is None:
@@ -125,22 +129,23 @@ def report(spec: ModelSpec, hw: Hardware, gpus: int = 64, gen_rate: float | None
                             f"weights on up to {sizes[-1]} {hw.key}: lower --gen-batch or pass --gen-rate")
         n, step = replica.gpus_per_replica, replica.step
         gen_rate = gen_batch / step.seconds / n
-        r.add("generation rate per gpu", gen_rate, f"{gen_rate:,.0f} tokens/s",
+        r.add("generation rate per gpu", gen_rate, f"{_n(gen_rate)} tokens/s",
               f"B_gen / decode step / n = {gen_batch:,} / {step.seconds:.4g} s / {n} = {_n(gen_rate)}",
               f"decode of --gen-batch {gen_batch:,} rollouts with --context {context:,} cached tokens on the"
-              f" smallest replica that holds them (n = {n}), as `calc serve` times it: ideal kernels, "
-              "a lower bound on time", "or measure it and pass --gen-rate")
+              f" smallest replica that holds them (n = {n}), as `calc serve` times it, its kernels at "
+              f"{mfu:.0%} of the bf16 peak and of HBM bandwidth (--mfu, as the trainer)",
+              "or measure it and pass --gen-rate")
     else:
-        r.add("generation rate per gpu", gen_rate, f"{gen_rate:,.0f} tokens/s (given)")
+        r.add("generation rate per gpu", gen_rate, f"{_n(gen_rate)} tokens/s (given)")
     if training_rate is None:
         per_token = flops.training_flops_per_token(s, context)
         training_rate = train_rate(per_token, hw.bf16_flops, mfu)
-        r.add("training rate per gpu", training_rate, f"{training_rate:,.0f} tokens/s",
+        r.add("training rate per gpu", training_rate, f"{_n(training_rate)} tokens/s",
               f"peak · MFU / training FLOPs per token = {num(hw.bf16_flops)} · {num(mfu)} / {num(per_token)}"
               f" = {_n(training_rate)}", f"MFU {mfu:.0%} of the bf16 peak (--mfu)",
               f"training FLOPs per token: 3 × forward at sequence --context {context:,}")
     else:
-        r.add("training rate per gpu", training_rate, f"{training_rate:,.0f} tokens/s (given)")
+        r.add("training rate per gpu", training_rate, f"{_n(training_rate)} tokens/s (given)")
     t = throughput(gpus, gen_rate, training_rate, tail, gen_gpus)
     g, rt, n_g, n_t = gen_rate, training_rate, t.gen_gpus, t.train_gpus
     if gen_gpus is None:
@@ -152,14 +157,14 @@ def report(spec: ModelSpec, hw: Hardware, gpus: int = 64, gen_rate: float | None
     stale = "rollouts one policy step old (one-step off-policy)"
     tail_note = (f"tail {tail:g} = longest / mean rollout (--tail): a sync step waits for its longest "
                  "rollout, async refills a finished slot at once")
-    r.add("colocated sync", t.colocated_sync, f"{t.colocated_sync:,.0f} tokens/s",
+    r.add("colocated sync", t.colocated_sync, f"{_n(t.colocated_sync)} tokens/s",
           f"n / (tail/g + 1/r) = {gpus} / ({tail:g}/{_n(g)} + 1/{_n(rt)}) = {_n(t.colocated_sync)}",
           tail_note, "switching the GPUs between generating and training costs nothing (resharding left out)")
     idle = t.idle(t.colocated_sync)
     r.add("colocated sync idle", idle, _pct(idle),
           f"1 − throughput · (1/g + 1/r) / n = 1 − {_n(t.colocated_sync)} · (1/{_n(g)} + 1/{_n(rt)})"
           f" / {gpus} = {idle:.3g}: every GPU waits for the longest rollout, nothing else")
-    r.add("split sync", t.split_sync, f"{t.split_sync:,.0f} tokens/s",
+    r.add("split sync", t.split_sync, f"{_n(t.split_sync)} tokens/s",
           f"1 / (tail/(n_g·g) + 1/(n_t·r)) = 1 / ({tail:g}/({n_g}·{_n(g)}) + 1/({n_t}·{_n(rt)}))"
           f" = {_n(t.split_sync)}", tail_note)
     idle = t.idle(t.split_sync)
@@ -169,7 +174,7 @@ def report(spec: ModelSpec, hw: Hardware, gpus: int = 64, gen_rate: float | None
           f"generators 1 − {_n(t.split_sync)} / ({n_g}·{_n(g)}) = {t.split_sync_gen_idle:.3g} (tail, then "
           f"training), trainers 1 − {_n(t.split_sync)} / ({n_t}·{_n(rt)}) = {t.split_sync_train_idle:.3g}"
           " (waiting for rollouts)")
-    r.add("split async", t.split_async, f"{t.split_async:,.0f} tokens/s",
+    r.add("split async", t.split_async, f"{_n(t.split_async)} tokens/s",
           f"min(n_g·g, n_t·r) = min({n_g}·{_n(g)}, {n_t}·{_n(rt)}) = {_n(t.split_async)}", stale)
     idle = t.idle(t.split_async)
     slower = "generation" if n_g * g <= n_t * rt else "training"

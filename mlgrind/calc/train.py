@@ -21,8 +21,8 @@ import math
 from mlgrind.calc import flops
 from mlgrind.calc.hardware import Hardware
 from mlgrind.calc.params import count
-from mlgrind.calc.specs import ModelSpec
-from mlgrind.calc.working import Report, count_text, flops_text, num, rate
+from mlgrind.calc.specs import ModelSpec, SpecError
+from mlgrind.calc.working import Report, count_text, finite, flops_text, num, rate
 
 SECONDS_PER_DAY = 86_400
 
@@ -129,6 +129,9 @@ def report(spec: ModelSpec | None, hw: Hardware, *, tokens: float | None = None,
     if tokens_per_second is not None:
         for key, per in (("mfu", model), ("hfu", executed))[:1 if recompute == "none" else 2]:
             m = tokens_per_second * per / (gpus * peak)  # as `mfu()`, which the argument shadows
+            if finite(m, "the measured utilisation") > 1:
+                raise SpecError(f"{num(tokens_per_second)} tokens/s on {gpus:,} × {hw.key} would be "
+                                f"{m:.0%} of the {dtype} peak: check --tokens-per-second and --gpus")
             r.add(f"measured {key}", m, f"{m:.1%}",
                   f"tokens/s × {'model' if key == 'mfu' else 'executed'} per token / (n · peak) = "
                   f"{num(tokens_per_second)} × {num(per)} / ({gpus:,} · {num(peak)}) = {m:.1%}",

@@ -15,6 +15,8 @@ import shutil
 import textwrap
 from dataclasses import dataclass, field
 
+from mlgrind.calc.specs import SpecError
+
 
 @dataclass(frozen=True)
 class Line:
@@ -36,6 +38,8 @@ class Report:
     context: dict = field(default_factory=dict)  # model, hardware: echoed in JSON
 
     def add(self, label: str, value: object, shown: str, formula: str = "", *assumptions: str) -> Line:
+        if isinstance(value, float):
+            finite(value, label)
         line = Line(label, value, shown, formula, tuple(a for a in assumptions if a))
         self.lines.append(line)
         return line
@@ -72,6 +76,13 @@ class Report:
             for i, note in enumerate(notes, 1):
                 out += _wrap(f"[{i}] {note}", width, " " * (5 + len(str(i))), first="  ")
         return "\n".join(out)
+
+
+def finite(x: float, what: str = "a result") -> float:
+    """`x`, or the one-line error that inputs this large deserve (not `inf` or a traceback)."""
+    if not math.isfinite(x):
+        raise SpecError(f"{what} is beyond floating-point range: give smaller inputs")
+    return x
 
 
 def _wrap(text: str, width: int, indent: str, first: str = "") -> list[str]:
@@ -117,6 +128,7 @@ def num(x: float) -> str:
 
 
 def _sci(x: float) -> str:
+    finite(x)
     exponent = math.floor(math.log10(abs(x)))
     mantissa = round(x / 10**exponent, 3)
     if abs(mantissa) >= 10:

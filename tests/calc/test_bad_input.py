@@ -289,3 +289,22 @@ def test_a_count_beyond_2_53_is_a_usage_error_and_at_2_53_a_finite_answer(args):
 def test_a_tensor_shape_beyond_2_53_elements_is_refused():
     result = run("calc", "comms", "--op", "all-reduce", "--shape", f"{2**53}x2", "--ranks", "8")
     assert result.code == 1 and "2^53" in result.err
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--gpus", "1", "--days", "1e300", "--hw", "h100"],
+    ["flops", "--model", "llama-3-8b", "--tokens", "1e308"],
+    ["train", "--model", "llama-3-8b", "--gpus", str(2**53), "--days", "1e300"],
+    ["train", "--model", "llama-3-8b", "--gpus", "1", "--tokens-per-second", "1e300"],
+])
+def test_a_result_beyond_float_range_is_one_line_not_a_traceback(args):
+    # Each was an OverflowError traceback (formatting infinity) or printed `inf%`.
+    result = run("calc", *args)
+    assert result.code == 1 and len(result.err.strip().splitlines()) == 1
+    assert "inf" not in result.err.replace("floating", "")
+
+
+def test_a_measured_throughput_above_the_peak_is_refused():
+    # 1e6 tokens/s of Llama-3-8B on 8 H100s is 6 × the bf16 peak: a typo, not a 610 % MFU.
+    result = run("calc", "train", "--model", "llama-3-8b", "--gpus", "8", "--tokens-per-second", "1e6")
+    assert result.code == 1 and "610%" in result.err and "--tokens-per-second" in result.err

@@ -13,7 +13,7 @@ from mlgrind.calc import hardware, memory
 from mlgrind.calc.params import count
 from mlgrind.calc.specs import load_model
 from mlgrind.ref import checkpointing
-from tests.conftest import run
+from tests.conftest import calc_json, run
 
 DAY = 86_400
 
@@ -314,3 +314,17 @@ def test_bad_input_is_a_usage_error(args):
 def test_impossible_requests_are_one_line(args):
     result = run("calc", *args)
     assert result.code == 1 and result.err.startswith("error: ") and len(result.err.splitlines()) == 1
+
+
+def test_flashattention_keeps_no_scores_as_selective_recomputation_drops_them():
+    # Dao et al. 2022: FlashAttention never writes the s×s scores to HBM, so the 5·a·s/h term of
+    # Korthikanti et al.'s Table 2 (eager attention) is not kept: the per-layer activations are
+    # those of selective recomputation, without its recomputed attention core held in backward.
+    args = ("memory", "--model", "llama-3-70b", "--tp", "8", "--sp", "--seq-len", "8192")
+    eager, flash = calc_json(*args), calc_json(*args, "--attention-kernel", "flash")
+    selective = calc_json(*args, "--recompute", "selective")
+    spec = load_model("llama-3-70b")
+    assert flash["activations_per_layer"] == selective["activations_per_layer"] == 8192 * spec.D / 8 * 34
+    assert eager["activations_per_layer"] == 8192 * spec.D / 8 * (34 + 5 * spec.H * 8192 / spec.D)
+    assert "recomputed_in_backward" in selective and "recomputed_in_backward" not in flash
+    assert any("FlashAttention" in a for a in flash["assumptions"]["activations_per_layer"])
