@@ -165,6 +165,8 @@ def gb(x: float) -> str:
 
 
 def dur(seconds: float) -> str:
+    if seconds == 0:
+        return "0 s"
     if seconds >= 86_400:
         return f"{seconds / 86_400:,.1f} days"
     if seconds >= 1:
