@@ -214,3 +214,11 @@ def test_a_note_role_is_in_the_legend(sources: Path) -> None:
                              ("a4",))[:1]
     legend = page.html.split('class="legend"')[1].split("</span></span>")[0]
     assert "common mistake" in legend
+
+
+def test_a_role_whose_name_holds_a_digit_is_in_the_legend(sources: Path) -> None:
+    """`p2p` (send / recv) was used on sheets but never listed: the legend's class pattern
+    stopped at the digit."""
+    add_sheet(sources, [{"note": "Pipeline stages [send]{.p2p} activations downstream."}])
+    legend = html_of(sources)["key"].split('class="legend"')[1]
+    assert "send / recv" in legend

@@ -105,7 +105,7 @@ class Texts:
 
 _FACT = re.compile(f"{FACT_OPEN}.*?{FACT_CLOSE}", re.DOTALL)
 _BLANK = '<span class="blank"></span>'
-_ROLE_CLASS = re.compile(r'class="r-([a-z-]+)"')
+_ROLE_CLASS = re.compile(r'class="r-([a-z0-9-]+)"')
 
 
 # Sheets ---------------------------------------------------------------------------------------
