@@ -309,8 +309,8 @@ def memory_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_b
 @parallel_options
 @click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none", show_default=True,
               help="Full recomputation repeats the forward's collectives in backward.")
-@click.option("--latency", type=Number(0, open_=False), default=0.0, show_default=True,
-              help="α: seconds per step of a collective (β comes from --hw).")
+@click.option("--latency", type=Number(0, open_=False, high=1), default=0.0, show_default=True,
+              help="α: seconds per step of a collective, at most 1 (β comes from --hw).")
 @click.option("--op", type=click.Choice([c.replace("_", "-") for c in
                                          ("all_reduce", "reduce_scatter", "all_gather", "all_to_all",
                                           "broadcast", "send")]),
@@ -331,17 +331,26 @@ def comms_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_ba
     from mlgrind.calc.memory import Parallel
 
     h = hw_table.load(hw)
-    one = {"--shape": shape, "--ranks": ranks, "--link": link, "--torus": torus}
+    ctx = click.get_current_context()
+
+    def given(*names: str) -> list[str]:
+        """The options among `names` set on the command line (not left at their default)."""
+        return [f"--{name.replace('_', '-')}" for name in names
+                if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+
     if op is None:
-        given = [name for name, value in one.items() if value is not None]
-        if given:
-            raise click.UsageError(f"{', '.join(given)} describe(s) one collective: give --op too")
+        one = given("shape", "ranks", "link", "torus", "dtype")
+        if one:
+            raise click.UsageError(f"{', '.join(one)} describe(s) one collective: give --op too")
         s = _spec(model, config)
         _show(comms.step_report(s, Parallel(dp, tp, pp, ep, cp), h, micro_batch, seq_len, microbatches,
                                 zero, sp, recompute, latency), as_json)
         return
     if model or config:
         raise click.UsageError("give --op (one tensor) or --model/--config (one training step), not both")
+    step = given("dp", "tp", "pp", "ep", "cp", "zero", "micro_batch", "microbatches", "seq_len", "sp", "recompute")
+    if step:
+        raise click.UsageError(f"{', '.join(step)} describe(s) a training step of --model, not one --op")
     if shape is None or ranks is None:
         raise click.UsageError("--op needs --shape and --ranks")
     axes = comms.parse_shape(torus) if torus else None
