@@ -453,14 +453,20 @@ def rl_command(model, config, as_json, hw, gpus, gen_rate, train_rate, gen_gpus,
 @click.option("--cp", type=COUNT, help="Pin the context-parallel size  [default: search]")
 @click.option("--ep", type=COUNT, help="Pin the expert-parallel size  [default: search]")
 @click.option("--zero", type=click.IntRange(0, 3), help="Pin the ZeRO stage  [default: search]")
+@click.option("--latency", type=Number(0, open_=False, high=1),
+              help="α: seconds per step of every collective, at most 1  [default: NCCL's cost model, 8.4 µs "
+                   "per call + 3.4 µs per NVLink step, 14 µs per network step]")
+@click.option("--overlap", type=Number(0, open_=False, high=1), default=0.7, show_default=True,
+              help="Fraction of data-parallel traffic that can hide under compute, 0 to 1 (1: perfect "
+                   "overlap); the rest is exposed.")
 @_guard
 def plan_command(model, config, as_json, hw, gpus, batch, seq_len, micro_batch, efficiency, usable_memory,
-                 precision, top, tp, pp, cp, ep, zero) -> None:
+                 precision, top, tp, pp, cp, ep, zero, latency, overlap) -> None:
     """Shard a model for training: TP × PP × DP (ZeRO) × EP × CP layouts that fit, by step time."""
     from mlgrind.calc import plan
 
     request = plan.Request(_spec(model, config), hw_table.load(hw), gpus, batch, seq_len, micro_batch,
-                           efficiency, usable_memory, precision)
+                           efficiency, usable_memory, precision, latency, overlap)
     report = plan.report(request, {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": zero}, top)
     if not as_json:
         click.echo(plan.ranking_text(report) + "\n")

@@ -263,6 +263,10 @@ def _network_route(h: Hardware, collective: str, S: int, inner: int) -> Route:
                      f"(S − k)/S of the tensor to off-node peers through its own NIC while (k − 1)/S goes "
                      f"over {local}, directly to each peer (no ring)", source,
                      ((local, k - 1), ("network", S - k)))
+    if collective == "send":
+        return Route("network", nic, f"NIC = {_gbs(nic)}", 1, "1",
+                     "one send to a rank on another node, through the sender's own NIC", source,
+                     (("network", 1),))
     cap = up.per_direction if up else math.inf
     beta = min(k * nic, cap)
     beta_text = f"min(k · NIC, scale-up) = min({k} · {_gbs(nic)}, {_gbs(cap)}) = {_gbs(beta)}" \
