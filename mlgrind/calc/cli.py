@@ -164,9 +164,9 @@ def hardware_command(as_json: bool) -> None:
         peaks = ", ".join(f"{d} {x / 1e12:,.4g}" for d, x in h.flops.items())
         facts = [f"dense peaks, TFLOP/s (int8: TOPS): {peaks}"]
         if s:
-            shape = f", torus {'x'.join(map(str, s.torus))}" if s.torus else ""
-            facts.append(f"{s.name}: {s.links} links, {s.bandwidth / 1e9:,.4g} GB/s per chip both ways, "
-                         f"{s.topology} of {s.domain:,} chips{shape}")
+            reach = (f"torus, pod of {s.domain:,} chips, largest slice {'x'.join(map(str, s.torus))} = "
+                     f"{s.reach:,} chips" if s.torus else f"{s.topology} of {s.domain:,} chips")
+            facts.append(f"{s.name}: {s.links} links, {s.bandwidth / 1e9:,.4g} GB/s per chip both ways, {reach}")
         if h.network_bw:
             facts.append(f"network: {h.network_bw * 8 / 1e9:,.4g} Gbit/s per chip each way")
         facts += [f"aliases: {', '.join(h.aliases)}"] * bool(h.aliases) + [f"source: {h.source}"]

@@ -210,7 +210,7 @@ def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: 
     up = h.scale_up
     span = inner * S  # ranks of the layout block the group lies in
     if link is None:
-        link = up.fabric if up and span <= up.domain else "network"
+        link = up.fabric if up and span <= up.reach else "network"
     if link not in LINKS:
         raise SpecError(f"unknown link {link!r}; known: {', '.join(LINKS)}")
     if link == "pcie":
@@ -224,8 +224,9 @@ def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: 
         return _network_route(h, collective, S, inner)
     if up is None or up.fabric != link:
         raise SpecError(f"{h.key} has no {link} (its scale-up fabric: {up.name if up else 'none'})")
-    if S > up.domain:
-        raise SpecError(f"{S} ranks exceed {h.key}'s {up.domain}-chip {up.name} domain; use --link network")
+    if S > up.reach:
+        where = (f"largest {'x'.join(map(str, up.torus))} slice" if up.torus else f"{up.name} domain")
+        raise SpecError(f"{S} ranks exceed {h.key}'s {up.reach:,}-chip {where}; use --link network")
     if torus and up.topology != "torus":
         raise SpecError(f"--torus describes a TPU slice; {h.key}'s {up.name} is a {up.topology}")
     source = (f"{up.name} {_gbs(up.bandwidth)} per chip both ways, {up.links} links "
@@ -510,16 +511,6 @@ def step_collectives(spec: ModelSpec, par: Parallel, micro_batch: int, seq_len: 
     return rows
 
 
-def row_seconds(row: CommRow, intra_bw: float | None, inter_bw: float | None,
-                latency: float = 0.0) -> float:
-    """The row's time over a flat ring at one of two bandwidths; `row_route` knows topologies."""
-    bandwidth = intra_bw if row.intra_node else inter_bw
-    if bandwidth is None:
-        link = "NVLink" if row.intra_node else "network"
-        raise SpecError(f"this hardware lists no {link} bandwidth for the {row.parallelism} group")
-    return row.calls * collective_seconds(row.collective, row.n_bytes, row.group, bandwidth, latency)
-
-
 def row_route(row: CommRow, h: Hardware) -> Route:
     return route(h, row.collective, row.group, inner=row.inner)
 
@@ -544,7 +535,7 @@ def step_report(spec: ModelSpec, par: Parallel, h: Hardware, micro_batch: int = 
                 microbatches: int = 1, zero: int = 0, sp: bool = False, recompute: str = "none",
                 latency: float = 0.0) -> StepReport:
     """Every collective of one training step on `h`, each with its bytes, time and working."""
-    domain = h.scale_up.domain if h.scale_up else h.gpus_per_node
+    domain = h.scale_up.reach if h.scale_up else h.gpus_per_node
     rows = step_collectives(spec, par, micro_batch, seq_len, microbatches, zero, sp, domain,
                             recompute=recompute)
     report = StepReport(f"{spec.name}: collectives of one training step on {par.gpus} × {h.key}",

@@ -272,7 +272,7 @@ def search(req: Request, pins: dict[str, int | None]) -> tuple[list[Plan], list[
     """The fastest fitting plan of each layout, fastest first; and the layouts that fit with no
     ZeRO stage, each at its smallest memory."""
     hw = req.hw
-    domain = hw.scale_up.domain if hw.scale_up else hw.gpus_per_node
+    domain = hw.scale_up.reach if hw.scale_up else hw.gpus_per_node
     if req.gpus > domain and hw.network_bw is None:
         raise SpecError(f"{req.gpus:,} × {hw.key} span more than its {domain:,}-chip domain, and it lists no "
                         "network bandwidth to time the collectives across (see `mlgrind calc hardware`)")
