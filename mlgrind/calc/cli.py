@@ -167,9 +167,9 @@ def hardware_command(as_json: bool) -> None:
         peaks = ", ".join(f"{d} {x / 1e12:,.4g}" for d, x in h.flops.items())
         facts = [f"dense peaks, TFLOP/s (int8: TOPS): {peaks}"]
         if s:
-            shape = f", torus {'x'.join(map(str, s.torus))}" if s.torus else ""
-            facts.append(f"{s.name}: {s.links} links, {s.bandwidth / 1e9:,.4g} GB/s per chip both ways, "
-                         f"{s.topology} of {s.domain:,} chips{shape}")
+            reach = (f"torus, pod of {s.domain:,} chips, largest slice {'x'.join(map(str, s.torus))} = "
+                     f"{s.reach:,} chips" if s.torus else f"{s.topology} of {s.domain:,} chips")
+            facts.append(f"{s.name}: {s.links} links, {s.bandwidth / 1e9:,.4g} GB/s per chip both ways, {reach}")
         if h.network_bw:
             facts.append(f"network: {h.network_bw * 8 / 1e9:,.4g} Gbit/s per chip each way")
         facts += [f"aliases: {', '.join(h.aliases)}"] * bool(h.aliases) + [f"source: {h.source}"]
@@ -315,8 +315,8 @@ def memory_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_b
 @parallel_options
 @click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none", show_default=True,
               help="Full recomputation repeats the forward's collectives in backward.")
-@click.option("--latency", type=Number(0, open_=False), default=0.0, show_default=True,
-              help="α: seconds per step of a collective (β comes from --hw).")
+@click.option("--latency", type=Number(0, open_=False, high=1), default=0.0, show_default=True,
+              help="α: seconds per step of a collective, at most 1 (β comes from --hw).")
 @click.option("--op", type=click.Choice([c.replace("_", "-") for c in
                                          ("all_reduce", "reduce_scatter", "all_gather", "all_to_all",
                                           "broadcast", "send")]),
@@ -337,17 +337,26 @@ def comms_command(model, config, as_json, hw, dp, tp, pp, ep, cp, zero, micro_ba
     from mlgrind.calc.memory import Parallel
 
     h = hw_table.load(hw)
-    one = {"--shape": shape, "--ranks": ranks, "--link": link, "--torus": torus}
+    ctx = click.get_current_context()
+
+    def given(*names: str) -> list[str]:
+        """The options among `names` set on the command line (not left at their default)."""
+        return [f"--{name.replace('_', '-')}" for name in names
+                if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+
     if op is None:
-        given = [name for name, value in one.items() if value is not None]
-        if given:
-            raise click.UsageError(f"{', '.join(given)} describe(s) one collective: give --op too")
+        one = given("shape", "ranks", "link", "torus", "dtype")
+        if one:
+            raise click.UsageError(f"{', '.join(one)} describe(s) one collective: give --op too")
         s = _spec(model, config)
         _show(comms.step_report(s, Parallel(dp, tp, pp, ep, cp), h, micro_batch, seq_len, microbatches,
                                 zero, sp, recompute, latency), as_json)
         return
     if model or config:
         raise click.UsageError("give --op (one tensor) or --model/--config (one training step), not both")
+    step = given("dp", "tp", "pp", "ep", "cp", "zero", "micro_batch", "microbatches", "seq_len", "sp", "recompute")
+    if step:
+        raise click.UsageError(f"{', '.join(step)} describe(s) a training step of --model, not one --op")
     if shape is None or ranks is None:
         raise click.UsageError("--op needs --shape and --ranks")
     axes = comms.parse_shape(torus) if torus else None
@@ -453,14 +462,20 @@ def rl_command(model, config, as_json, hw, gpus, gen_rate, train_rate, gen_gpus,
 @click.option("--cp", type=COUNT, help="Pin the context-parallel size  [default: search]")
 @click.option("--ep", type=COUNT, help="Pin the expert-parallel size  [default: search]")
 @click.option("--zero", type=click.IntRange(0, 3), help="Pin the ZeRO stage  [default: search]")
+@click.option("--latency", type=Number(0, open_=False, high=1),
+              help="α: seconds per step of every collective, at most 1  [default: NCCL's cost model, 8.4 µs "
+                   "per call + 3.4 µs per NVLink step, 14 µs per network step]")
+@click.option("--overlap", type=Number(0, open_=False, high=1), default=0.7, show_default=True,
+              help="Fraction of data-parallel traffic that can hide under compute, 0 to 1 (1: perfect "
+                   "overlap); the rest is exposed.")
 @_guard
 def plan_command(model, config, as_json, hw, gpus, batch, seq_len, micro_batch, efficiency, usable_memory,
-                 precision, top, tp, pp, cp, ep, zero) -> None:
+                 precision, top, tp, pp, cp, ep, zero, latency, overlap) -> None:
     """Shard a model for training: TP × PP × DP (ZeRO) × EP × CP layouts that fit, by step time."""
     from mlgrind.calc import plan
 
     request = plan.Request(_spec(model, config), hw_table.load(hw), gpus, batch, seq_len, micro_batch,
-                           efficiency, usable_memory, precision)
+                           efficiency, usable_memory, precision, latency, overlap)
     report = plan.report(request, {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": zero}, top)
     if not as_json:
         click.echo(plan.ranking_text(report) + "\n")

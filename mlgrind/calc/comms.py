@@ -13,21 +13,34 @@ factor), so with β the bandwidth one rank sends at, the α-β time is
     t = α · steps + factor · n / β
 
 β and the steps depend on the fabric (`route`):
-    switch (NVSwitch, PCIe)   ring; β = the chip's bandwidth in one direction; steps 2(S−1) or S−1
+    switch (NVSwitch, PCIe)   ring (all-to-all: direct sends through the switch); β = the chip's
+                              bandwidth in one direction; steps 2(S−1) or S−1
     network (across nodes)    k rings in parallel, one per NIC of the k ranks on a node (NCCL
-                              channels): β = min(k · NIC, scale-up bandwidth)
+                              channels): β = min(k · NIC, scale-up bandwidth). An all-to-all is no
+                              ring: the off-node share (S − k)/S · n leaves through the rank's own
+                              NIC while the on-node share (k − 1)/S · n crosses the scale-up fabric
     mesh (MI300X)             one hop to each peer over its own link: β = (S−1) · link; steps 2 or 1
-    torus (TPU ICI)           each axis a bidirectional ring (both neighbour links, β = 2 · link),
-                              axes in turn (reduce-scatter along each axis, all-gather back);
-                              all-to-all by dimension-ordered routing, limited by the busiest link
+    torus (TPU ICI)           every axis at once, each a bidirectional ring on its own 2 links:
+                              β = 2 · axes · link (the bandwidth-optimal torus all-reduce, Google's
+                              "all-reduce bandwidth per Pod" = chips · β); all-to-all by
+                              dimension-ordered routing, limited by the busiest link
+
+α, the latency of one step, defaults to 0 in `collective_report` (the bandwidth term only, or
+--latency); `Route.latency(None)` is NCCL's own model (src/graph/tuning.cc, ring, Simple
+protocol): 8.4 µs per call + 3.4 µs per step over NVLink, 5.7 µs over PCIe, 14 µs per step
+that crosses the network (a ring of S ranks on N nodes crosses it N − 1 times per pass).
 
 Per step, with micro-batch b, sequence s, hidden D, m micro-batches, layers per stage l:
 
     DP / ZeRO-0   all-reduce of every gradient over the ranks holding a replica of it: dense
                   parameters over DP·CP ranks, routed experts over the expert-data-parallel
                   group of DP·CP/EP ranks (Megatron-Core's expert data parallelism)
-    ZeRO-1, 2     reduce-scatter grads + all-gather params, per group: same bytes as DP
-    ZeRO-3        + all-gather params again for backward: 1.5 × DP (ZeRO paper, sec. 7)
+    ZeRO-1        reduce-scatter grads + all-gather params, per group: same bytes as DP
+    ZeRO-2        the same, but a rank keeps only its gradient shard, so it reduce-scatters
+                  after every micro-batch's backward: m calls
+    ZeRO-3        + all-gather params again for backward: 1.5 × DP per micro-batch (ZeRO paper,
+                  sec. 7), one layer at a time (FSDP's unit): per micro-batch and layer one
+                  gather forward, one backward, one reduce-scatter, of one layer's parameters
     TP            per layer 2 all-reduces of b·s·D forward, 2 backward (Megatron, Shoeybi et
                   al. 2019, Fig. 4); full recomputation runs the forward again in backward:
                   2 more (Korthikanti et al. 2022). Sequence parallel turns each all-reduce into
@@ -100,6 +113,18 @@ def collective_seconds(collective: str, n_bytes: float, S: int, bandwidth: float
 # ----------------------------------------------------------------------------- routes
 
 
+# NCCL's α model (NCCL 2.30, src/graph/tuning.cc, ncclTunerConstantsDefaults; ring, Simple
+# protocol, the one large messages use): a base latency per call and one per ring step, by link.
+NCCL_BASE = 8.4e-6
+STEP_LATENCY = {"NVLink": 3.4e-6, "PCIe": 5.7e-6, "network": 14e-6,
+                # No published per-step figure: RCCL is a fork of NCCL, and XLA's ICI collectives
+                # are assumed no slower per hop than NVLink.
+                "Infinity Fabric": 3.4e-6, "ICI": 3.4e-6}
+ALPHA_SOURCE = ("α from NCCL's own cost model (NCCL 2.30 src/graph/tuning.cc, ring, Simple protocol): "
+                "8.4 µs per call + 3.4 µs per step over NVLink, 5.7 over PCIe, 14 per step crossing the "
+                "network; Infinity Fabric and ICI assumed NVLink's (no published figure)")
+
+
 @dataclass(frozen=True)
 class Route:
     """How one collective crosses the fabric: the bandwidth β one rank sends its share at, the
@@ -112,9 +137,23 @@ class Route:
     steps_text: str  # "2(S−1) = 14"
     algorithm: str  # an assumption sentence
     link: str  # an assumption sentence naming the bandwidth's source
+    hops: tuple[tuple[str, int], ...] = ()  # the steps by the link they cross: (("NVLink", 12), ("network", 2))
 
-    def seconds(self, collective: str, n_bytes: float, S: int, latency: float = 0.0) -> float:
-        return latency * self.steps + bytes_per_rank(collective, n_bytes, S) / self.beta
+    def latency(self, alpha: float | None = 0.0) -> float:
+        """The α term of one call: `alpha` per step, or with None NCCL's model (module docstring)."""
+        if alpha is not None:
+            return alpha * self.steps
+        return NCCL_BASE + sum(n * STEP_LATENCY[link] for link, n in self.hops or ((self.fabric, self.steps),))
+
+    def latency_text(self, alpha: float | None = 0.0) -> str:
+        if alpha is not None:
+            return f"α · steps = {num(alpha)} s · {self.steps} = {_dur(self.latency(alpha))}"
+        hops = self.hops or ((self.fabric, self.steps),)
+        terms = " + ".join(f"{n} · {num(STEP_LATENCY[link] * 1e6)} µs" for link, n in hops if n)
+        return f"base + Σ steps · α = 8.4 µs + {terms or '0'} = {_dur(self.latency(None))}"
+
+    def seconds(self, collective: str, n_bytes: float, S: int, latency: float | None = 0.0) -> float:
+        return self.latency(latency) + bytes_per_rank(collective, n_bytes, S) / self.beta
 
 
 def _gbs(x: float) -> str:
@@ -156,6 +195,13 @@ def _ring_steps_text(collective: str, S: int) -> str:
     return f"{'2' if collective == 'all_reduce' else ''}(S−1) = {ring_steps(collective, S)}"
 
 
+def _switched(collective: str) -> str:
+    """How a collective uses a switch: NCCL's ring, or an all-to-all's direct sends."""
+    if collective == "all_to_all":
+        return "direct sends to every peer (pairwise exchange, no ring)"
+    return "one hop" if collective == "send" else "NCCL ring (each rank sends to the next)"
+
+
 def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: int = 1,
           torus: tuple[int, ...] | None = None) -> Route:
     """The fabric a group of S ranks, `inner` ranks apart in the layout, uses for `collective`:
@@ -164,7 +210,7 @@ def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: 
     up = h.scale_up
     span = inner * S  # ranks of the layout block the group lies in
     if link is None:
-        link = up.fabric if up and span <= up.domain else "network"
+        link = up.fabric if up and span <= up.reach else "network"
     if link not in LINKS:
         raise SpecError(f"unknown link {link!r}; known: {', '.join(LINKS)}")
     if link == "pcie":
@@ -172,14 +218,15 @@ def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: 
             raise SpecError(f"{h.key} lists no PCIe bandwidth between chips")
         return Route("PCIe", h.pcie_bw, f"PCIe {_gbs(2 * h.pcie_bw)} both ways / 2 = {_gbs(h.pcie_bw)}",
                      ring_steps(collective, S), _ring_steps_text(collective, S),
-                     "ring through the PCIe switch, every chip at its own x16 link (no NVLink)",
+                     f"{_switched(collective)} through the PCIe switch, every chip at its own x16 link (no NVLink)",
                      f"β = {h.key}'s PCIe link in one direction ({h.key} datasheet, hardware.yaml)")
     if link == "network":
         return _network_route(h, collective, S, inner)
     if up is None or up.fabric != link:
         raise SpecError(f"{h.key} has no {link} (its scale-up fabric: {up.name if up else 'none'})")
-    if S > up.domain:
-        raise SpecError(f"{S} ranks exceed {h.key}'s {up.domain}-chip {up.name} domain; use --link network")
+    if S > up.reach:
+        where = (f"largest {'x'.join(map(str, up.torus))} slice" if up.torus else f"{up.name} domain")
+        raise SpecError(f"{S} ranks exceed {h.key}'s {up.reach:,}-chip {where}; use --link network")
     if torus and up.topology != "torus":
         raise SpecError(f"--torus describes a TPU slice; {h.key}'s {up.name} is a {up.topology}")
     source = (f"{up.name} {_gbs(up.bandwidth)} per chip both ways, {up.links} links "
@@ -187,8 +234,8 @@ def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: 
     if up.topology == "switch":
         return Route(up.name, up.per_direction, f"{_gbs(up.bandwidth)} both ways / 2 = {_gbs(up.per_direction)}",
                      ring_steps(collective, S), _ring_steps_text(collective, S),
-                     f"ring over the {up.name} switch: each rank sends to the next at its full "
-                     f"bandwidth (NCCL ring)", source)
+                     f"{_switched(collective)} over the {up.name} switch, each rank at its full bandwidth",
+                     source)
     if up.topology == "mesh":
         return _mesh_route(up, collective, S, source)
     return _torus_route(up, collective, S, torus_axes(S, up.torus, torus), source)
@@ -197,16 +244,40 @@ def route(h: Hardware, collective: str, S: int, link: str | None = None, inner: 
 def _network_route(h: Hardware, collective: str, S: int, inner: int) -> Route:
     if h.network_bw is None:
         raise SpecError(f"{h.key} lists no network bandwidth (its datasheet defines no reference system)")
-    per_node = min(S, max(1, h.gpus_per_node // inner))  # ranks of the group on one node
+    k = min(S, max(1, h.gpus_per_node // inner))  # ranks of the group on one node
+    nodes = -(-S // k)
     nic = h.network_bw
-    cap = h.scale_up.per_direction if h.scale_up else math.inf
-    beta = min(per_node * nic, cap)
-    beta_text = f"min(k · NIC, scale-up) = min({per_node} · {_gbs(nic)}, {_gbs(cap)}) = {_gbs(beta)}" \
-        if h.scale_up else f"k · NIC = {per_node} · {_gbs(nic)} = {_gbs(beta)}"
-    return Route("network", beta, beta_text, ring_steps(collective, S), _ring_steps_text(collective, S),
-                 f"rings across nodes, k = {per_node} rank(s) of the group per node: k rings in parallel, "
+    up = h.scale_up
+    local = up.name if up else "PCIe"  # what a node's ranks reach each other over
+    source = f"NIC {_gbs(nic)} per chip in each direction ({h.key} reference system, hardware.yaml)"
+    if collective == "all_to_all":
+        # Not a ring: the off-node share must leave through this rank's own NIC, the on-node
+        # share crosses the scale-up fabric at the same time; the slower of the two sets t.
+        near = up.per_direction if up else h.pcie_bw or math.inf
+        per_byte = max((S - k) / S / nic, (k - 1) / S / near)
+        beta = (S - 1) / S / per_byte
+        return Route("network", beta,
+                     f"(S−1)/S / max((S−k)/S / NIC, (k−1)/S / {local}) = {S - 1}/{S} / max({S - k}/{S} / "
+                     f"{_gbs(nic)}, {k - 1}/{S} / {_gbs(near)}) = {_gbs(beta)}",
+                     S - 1, f"(S−1) = {S - 1}",
+                     f"all-to-all across nodes, k = {k} of the S = {S} ranks per node: each rank sends "
+                     f"(S − k)/S of the tensor to off-node peers through its own NIC while (k − 1)/S goes "
+                     f"over {local}, directly to each peer (no ring)", source,
+                     ((local, k - 1), ("network", S - k)))
+    if collective == "send":
+        return Route("network", nic, f"NIC = {_gbs(nic)}", 1, "1",
+                     "one send to a rank on another node, through the sender's own NIC", source,
+                     (("network", 1),))
+    cap = up.per_direction if up else math.inf
+    beta = min(k * nic, cap)
+    beta_text = f"min(k · NIC, scale-up) = min({k} · {_gbs(nic)}, {_gbs(cap)}) = {_gbs(beta)}" \
+        if up else f"k · NIC = {k} · {_gbs(nic)} = {_gbs(beta)}"
+    steps = ring_steps(collective, S)
+    crossings = min(steps, max(1, nodes - 1) * (2 if collective == "all_reduce" else 1))
+    return Route("network", beta, beta_text, steps, _ring_steps_text(collective, S),
+                 f"rings across nodes, k = {k} rank(s) of the group per node: k rings in parallel, "
                  f"one per NIC (NCCL channels); each ring crosses every node boundary",
-                 f"NIC {_gbs(nic)} per chip in each direction ({h.key} reference system, hardware.yaml)")
+                 source, ((local, steps - crossings), ("network", crossings)))
 
 
 def _mesh_route(up, collective: str, S: int, source: str) -> Route:
@@ -247,12 +318,18 @@ def _torus_route(up, collective: str, S: int, axes: tuple[int, ...], source: str
                      steps, steps_text,
                      f"all-to-all by dimension-ordered routing over the {shape} torus: messages travel "
                      f"~a/4 hops per axis, so the busiest link, not the rank's share, sets the time", source)
-    beta = 2 * link
-    return Route("ICI", beta, f"2 links · {_gbs(up.per_direction)} / {up.links} links = {_gbs(beta)}",
+    # Every axis at once: the tensor in one part per axis, each part reduced over the axes in
+    # its own order, so each axis's bidirectional ring (2 links) is busy all the time.
+    beta = 2 * len(axes) * link
+    return Route("ICI", beta,
+                 f"2 links · axes · link = 2 · {len(axes)} · {_gbs(up.per_direction)} / {up.links} links = {_gbs(beta)}",
                  steps, steps_text,
-                 ring + ("; reduce-scatter along each axis in turn, then all-gather back (the shards "
-                         "shrink per axis, so the bytes total 2(S−1)/S · n)" if collective == "all_reduce"
-                         else "; axis after axis"),
+                 f"{ring}, all axes at once: one part of the tensor per axis, each part "
+                 + ("reduce-scattered along the axes in its own order, then all-gathered back "
+                    "(bandwidth-optimal torus all-reduce; Google's all-reduce bandwidth per pod is "
+                    "chips · β)" if collective == "all_reduce" else "passed along the axes in its own order")
+                 + ("; axes of unequal length balance only roughly (exact for equal axes)"
+                    if len(set(axes)) > 1 else ""),
                  source + "; each axis closes into a ring (wraparound), as in a full-pod axis")
 
 
@@ -363,26 +440,39 @@ def step_collectives(spec: ModelSpec, par: Parallel, micro_batch: int, seq_len: 
                                 n_formula, calls_formula, notes))
 
     replicas = "DP·CP" if par.cp > 1 else "DP"
-    grad_note = f"{dtype_bytes}-byte gradients and parameters, reduced once per step (after the last micro-batch)"
-    groups = [("dp", "DP", "P_dense", c.total - c.experts, par.tp * par.pp, "TP·PP",
+    once = f"{dtype_bytes}-byte gradients and parameters, reduced once per step (after the last micro-batch)"
+    per_microbatch = (f"ZeRO-2 keeps only its gradient shard: it reduce-scatters after each micro-batch's "
+                      f"backward, m = {m} times per step")
+    per_layer = ("ZeRO-3 (FSDP) gathers one layer (its unit) at a time, forward and again backward (freed "
+                 "in between), and reduce-scatters that layer's gradients as soon as backward makes them, "
+                 "in every micro-batch; the embeddings are counted spread over the layers")
+    groups = [("dp", "DP", "P_dense", c.total - c.experts, par.tp * par.pp, "TP·PP", layers, "layers/PP",
                f"dense parameters (all but the routed experts) are replicated over {replicas} = {sizes['dp']} ranks")]
     if c.experts:
-        groups.append(("edp", "EDP", "P_experts", c.experts, par.ep * par.pp, "EP·PP",
-                       (f"routed experts are replicated over the expert-data-parallel group, "
-                        f"{replicas}/EP = {sizes['dp']}/{par.ep} = {edp} ranks (Megatron-Core)")))
-    for kind, label, symbol, params, split, split_text, replica_note in groups:
+        groups.append(("edp", "EDP", "P_experts", c.experts, par.ep * par.pp, "EP·PP", max(1, moe_layers),
+                       "MoE layers/PP", (f"routed experts are replicated over the expert-data-parallel group, "
+                                         f"{replicas}/EP = {sizes['dp']}/{par.ep} = {edp} ranks (Megatron-Core)")))
+    for kind, label, symbol, params, split, split_text, units, units_text, replica_note in groups:
         n = params / split * dtype_bytes
         n_formula = f"{symbol}/({split_text}) · {dtype_bytes} B = {num(params)}/{split} · {dtype_bytes} = {num(n)} B"
+        grads, gathered = f"grads {symbol}/({split_text})", f"params {symbol}/({split_text})"
         zero_label = f"{label} ZeRO-{zero}" if zero else label
         if zero == 0:
-            add(kind, "all_reduce", f"grads {symbol}/({split_text})", n, 1, zero_label, n_formula, "1",
-                replica_note, grad_note)
+            add(kind, "all_reduce", grads, n, 1, zero_label, n_formula, "1", replica_note, once)
+        elif zero < 3:
+            add(kind, "reduce_scatter", grads, n, m if zero == 2 else 1, zero_label, n_formula,
+                f"m = {m}" if zero == 2 else "1", replica_note, per_microbatch if zero == 2 else once)
+            add(kind, "all_gather", gathered, n, 1, zero_label, n_formula, "1", replica_note,
+                "ZeRO: the updated parameter shards are gathered back")
         else:
-            add(kind, "reduce_scatter", f"grads {symbol}/({split_text})", n, 1, zero_label, n_formula, "1",
-                replica_note, grad_note)
-            add(kind, "all_gather", f"params {symbol}/({split_text})", n, 2 if zero == 3 else 1, zero_label,
-                n_formula, "2 (forward and backward; ZeRO-3 frees them in between)" if zero == 3 else "1",
-                replica_note, "ZeRO: the updated parameter shards are gathered back")
+            unit = n / units
+            unit_formula = (f"{symbol}/({split_text}) / ({units_text}) · {dtype_bytes} B = "
+                            f"{num(params)}/{split}/{units} · {dtype_bytes} = {num(unit)} B")
+            add(kind, "reduce_scatter", f"{grads} / ({units_text})", unit, units * m, zero_label, unit_formula,
+                f"{units_text} · m = {units} · {m} = {units * m:,}", replica_note, per_layer)
+            add(kind, "all_gather", f"{gathered} / ({units_text})", unit, 2 * units * m, zero_label, unit_formula,
+                f"2 (forward, backward) · {units_text} · m = 2 · {units} · {m} = {2 * units * m:,}",
+                replica_note, per_layer)
     tp_tensor = f"B·L·D = {b}·{s}·{D}"
     act_formula = f"B·L·D · {dtype_bytes} B = {b}·{s}·{D} · {dtype_bytes} = {act:,} B"
     tp_calls = (6 if full else 4) * layers * m
@@ -421,16 +511,6 @@ def step_collectives(spec: ModelSpec, par: Parallel, micro_batch: int, seq_len: 
     return rows
 
 
-def row_seconds(row: CommRow, intra_bw: float | None, inter_bw: float | None,
-                latency: float = 0.0) -> float:
-    """The row's time over a flat ring at one of two bandwidths; `row_route` knows topologies."""
-    bandwidth = intra_bw if row.intra_node else inter_bw
-    if bandwidth is None:
-        link = "NVLink" if row.intra_node else "network"
-        raise SpecError(f"this hardware lists no {link} bandwidth for the {row.parallelism} group")
-    return row.calls * collective_seconds(row.collective, row.n_bytes, row.group, bandwidth, latency)
-
-
 def row_route(row: CommRow, h: Hardware) -> Route:
     return route(h, row.collective, row.group, inner=row.inner)
 
@@ -455,7 +535,7 @@ def step_report(spec: ModelSpec, par: Parallel, h: Hardware, micro_batch: int = 
                 microbatches: int = 1, zero: int = 0, sp: bool = False, recompute: str = "none",
                 latency: float = 0.0) -> StepReport:
     """Every collective of one training step on `h`, each with its bytes, time and working."""
-    domain = h.scale_up.domain if h.scale_up else h.gpus_per_node
+    domain = h.scale_up.reach if h.scale_up else h.gpus_per_node
     rows = step_collectives(spec, par, micro_batch, seq_len, microbatches, zero, sp, domain,
                             recompute=recompute)
     report = StepReport(f"{spec.name}: collectives of one training step on {par.gpus} × {h.key}",

@@ -7,6 +7,7 @@ NVLink, Infinity Fabric and ICI as both directions added, so they are halved on 
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from importlib import resources
 
@@ -33,6 +34,12 @@ class ScaleUp:
     @property
     def name(self) -> str:
         return FABRICS[self.fabric]
+
+    @property
+    def reach(self) -> int:
+        """Chips one job's collectives can span on this fabric: a torus's largest slice, else
+        the domain."""
+        return math.prod(self.torus) if self.torus else self.domain
 
     @property
     def per_direction(self) -> float:
@@ -97,7 +104,7 @@ class Hardware:
             "hbm_bytes": self.hbm_bytes, "hbm_bw": self.hbm_bw, "nvlink_bw": self.nvlink_bw,
             "scale_up": None if s is None else {
                 "fabric": s.fabric, "bandwidth": s.bandwidth, "per_direction": s.per_direction,
-                "links": s.links, "link_bw": s.link_bw, "topology": s.topology, "domain": s.domain,
+                "links": s.links, "link_bw": s.link_bw, "topology": s.topology, "domain": s.domain, "reach": s.reach,
                 "torus": list(s.torus)},
             "pcie_bw": self.pcie_bw, "network_bw": self.network_bw, "gpus_per_node": self.gpus_per_node,
             "ops_per_byte": self.ops_per_byte, "hbm_sweep_seconds": self.hbm_bytes / self.hbm_bw,

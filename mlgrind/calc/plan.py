@@ -19,23 +19,28 @@ Step time of one GPU (every GPU does 1/N of the work), 1F1B or GPipe schedule:
 The bubble is (p − 1) · slot, (p − 1)/m of the pipeline's work; `head` is the output head's
 FLOPs, which only the last stage runs, so the pipeline moves at that stage's pace (Dubey et al.
 2024, sec. 3.3.2, trim a layer from it for this reason). Collectives are the rows of
-`comms.step_collectives` (recomputation included), each timed over its fabric by
-`comms.row_route` (bandwidth term, α = 0), plus what that module counts once per step: ZeRO-2
-reduces (ZeRO-3 also gathers, forward and backward) on every micro-batch, its shards being all
-it keeps.
+`comms.step_collectives` (recomputation, ZeRO-2's per-micro-batch reductions and ZeRO-3's
+per-layer gathers included), each timed over its fabric by `comms.row_route`: α + bytes / β,
+with α from NCCL's own cost model (per call and per ring step, by link) or --latency.
 
 Overlap: TP, CP and EP collectives and PP sends are exposed; each sits between two computations
 that need its result (no overlapping kernels assumed; pessimistic for ring attention). DP traffic
-blocks nothing until the optimizer step: gradient reductions run under the backward pass (2/3
-of a micro-batch's compute), parameter all-gathers under the forward (1/3), of the last (first)
-micro-batch when they run once per step, of each micro-batch when they run on every one. The
-excess is exposed.
+blocks nothing until the optimizer step, but only a fraction o (--overlap) of it hides under
+compute: NCCL's kernels take SMs and HBM bandwidth from the matmuls they run beside, and a
+step's first gather and last reduction have nothing to hide under. (1 − o) of it is exposed;
+the rest runs under the backward pass (gradient reductions, 2/3 of a micro-batch's compute) or
+the forward (parameter gathers, 1/3), of the last (first) micro-batch when it runs once per step,
+of each micro-batch when it runs on every one, and what exceeds that window is exposed too.
+
+Memory: `memory.memory_per_rank`, plus under ZeRO-3 the full parameters it gathers, of the layer
+being computed and the next one prefetched, and the full gradients of a layer before their
+reduce-scatter: (2 · params + grads) bytes of one layer's parameters (/ TP, as each rank holds).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from mlgrind.calc import comms, flops, memory
 from mlgrind.calc.hardware import Hardware
@@ -43,6 +48,7 @@ from mlgrind.calc.params import count
 from mlgrind.calc.specs import ModelSpec, SpecError
 from mlgrind.calc.working import Report, dur, gb, num, rate, size, table_text
 
+OVERLAP = 0.7  # the fraction of DP traffic that can hide under compute (module docstring)
 MAX_LAYOUTS = 5_000  # keeps a plan well under a second; pins narrow a larger search
 STAGE_KINDS = ("TP", "EP", "CP")  # per layer and micro-batch: on every pipeline slot
 PRECISION_TEXT = {
@@ -63,6 +69,8 @@ class Request:
     efficiency: float = 0.5  # fraction of the bf16 dense peak the matmuls reach
     usable: float = 0.9  # fraction of HBM a GPU may fill
     precision: str = "mixed"
+    latency: float | None = None  # α per collective step; None: NCCL's model (comms.ALPHA_SOURCE)
+    overlap: float = OVERLAP  # of DP traffic, 0 … 1
 
     @property
     def limit(self) -> float:
@@ -108,6 +116,7 @@ class Plan:
     recompute: str
     microbatches: int
     memory: memory.RankMemory
+    gathered: float  # ZeRO-3's gathered layers and their full gradients (`gathered_bytes`)
     refused: dict[str, float]  # cheaper recomputation → the bytes it would need
     flops: float  # executed per step on all GPUs, recomputation included
     compute: float  # seconds per GPU, at the last pipeline stage's pace
@@ -120,6 +129,10 @@ class Plan:
     def fits(self) -> bool:
         return self.recompute not in self.refused
 
+    @property
+    def memory_total(self) -> float:
+        return self.memory.total + self.gathered
+
     def seconds(self, *kinds: str) -> float:
         return sum(t for row, t in self.comms if kind(row) in kinds)
 
@@ -130,7 +143,7 @@ class Plan:
     @property
     def rank(self) -> tuple[float, float, float]:
         """Fastest first; at equal speed the one that sends less, then the one that holds less."""
-        return self.step, sum(row.bytes_per_rank for row, _ in self.comms), self.memory.total
+        return self.step, sum(row.bytes_per_rank for row, _ in self.comms), self.memory_total
 
 
 # ----------------------------------------------------------------------------- the search
@@ -184,37 +197,37 @@ def head_flops(req: Request) -> float:
     return req.tokens * 3 * 2 * count(req.spec).output_head
 
 
-def _collectives(req: Request, lay: Layout, zero: int, recompute: str, m: int) -> list[comms.CommRow]:
-    """`comms.step_collectives`, with ZeRO-2/3's per-micro-batch traffic (module docstring)."""
-    rows = comms.step_collectives(req.spec, lay.parallel, req.micro_batch, req.seq_len, m, zero,
-                                  sp=lay.tp > 1, gpus_per_node=req.hw.gpus_per_node, recompute=recompute)
-    out = []
-    for row in rows:
-        calls = row.calls
-        if syncs_replicas(row) and zero >= 2 and row.collective == "reduce_scatter":
-            calls = m
-        if syncs_replicas(row) and zero == 3 and row.collective == "all_gather":
-            calls = 2 * m
-        out.append(replace(row, calls=calls))
-    return out
+def gathered_bytes(req: Request, lay: Layout, zero: int, mem: memory.RankMemory) -> float:
+    """ZeRO-3's transient full layers: the one computed and the next prefetched (parameters),
+    and one layer's full gradients before their reduce-scatter; one layer is this rank's
+    parameters (already / TP) over its stage's layers."""
+    if zero != 3:
+        return 0.0
+    recipe = memory.RECIPES[req.precision]
+    layer = mem.params_per_rank / (req.spec.n_layers // lay.pp)
+    return layer * (2 * recipe.params + recipe.grads)
 
 
-def dp_overlap(zero: int, m: int, compute: float, seconds: dict[str, float]) -> tuple[float, str]:
-    """Exposed DP seconds and their working: reductions under a backward pass, gathers under a
-    forward pass, of one micro-batch when once per step, of each when on every micro-batch."""
+def dp_overlap(zero: int, m: int, compute: float, seconds: dict[str, float],
+               overlap: float = 1.0) -> tuple[float, str]:
+    """Exposed DP seconds and their working: (1 − overlap) of them, and of the rest what exceeds
+    its window, reductions under a backward pass, gathers under a forward pass, of one
+    micro-batch when once per step, of each when on every micro-batch."""
     window = {"bwd": 2 * compute / m / 3, "fwd": compute / m / 3}
     ar, rs, ag = (seconds.get(c, 0.0) for c in ("all_reduce", "reduce_scatter", "all_gather"))
     terms = {0: [("all-reduce", ar, "bwd", 1)],  # (what, seconds per step, under, times per step)
              1: [("reduce-scatter", rs, "bwd", 1), ("all-gather", ag, "fwd", 1)],
              2: [("reduce-scatter", rs, "bwd", m), ("all-gather", ag, "fwd", 1)],
              3: [("reduce-scatter + all-gather/2", rs + ag / 2, "bwd", m), ("all-gather/2", ag / 2, "fwd", m)]}[zero]
-    exposed = sum(n * max(0.0, t / n - window[phase]) for _, t, phase, n in terms)
-    symbols = " + ".join(f"max(0, {what} − {phase})" if n == 1 else f"m · max(0, ({what}) / m − {phase})"
+    total = ar + rs + ag
+    exposed = (1 - overlap) * total + sum(n * max(0.0, overlap * t / n - window[phase]) for _, t, phase, n in terms)
+    o = num(overlap)
+    symbols = " + ".join(f"max(0, o · {what} − {phase})" if n == 1 else f"m · max(0, o · ({what}) / m − {phase})"
                          for what, _, phase, n in terms)
-    numbers = " + ".join(f"max(0, {dur(t)} − {dur(window[phase])})" if n == 1 else
-                         f"{n:,} · max(0, {dur(t)} / {n:,} − {dur(window[phase])})" for _, t, phase, n in terms)
-    return exposed, (f"{symbols} = {numbers} = {dur(exposed)}; bwd, fwd = ⅔, ⅓ · compute / m = "
-                     f"{dur(window['bwd'])}, {dur(window['fwd'])}")
+    numbers = " + ".join(f"max(0, {o} · {dur(t)} − {dur(window[phase])})" if n == 1 else
+                         f"{n:,} · max(0, {o} · {dur(t)} / {n:,} − {dur(window[phase])})" for _, t, phase, n in terms)
+    return exposed, (f"(1 − o) · DP + {symbols} = (1 − {o}) · {dur(total)} + {numbers} = {dur(exposed)}; "
+                     f"bwd, fwd = ⅔, ⅓ · compute / m = {dur(window['bwd'])}, {dur(window['fwd'])}")
 
 
 def _dp_seconds(timed) -> dict[str, float]:
@@ -235,29 +248,34 @@ def evaluate(req: Request, lay: Layout, zero: int) -> Plan:
     for recompute in memory.RECOMPUTE:
         mem = memory.memory_per_rank(spec, lay.parallel, zero, req.micro_batch, req.seq_len, recompute,
                                      lay.tp > 1, req.precision, m)
-        if mem.total <= req.limit:
+        gathered = gathered_bytes(req, lay, zero, mem)
+        if mem.total + gathered <= req.limit:
             break
-        refused[recompute] = mem.total
+        refused[recompute] = mem.total + gathered
     executed = req.tokens * (flops.training_flops_per_token(spec, req.seq_len)
                              + recompute_flops_per_token(spec, req.seq_len, recompute))
     compute = (executed + (lay.pp - 1) * head_flops(req)) / (req.gpus * hw.bf16_flops * req.efficiency)
-    timed = tuple((row, row.calls * comms.row_route(row, hw).seconds(row.collective, row.n_bytes, row.group))
-                  for row in _collectives(req, lay, zero, recompute, m))
+    rows = comms.step_collectives(spec, lay.parallel, req.micro_batch, req.seq_len, m, zero, sp=lay.tp > 1,
+                                  gpus_per_node=hw.gpus_per_node, recompute=recompute)
+    timed = tuple((row, row.calls * comms.row_route(row, hw).seconds(row.collective, row.n_bytes, row.group,
+                                                                    req.latency))
+                  for row in rows)
     dp = _dp_seconds(timed)
-    dp_exposed = dp_overlap(zero, m, compute, dp)[0] if dp else 0.0
+    dp_exposed = dp_overlap(zero, m, compute, dp, req.overlap)[0] if dp else 0.0
     stage = sum(t for row, t in timed if kind(row) in STAGE_KINDS)
     bubble = (lay.pp - 1) * (compute + stage) / m
     step = compute + stage + sum(t for row, t in timed if kind(row) == "PP") + dp_exposed + bubble
-    return Plan(lay, zero, recompute, m, mem, refused, executed, compute, timed, dp_exposed, bubble, step)
+    return Plan(lay, zero, recompute, m, mem, gathered, refused, executed, compute, timed, dp_exposed, bubble, step)
 
 
 def search(req: Request, pins: dict[str, int | None]) -> tuple[list[Plan], list[Plan]]:
     """The fastest fitting plan of each layout, fastest first; and the layouts that fit with no
     ZeRO stage, each at its smallest memory."""
     hw = req.hw
-    if req.gpus > 1 and (hw.nvlink_bw is None or (req.gpus > hw.gpus_per_node and hw.network_bw is None)):
-        raise SpecError(f"{hw.key} lists no {'NVLink' if hw.nvlink_bw is None else 'network'} bandwidth "
-                        "to time the collectives with (see `mlgrind calc hardware`)")
+    domain = hw.scale_up.reach if hw.scale_up else hw.gpus_per_node
+    if req.gpus > domain and hw.network_bw is None:
+        raise SpecError(f"{req.gpus:,} × {hw.key} span more than its {domain:,}-chip domain, and it lists no "
+                        "network bandwidth to time the collectives across (see `mlgrind calc hardware`)")
     fitting, rejected = [], []
     for lay in layouts(req, pins):
         if pins.get("zero") is not None:
@@ -269,12 +287,12 @@ def search(req: Request, pins: dict[str, int | None]) -> tuple[list[Plan], list[
         if fits:
             fitting.append(min(fits, key=lambda p: p.rank))
         else:
-            rejected.append(min(plans, key=lambda p: p.memory.total))
+            rejected.append(min(plans, key=lambda p: p.memory_total))
     if not fitting:
-        least = min(rejected, key=lambda p: p.memory.total)
+        least = min(rejected, key=lambda p: p.memory_total)
         raise SpecError(
             f"{req.spec.name} does not fit on {req.gpus:,} × {hw.key}: the smallest layout, "
-            f"{least.layout.name} ZeRO-{least.zero} with full recomputation, needs {size(least.memory.total)} "
+            f"{least.layout.name} ZeRO-{least.zero} with full recomputation, needs {size(least.memory_total)} "
             f"per GPU, more than the {size(req.limit)} usable ({req.usable:.0%} of {size(hw.hbm_bytes)})")
     return sorted(fitting, key=lambda p: p.rank), rejected
 
@@ -291,7 +309,7 @@ def summary(req: Request, p: Plan) -> dict:
     lay = p.layout
     return {"layout": lay.name, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "cp": lay.cp, "ep": lay.ep,
             "zero": p.zero, "recompute": p.recompute, "microbatches": p.microbatches,
-            "memory_bytes": p.memory.total, "step_seconds": p.step, "compute_seconds": p.compute,
+            "memory_bytes": p.memory_total, "step_seconds": p.step, "compute_seconds": p.compute,
             "bubble_seconds": p.bubble, "exposed_comm_seconds": p.exposed,
             "tokens_per_second": req.tokens / p.step, "mfu": _mfu(req, p)}
 
@@ -329,15 +347,20 @@ def report(req: Request, pins: dict[str, int | None] | None = None, top: int = 5
     mem = best.memory
     refused = "; ".join(f"{k} needs {size(v)}" for k, v in best.refused.items())
     shards = ["optimizer states", "gradients", "parameters"][:best.zero]
-    r.add("memory per gpu", mem.total, gb(mem.total),
-          f"params + grads + optimizer + activations = {size(mem.params)} + {size(mem.grads)} + "
-          f"{size(mem.optimizer)} + {size(mem.activations)} = {size(mem.total)} ≤ {size(req.limit)}",
+    zero3 = (f" + ZeRO-3 gathered = {size(mem.params)} + {size(mem.grads)} + {size(mem.optimizer)} + "
+             f"{size(mem.activations)} + {size(best.gathered)}" if best.zero == 3 else
+             f" = {size(mem.params)} + {size(mem.grads)} + {size(mem.optimizer)} + {size(mem.activations)}")
+    r.add("memory per gpu", best.memory_total, gb(best.memory_total),
+          f"params + grads + optimizer + activations{zero3} = {size(best.memory_total)} ≤ {size(req.limit)}",
           f"{req.precision} precision, {PRECISION_TEXT[req.precision]} (--precision)",
           f"ZeRO-{best.zero}: " + (", ".join(shards) + " sharded over the DP · CP ranks" if shards else
                                    "model states not sharded"),
           "activations: Korthikanti et al. 2022, Table 2, sequence-parallel with TP; the first 1F1B "
           "stage holds min(p, m) micro-batches",
-          f"{best.recompute} recomputation: the cheapest that fits" + (f" ({refused})" if refused else ""))
+          f"{best.recompute} recomputation: the cheapest that fits" + (f" ({refused})" if refused else ""),
+          "ZeRO-3 gathered: one layer's parameters, gathered for the layer computed and prefetched for the "
+          "next, and its full gradients before their reduce-scatter, (2 · params + grads) bytes each"
+          if best.zero == 3 else "")
     fwd, again = flops.forward_flops_per_token(spec, L), recompute_flops_per_token(spec, L, best.recompute)
     r.add("flops per step", best.flops, f"{num(best.flops)} FLOPs",
           f"B · L · (3 · FWD + recomputed) = {B:,} · {L:,} · (3 · {num(fwd)} + {num(again)}) = {num(best.flops)}",
@@ -355,25 +378,29 @@ def report(req: Request, pins: dict[str, int | None] | None = None, top: int = 5
     else:
         r.add("compute", best.compute, dur(best.compute),
               f"FLOPs / (N · peak · efficiency) = {num(best.flops)} / ({peak}) = {dur(best.compute)}", efficiency)
+    alpha = (f"α = {num(req.latency)} s per collective step (--latency)" if req.latency is not None
+             else comms.ALPHA_SOURCE)
     for row, t in best.comms:
         route = comms.row_route(row, hw)
-        bw = route.beta
+        factor = comms.bus_factor(row.collective, row.group)
         r.add(f"{row.parallelism} {row.collective.replace('_', '-')}", t,
-              f"{dur(t)}, " + ("overlapped (dp exposed)" if syncs_replicas(row) else "exposed"),
-              f"calls · factor · n / bandwidth = {row.calls:,} · {num(comms.bus_factor(row.collective, row.group))}"
-              f" · {size(row.n_bytes)} / {rate(bw, 'B')} = {dur(t)}",
-              f"{row.tensor} over {row.group} ranks on {route.fabric}: {route.algorithm}; "
-              "bandwidth term only (α = 0)", route.link,
-              "DP traffic waits for nothing but the optimizer step: it overlaps compute" if syncs_replicas(row)
+              f"{dur(t)}, " + ("partly overlapped (dp exposed)" if syncs_replicas(row) else "exposed"),
+              f"calls · (α + factor · n / β) = {row.calls:,} · ({dur(route.latency(req.latency))} + {num(factor)}"
+              f" · {size(row.n_bytes)} / {rate(route.beta, 'B')}) = {dur(t)}; α: {route.latency_text(req.latency)}",
+              f"{row.tensor} over {row.group} ranks on {route.fabric}: {route.algorithm}", route.link, alpha,
+              f"DP traffic waits for nothing but the optimizer step: {req.overlap:.0%} of it can overlap compute "
+              "(--overlap)" if syncs_replicas(row)
               else "exposed: the next computation needs its result (no overlapping kernels assumed)",
-              "ZeRO-2/3 keep only their shard: they reduce (ZeRO-3 also gathers) on every micro-batch"
-              if syncs_replicas(row) and best.zero >= 2 else "")
+              *(row.notes if syncs_replicas(row) and best.zero >= 2 else ()))
     dp = _dp_seconds(best.comms)
     if dp:
-        r.add("dp exposed", best.dp_exposed, dur(best.dp_exposed), dp_overlap(best.zero, m, best.compute, dp)[1],
-              "gradient reductions overlap a backward pass (⅔ of a micro-batch's compute), parameter "
-              "gathers a forward pass (⅓): one micro-batch's when once per step, each one's when on every "
-              "micro-batch")
+        r.add("dp exposed", best.dp_exposed, dur(best.dp_exposed), dp_overlap(best.zero, m, best.compute, dp, req.overlap)[1],
+              f"o = {num(req.overlap)} (--overlap): NCCL's kernels take SMs and HBM bandwidth from the matmuls "
+              "they run beside, and a step's first gather and last reduction have nothing to hide under; "
+              "1.0 is perfect overlap",
+              "the overlapped part runs under a backward pass (gradient reductions, ⅔ of a micro-batch's "
+              "compute) or a forward pass (parameter gathers, ⅓): one micro-batch's when once per step, "
+              "each one's when on every micro-batch")
     stage = best.seconds(*STAGE_KINDS)
     r.add("bubble", best.bubble, dur(best.bubble),
           f"(p − 1) · (compute + TP, CP, EP) / m = {lay.pp - 1} · ({dur(best.compute)} + {dur(stage)})"
@@ -397,8 +424,8 @@ def report(req: Request, pins: dict[str, int | None] | None = None, top: int = 5
           "MFU counts the model's FLOPs only, not recomputation (Chowdhery et al. 2022)")
     if rejected:
         # The least model-parallel layout refused answers "why not plain data parallelism?".
-        why = min(rejected, key=lambda p: (p.layout.tp * p.layout.pp * p.layout.cp, p.memory.total))
+        why = min(rejected, key=lambda p: (p.layout.tp * p.layout.pp * p.layout.cp, p.memory_total))
         r.add("rejected", len(rejected), f"{len(rejected):,} of {searched:,} layouts do not fit",
-              f"e.g. {why.layout.name}: {size(why.memory.total)} per GPU at least (ZeRO-{why.zero}, full "
+              f"e.g. {why.layout.name}: {size(why.memory_total)} per GPU at least (ZeRO-{why.zero}, full "
               f"recomputation) > {size(req.limit)}")
     return r

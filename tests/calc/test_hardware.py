@@ -76,7 +76,11 @@ def field(key: str, path: str):
     ("b200", "flops.fp8", SPARSE, 9000, 1, NVIDIA_B200),
     ("b200", "flops.tf32", SPARSE, 2200, 1, NVIDIA_B200),
     ("b200", "hbm_bytes", G, 180, 1, NVIDIA_B200),
-    ("b200", "hbm_bw", T, 7.7, 0.1, NVIDIA_B200),
+    # DGX B200: "1,440 GB total HBM3e memory and 64 TB/s HBM3e bandwidth" for 8 GPUs (a page quoting
+    # nvidia.com/en-us/data-center/dgx-b200, verified with search; NVIDIA's own page is not in the
+    # corpora): 8 TB/s per GPU. 35c052a had 7.7 TB/s, no datasheet's figure.
+    ("b200", "hbm_bw", T / 8, 64, 1, "NVIDIA DGX B200 datasheet: 64 TB/s for 8 GPUs"),
+    ("b200", "hbm_bytes", G / 8, 1440, 1, "NVIDIA DGX B200 datasheet: 1,440 GB for 8 GPUs"),
     ("b200", "scale_up.bandwidth", G, 1800, 1, NVIDIA_B200),
     ("b200", "scale_up.links", 1, 18, 1, "MLPerf inference v6.0, nebius_b200_n1: 18x 5th Gen NVLink"),
     ("mi300x", "flops.bf16", T, 1307.4, 0.1, AMD_ROCM),
@@ -124,8 +128,18 @@ def test_tpu_interconnects_are_tori_of_the_documented_dimension(key, axes):
 
 
 def test_tpu_v5p_slice_is_the_largest_documented():
-    # cloud.google.com/tpu/docs/v5p: "The maximum v5p shape is 16x16x24 (6144 chips, 96 cubes)".
-    assert table()["tpu-v5p"]["scale_up"]["torus"] == [16, 16, 24]
+    # cloud.google.com/tpu/docs/v5p: "There are 8960 chips in a single v5p Pod. The largest job that
+    # can be scheduled is a 96 cube (6144 chip) job"; "The maximum v5p shape is 16x16x24 (6144
+    # chips, 96 cubes)" (verified with search).
+    s = table()["tpu-v5p"]["scale_up"]
+    assert (s["torus"], s["reach"], s["domain"]) == ([16, 16, 24], 6144, 8960)
+    # 35c052a printed "torus of 8,960 chips, torus 16x16x24", as if the slice held the pod.
+    text = " ".join(run("calc", "hardware").out.split())
+    assert "pod of 8,960 chips, largest slice 16x16x24 = 6,144 chips" in text
+    # A collective cannot span more of ICI than one slice.
+    result = run("calc", "comms", "--op", "all-reduce", "--shape", "8", "--ranks", "8192", "--hw", "v5p",
+                 "--link", "ici")
+    assert result.code == 1 and "6,144-chip largest 16x16x24 slice" in result.err
 
 
 def test_the_issues_accelerators_are_all_bundled_and_keep_their_fields():
