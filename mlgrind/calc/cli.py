@@ -468,14 +468,17 @@ def rl_command(model, config, as_json, hw, gpus, gen_rate, train_rate, gen_gpus,
 @click.option("--overlap", type=Number(0, open_=False, high=1), default=0.7, show_default=True,
               help="Fraction of data-parallel traffic that can hide under compute, 0 to 1 (1: perfect "
                    "overlap); the rest is exposed.")
+@click.option("--attention-kernel", "kernel", type=click.Choice(["eager", "flash"]), default="flash",
+              show_default=True, help="flash (FlashAttention) keeps no s×s attention scores; eager keeps "
+              "them for backward (Korthikanti et al.'s tables).")
 @_guard
 def plan_command(model, config, as_json, hw, gpus, batch, seq_len, micro_batch, efficiency, usable_memory,
-                 precision, top, tp, pp, cp, ep, zero, latency, overlap) -> None:
+                 precision, top, tp, pp, cp, ep, zero, latency, overlap, kernel) -> None:
     """Shard a model for training: TP × PP × DP (ZeRO) × EP × CP layouts that fit, by step time."""
     from mlgrind.calc import plan
 
     request = plan.Request(_spec(model, config), hw_table.load(hw), gpus, batch, seq_len, micro_batch,
-                           efficiency, usable_memory, precision, latency, overlap)
+                           efficiency, usable_memory, precision, latency, overlap, kernel)
     report = plan.report(request, {"tp": tp, "pp": pp, "cp": cp, "ep": ep, "zero": zero}, top)
     if not as_json:
         click.echo(plan.ranking_text(report) + "\n")

@@ -8,7 +8,9 @@ Search: every TP × PP × CP × DP = N, with EP (MoE only) carved out of DP × C
     m = B / (DP · b) whole, ≥ 1           micro-batches per step, b sequences each
 and every ZeRO stage 0–3 over the data-parallel ranks. Each gets the cheapest recomputation that
 fits in usable · HBM (none, then selective, then full: recomputing costs compute), with memory
-from `memory.memory_per_rank`, sequence parallelism on whenever TP > 1.
+from `memory.memory_per_rank`, sequence parallelism on whenever TP > 1. Attention is
+FlashAttention by default: it keeps no s×s scores, so selective recomputation, which frees only
+those, is not tried (`kernel="eager"` keeps them, as Korthikanti et al.'s tables).
 
 Step time of one GPU (every GPU does 1/N of the work), 1F1B or GPipe schedule:
 
@@ -71,6 +73,7 @@ class Request:
     precision: str = "mixed"
     latency: float | None = None  # α per collective step; None: NCCL's model (comms.ALPHA_SOURCE)
     overlap: float = OVERLAP  # of DP traffic, 0 … 1
+    kernel: str = "flash"  # attention kernel: flash keeps no s×s scores (memory.KERNELS)
 
     @property
     def limit(self) -> float:
@@ -245,9 +248,11 @@ def evaluate(req: Request, lay: Layout, zero: int) -> Plan:
     spec, hw = req.spec, req.hw
     m = req.batch // (lay.dp * req.micro_batch)
     refused = {}
-    for recompute in memory.RECOMPUTE:
+    # With FlashAttention selective recomputation frees nothing more: the scores are never kept.
+    policies = [p for p in memory.RECOMPUTE if not (p == "selective" and req.kernel == "flash")]
+    for recompute in policies:
         mem = memory.memory_per_rank(spec, lay.parallel, zero, req.micro_batch, req.seq_len, recompute,
-                                     lay.tp > 1, req.precision, m)
+                                     lay.tp > 1, req.precision, m, kernel=req.kernel)
         gathered = gathered_bytes(req, lay, zero, mem)
         if mem.total + gathered <= req.limit:
             break
@@ -357,6 +362,9 @@ def report(req: Request, pins: dict[str, int | None] | None = None, top: int = 5
                                    "model states not sharded"),
           "activations: Korthikanti et al. 2022, Table 2, sequence-parallel with TP; the first 1F1B "
           "stage holds min(p, m) micro-batches",
+          "attention kernel flash (--attention-kernel): FlashAttention keeps no s×s scores, so selective "
+          "recomputation frees nothing more and is not tried" if req.kernel == "flash" else
+          "attention kernel eager (--attention-kernel): the s×s scores, softmax and dropout mask are kept",
           f"{best.recompute} recomputation: the cheapest that fits" + (f" ({refused})" if refused else ""),
           "ZeRO-3 gathered: one layer's parameters, gathered for the layer computed and prefetched for the "
           "next, and its full gradients before their reduce-scatter, (2 · params + grads) bytes each"

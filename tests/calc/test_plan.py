@@ -28,8 +28,9 @@ def plan(*args: str) -> dict:
 
 
 def megatron(model: str, gpus: int, batch: int, *pins: str, micro_batch: int = 1) -> dict:
+    # Narayanan et al. 2021 predates FlashAttention (Dao et al. 2022): its attention kept the scores.
     return plan("--model", model, "--hw", "a100-80gb", "--gpus", str(gpus), "--batch", str(batch),
-                "--seq", "2048", "--micro-batch", str(micro_batch), *pins)
+                "--seq", "2048", "--micro-batch", str(micro_batch), "--attention-kernel", "eager", *pins)
 
 
 # ----------------------------------------------------------------------- published layouts
@@ -158,9 +159,10 @@ def test_how_to_shard_a_70b_model_on_64_h100s():
 
 def test_recomputation_is_the_cheapest_that_fits():
     # Llama-3-70B on 64 GPUs at TP 4, PP 4: without recomputation the activations (Korthikanti et
-    # al. 2022) overflow 72 GB; the planner says how much, and pays only selective recomputation.
+    # al. 2022, eager attention keeping the scores) overflow 72 GB; the planner says how much, and
+    # pays only selective recomputation.
     args = ("--model", "llama-3-70b", "--gpus", "64", "--batch", "512", "--seq", "4096",
-            "--tp", "4", "--pp", "4", "--cp", "1", "--zero", "1")
+            "--tp", "4", "--pp", "4", "--cp", "1", "--zero", "1", "--attention-kernel", "eager")
     data = plan(*args)
     spec = load_model("llama-3-70b")
     layout = memory.Parallel(dp=4, tp=4, pp=4)
@@ -171,6 +173,10 @@ def test_recomputation_is_the_cheapest_that_fits():
     assert any(f"none needs {none.total / 1e9:,.3f} GB" in a for a in data["assumptions"]["memory_per_gpu"])
     selective = flops.attention_flops_per_token(spec, 4096) * 512 * 4096  # the scores, run again
     assert data["flops_per_step"] == 512 * 4096 * flops.training_flops_per_token(spec, 4096) + selective
+    # FlashAttention (the default) never keeps the scores: the same layout needs no recomputation.
+    flash = plan(*args[:-2])
+    assert flash["plans"][0]["recompute"] == "none"
+    assert flash["flops_per_step"] == 512 * 4096 * flops.training_flops_per_token(spec, 4096)
 
 
 # ---------------------------------------------------------------------- refusals and errors
@@ -239,7 +245,7 @@ def test_zero3_memory_holds_the_gathered_layers():
     best = plan(*args)["plans"][0]
     spec = load_model("llama-3-70b")
     shards = memory.memory_per_rank(spec, memory.Parallel(dp=32, tp=2), 3, 1, 4096, best["recompute"], True,
-                                    microbatches=best["microbatches"])
+                                    microbatches=best["microbatches"], kernel="flash")
     layer = shards.params_per_rank / spec.n_layers
     assert best["memory_bytes"] == pytest.approx(shards.total + 6 * layer)
 
