@@ -500,11 +500,15 @@ def step_collectives(spec: ModelSpec, par: Parallel, micro_batch: int, seq_len: 
             f" = {ep_calls:,}",
             "dispatch and combine forward, their gradients backward" + (", and again in the recomputed forward" if full else ""),
             "tokens routed uniformly over the experts")
-    kv = b * s * spec.G * (spec.K + spec.K_v) * dtype_bytes
+    # A TP rank holds ⌈G/TP⌉ kv heads (a head is replicated when TP > G): it passes only those.
+    g_rank = -(-spec.G // par.tp)
+    kv = b * s * g_rank * (spec.K + spec.K_v) * dtype_bytes
+    g_text, g_num = ("⌈G/TP⌉", f"⌈{spec.G}/{par.tp}⌉") if par.tp > 1 else ("G", f"{spec.G}")
     cp_rounds = 4 if recompute != "none" else 3
-    add("cp", "send", f"K,V blocks B·(L/CP)·G·K = {b}·{s}·{spec.G}·{spec.K}", kv,
+    add("cp", "send", f"K,V blocks B·(L/CP)·{g_text}·K = {b}·{s}·{g_rank}·{spec.K}", kv,
         cp_rounds * (par.cp - 1) * layers * m, "CP",
-        f"B·(L/CP)·G·(K + K_v) · {dtype_bytes} B = {b}·{s}·{spec.G}·({spec.K} + {spec.K_v}) · {dtype_bytes} = {kv:,} B",
+        f"B·(L/CP)·{g_text}·(K + K_v) · {dtype_bytes} B = {b}·{s}·{g_num}·({spec.K} + {spec.K_v}) · {dtype_bytes}"
+        f" = {kv:,} B",
         f"{cp_rounds}(CP−1) · layers/PP · m = {cp_rounds}·{par.cp - 1} · {layers} · {m} = {cp_rounds * (par.cp - 1) * layers * m:,}",
         "ring attention: CP−1 passes of K, V forward, 2(CP−1) backward"
         + (", CP−1 more to recompute the attention" if recompute != "none" else ""))

@@ -268,3 +268,16 @@ def test_every_collective_carries_its_working_and_the_step_a_total():
     assert total["bytes_per_rank"] == pytest.approx(sum(c["bytes_per_rank"] for c in data["collectives"]))
     assert total["seconds"] == pytest.approx(sum(c["seconds"] for c in data["collectives"]))
     assert total["formula"]["seconds"].startswith("Σ t =")
+
+
+def test_context_parallel_passes_only_the_kv_heads_a_tensor_parallel_rank_holds():
+    # Llama-3-70B has G = 8 kv heads: at TP 8 each rank holds one, and its ring-attention pass
+    # carries that head's K and V for its L/CP tokens, not all eight (16.8 MB before the fix).
+    data = json.loads(run("calc", "comms", "--model", "llama-3-70b", "--tp", "8", "--cp", "2",
+                          "--seq-len", "8192", "--json").out)
+    (cp,) = [c for c in data["collectives"] if c["parallelism"] == "CP"]
+    assert cp["n_bytes"] == 1 * 4096 * 1 * (128 + 128) * 2
+    wide = json.loads(run("calc", "comms", "--model", "llama-3-70b", "--tp", "16", "--cp", "2", "--hw", "v5p",
+                          "--seq-len", "8192", "--json").out)
+    (cp,) = [c for c in wide["collectives"] if c["parallelism"] == "CP"]
+    assert cp["n_bytes"] == 4096 * 1 * 256 * 2  # TP 16 > G: one (replicated) head per rank

@@ -28,9 +28,11 @@ def plan(*args: str) -> dict:
 
 
 def megatron(model: str, gpus: int, batch: int, *pins: str, micro_batch: int = 1) -> dict:
-    # Narayanan et al. 2021 predates FlashAttention (Dao et al. 2022): its attention kept the scores.
+    # Narayanan et al. 2021 predates FlashAttention (Dao et al. 2022): its attention kept the scores;
+    # and context parallelism (Megatron-Core, 2023): its layouts had none.
     return plan("--model", model, "--hw", "a100-80gb", "--gpus", str(gpus), "--batch", str(batch),
-                "--seq", "2048", "--micro-batch", str(micro_batch), "--attention-kernel", "eager", *pins)
+                "--seq", "2048", "--micro-batch", str(micro_batch), "--attention-kernel", "eager", "--cp", "1",
+                *pins)
 
 
 # ----------------------------------------------------------------------- published layouts
