@@ -100,6 +100,7 @@ class Number(click.ParamType):
 POSITIVE = Number()
 FRACTION = Number(0, True, 1)  # MFU, usable memory: (0, 1]
 COUNT = click.IntRange(1, 2**53)  # beyond 2^53 a count is no longer exact as a float
+PRECISIONS = ["mixed", "bf16-fp32-moments", "bf16", "fp32", "adam-8bit"]  # memory.RECIPES' keys
 
 
 def _show(report: Report, as_json: bool) -> None:
@@ -272,7 +273,7 @@ def parallel_options(command):
 @click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none", show_default=True)
 @click.option("--recompute-every", type=COUNT, default=1, show_default=True, metavar="K",
               help="With --recompute full: a checkpoint every K layers, recomputed a segment at a time.")
-@click.option("--precision", type=click.Choice(["mixed", "bf16-fp32-moments", "bf16", "fp32", "adam-8bit"]),
+@click.option("--precision", type=click.Choice(PRECISIONS),
               default="mixed", show_default=True,
               help="Bytes per parameter: mixed 2+2+4+8 (bf16, fp32 master and Adam), bf16-fp32-moments "
                    "2+2+8, bf16 2+2+4, fp32 4+4+8, adam-8bit 2+2+4+2.")
@@ -454,8 +455,8 @@ def rl_command(model, config, as_json, hw, gpus, gen_rate, train_rate, gen_gpus,
                    "come on top, so the MFU printed is lower.")
 @click.option("--usable-memory", type=FRACTION, default=0.9, show_default=True,
               help="Fraction of HBM a GPU may fill.")
-@click.option("--precision", type=click.Choice(["mixed", "fp32", "bf16"]), default="mixed", show_default=True,
-              help="mixed: 2+2+12 bytes/param (bf16 + fp32 Adam).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="mixed", show_default=True,
+              help="Bytes per parameter, as `calc memory --precision`.")
 @click.option("--top", type=COUNT, default=5, show_default=True, help="Layouts to list.")
 @click.option("--tp", type=COUNT, help="Pin the tensor-parallel size  [default: search]")
 @click.option("--pp", type=COUNT, help="Pin the pipeline-parallel size  [default: search]")

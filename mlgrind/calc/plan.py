@@ -53,11 +53,6 @@ from mlgrind.calc.working import Report, dur, gb, num, rate, size, table_text
 OVERLAP = 0.7  # the fraction of DP traffic that can hide under compute (module docstring)
 MAX_LAYOUTS = 5_000  # keeps a plan well under a second; pins narrow a larger search
 STAGE_KINDS = ("TP", "EP", "CP")  # per layer and micro-batch: on every pipeline slot
-PRECISION_TEXT = {
-    "mixed": "2 + 2 + 12 bytes per parameter: bf16 weights and gradients, fp32 master and Adam moments",
-    "fp32": "4 + 4 + 8 bytes per parameter: fp32 weights, gradients and Adam moments",
-    "bf16": "2 + 2 + 4 bytes per parameter: bf16 weights, gradients and Adam moments",
-}
 
 
 @dataclass(frozen=True)
@@ -357,7 +352,7 @@ def report(req: Request, pins: dict[str, int | None] | None = None, top: int = 5
              f" = {size(mem.params)} + {size(mem.grads)} + {size(mem.optimizer)} + {size(mem.activations)}")
     r.add("memory per gpu", best.memory_total, gb(best.memory_total),
           f"params + grads + optimizer + activations{zero3} = {size(best.memory_total)} ≤ {size(req.limit)}",
-          f"{req.precision} precision, {PRECISION_TEXT[req.precision]} (--precision)",
+          f"{memory.RECIPES[req.precision].text} (--precision {req.precision})",
           f"ZeRO-{best.zero}: " + (", ".join(shards) + " sharded over the DP · CP ranks" if shards else
                                    "model states not sharded"),
           "activations: Korthikanti et al. 2022, Table 2, sequence-parallel with TP; the first 1F1B "

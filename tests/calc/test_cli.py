@@ -128,3 +128,10 @@ def test_calc_help_imports_nothing_heavy():
                             capture_output=True, text=True, check=True)
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
     assert not imported & {"weasyprint", "pydantic", "genanki", "jinja2", "numpy", "yaml", "markdown_it"}
+
+
+def test_every_precision_recipe_is_offered_where_memory_is_planned():
+    from mlgrind.calc import memory
+    from mlgrind.calc.cli import PRECISIONS
+
+    assert PRECISIONS == list(memory.RECIPES)  # one list for `memory` and `plan`
