@@ -7,6 +7,7 @@ NVLink, Infinity Fabric and ICI as both directions added, so they are halved on 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -155,6 +156,13 @@ def _entry(key: str, e: dict) -> Hardware:
 
 
 def load_all() -> dict[str, Hardware]:
+    return dict(_table())  # a copy: the parsed table is shared
+
+
+@functools.cache
+def _table() -> dict[str, Hardware]:
+    """hardware.yaml parsed once per process: a sheet looks hardware up hundreds of times, and
+    each parse costs ~50 ms. The file is package data; it does not change while we run."""
     import yaml  # only the commands that need hardware pay for importing it
 
     text = (resources.files("mlgrind.calc") / "hardware.yaml").read_text(encoding="utf-8")
@@ -163,7 +171,7 @@ def load_all() -> dict[str, Hardware]:
 
 def load(name: str) -> Hardware:
     """By key, alias or unique prefix of a key, case-insensitive: `h100`, `H100-SXM`, `mi300`."""
-    table = load_all()
+    table = _table()
     wanted = name.strip().lower()
     names = {key: key for key in table} | {a: h.key for h in table.values() for a in h.aliases}
     if wanted in names:
