@@ -71,16 +71,26 @@ def facts(sheet: str) -> tuple[list[str], list[str]]:
         elif isinstance(node, list):
             for item in node:
                 walk(item, key)
-        elif isinstance(node, str):
+        elif isinstance(node, str) and key != "formula":  # typeset as paths, no text to find
             for expression in re.findall(r"\$\{[^}]*\}", node):
                 values.append(plain(expand(expression)))
             if key in ("list", "note") and "${" not in node:
                 prose.append(plain(re.sub(r"^\*\*[^*]+\*\*:?", "", node)).strip())
 
     walk(data["panels"])
-    # A value that the sheet also shows as an input, like (5, 4), is no secret.
-    typed = flat(re.sub(r"\$\{[^}]*\}", "", yaml.safe_dump(data["panels"], width=10**6)))
-    return [v for v in values if len(flat(v)) >= 3 and "\\" not in v and flat(v) not in typed], prose
+    # A value that the sheet also shows as an input, like (5, 4) or 8192 (8,192), is no secret.
+    typed = flat(re.sub(r"\$\{[^}]*\}", "", yaml.safe_dump(data["panels"], width=10**6))).replace(",", "")
+    return [v for v in values
+            if len(flat(v)) >= 3 and "\\" not in v and flat(v).replace(",", "") not in typed], prose
+
+
+def shown(fact: str, text: str) -> bool:
+    """`fact` (its first 40 characters) in the flattened `text`, not as digits of a longer
+    number: 162 is not in "bf16" followed by the source marks "2,3"."""
+    head = flat(fact)[:40]
+    before = r"(?<!\d)" if head[:1].isdigit() else ""
+    after = r"(?!\d)" if head[-1:].isdigit() and len(flat(fact)) <= 40 else ""
+    return re.search(before + re.escape(head) + after, text) is not None
 
 
 @pytest.mark.parametrize("sheet", SHEETS)
@@ -88,10 +98,10 @@ def test_recall_edition_hides_every_fact_of_its_answer_key(built: Path, sheet: s
     key = flat("".join(c for c, _, _ in chars(built / f"build/onepagers/{sheet}-a4.pdf")))
     recall = flat("".join(c for c, _, _ in chars(built / f"build/onepagers/{sheet}-recall-a4.pdf")))
     values, prose = facts(sheet)
-    assert values and prose
+    assert values  # every sheet computes facts; not every one has prose without them
     for fact in [*values, *prose]:
         assert flat(fact)[:40] in key, fact  # the check can see this fact ...
-        assert flat(fact)[:40] not in recall, fact  # ... and the recall edition hides it
+        assert not shown(fact, recall), fact  # ... and the recall edition hides it
     # The structure stays: every panel title is on both.
     for panel in yaml.safe_load((ROOT / f"onepagers/{sheet}.yaml").read_text())["panels"]:
         assert flat(panel["title"]) in recall
