@@ -222,3 +222,12 @@ def test_a_role_whose_name_holds_a_digit_is_in_the_legend(sources: Path) -> None
     add_sheet(sources, [{"note": "Pipeline stages [send]{.p2p} activations downstream."}])
     legend = html_of(sources)["key"].split('class="legend"')[1]
     assert "send / recv" in legend
+
+
+def test_roles_coloured_only_inside_maths_are_in_the_legend(sources: Path) -> None:
+    """Formulas are drawn as paths, so their colours never reach the HTML's classes: sheet 15's
+    legend missed the dimension letters its formulas are coloured with."""
+    add_sheet(sources, [{"formula": r"t = \dim{BL} \cdot \role{kv-cache}{c} / \beta"}])
+    legend = html_of(sources)["key"].split('class="legend"')[1]
+    assert "batch / sequence" in legend and "KV cache" in legend
+    assert "model / hidden" not in legend  # only what the sheet uses

@@ -120,6 +120,13 @@ def expand_macros(tex: str) -> str:
     return _ROLE.sub(role, _DIM.sub(dim, tex))
 
 
+def roles_in(tex: str) -> set[str]:
+    """The palette roles a formula's macros colour with, for the sheet's legend: the maths is
+    drawn as paths, so its colours cannot be read back from the HTML."""
+    families = {LETTERS[c].family for m in _DIM.finditer(tex) for c in m.group(1) if c in LETTERS}
+    return families | {m.group(1) for m in _ROLE.finditer(tex) if m.group(1) in ROLES}
+
+
 class Typeset:
     """Formulas already typeset, kept between builds in the cache (ziamath takes most of a
     second to load its font: a no-op rebuild should not pay it). Keyed by the LaTeX after

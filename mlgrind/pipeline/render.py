@@ -84,7 +84,7 @@ class Texts:
         if self.recall and hide == "prose":
             block = " block" if tex else ""
             html = f'<span class="ruled{block}"><span class="hide">{html}</span></span>'
-        self.roles.update(_ROLE_CLASS.findall(html))
+        self.roles.update(_ROLE_CLASS.findall(html), maths.roles_in(expanded))
         return Markup(html)
 
 
