@@ -190,6 +190,13 @@ SHEET_RULES = {
     "two panels with one title": (
         {"  - title: Blocks\n": "  - title: Blocks\n    blocks: [{note: x}]\n  - title: Blocks\n"},
         r"panel title 'Blocks' is also used by panel 1", "title: Blocks"),
+    "two panels with one id": (
+        {"  - title: Blocks\n": "  - id: same\n    title: Blocks\n    blocks: [{note: x}]\n"
+                                "  - id: same\n    title: Other\n"},
+        r"panel id 'same' is also panel 1's", "id: same"),
+    "a panel id that is no slug": (
+        {"  - title: Blocks\n": "  - id: Not A Slug\n    title: Blocks\n"},
+        r"'id': string should match pattern", "id: Not A Slug"),
     "sheet title with a deck separator": (
         {"title: Test sheet": "title: Test::sheet"},
         r"'title' may not contain '::'", "title: Test::sheet"),
@@ -201,7 +208,7 @@ def test_sheet_rules(sources: Path, case: str) -> None:
     replace, expected, needle = SHEET_RULES[case]
     # A repeated title is blamed on its second use.
     check(sources, "onepagers/99-test-sheet.yaml", sheet_with(**replace), expected, needle,
-          occurrence=2 if case == "two panels with one title" else 1)
+          occurrence=2 if case.startswith("two panels") else 1)
 
 
 CARD_RULES = {
@@ -252,3 +259,23 @@ def test_json_schema_knows_the_rules_editors_can_check() -> None:
     cards["notes"][3]["text"] = "no deletion"
     with pytest.raises(jsonschema.ValidationError):
         validator.validate(cards)
+
+
+def test_a_panel_without_an_id_is_known_by_its_titles_slug() -> None:
+    from mlgrind.pipeline.schema import Panel, slugify
+
+    assert slugify("Worked: model + tokens + GPUs + MFU → days") == "worked-model-tokens-gpus-mfu-days"
+    assert slugify("Llama-3-70B on 64 H100s, TP 8 · PP 2 · DP 4: every collective") == \
+        "llama-3-70b-on-64-h100s-tp-8-pp-2-dp-4"  # whole words, at most 40 characters
+    assert slugify("→ ×") == "panel"
+    panel = Panel.model_validate({"title": "Ring all-reduce, step by step", "blocks": [{"note": "x"}]})
+    assert panel.key == "ring-all-reduce-step-by-step"
+    assert Panel.model_validate({"id": "ring", "title": "Renamed", "blocks": [{"note": "x"}]}).key == "ring"
+
+
+def test_every_bundled_panel_has_an_id_of_its_own() -> None:
+    """The morning log keys a learner's history by panel id: the bundled sheets name theirs, so
+    that rewording a title keeps it."""
+    for path in sorted((ROOT / "onepagers").glob("*.yaml")):
+        panels = yaml.safe_load(path.read_text(encoding="utf-8"))["panels"]
+        assert all("id" in panel for panel in panels), path.name

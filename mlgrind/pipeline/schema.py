@@ -17,6 +17,7 @@ model), so the message points at the offending line rather than at the whole blo
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
@@ -28,6 +29,9 @@ from .fields import DeckName, RoleName, Slug, Strict, Tag_, Text, content_error
 
 
 class Panel(Strict):
+    id: Slug | None = Field(None, description="stable forever: the morning log keeps the panel's "
+                                              "recall history under it; without one, the title's "
+                                              "slug (renaming the title would start afresh)")
     title: Text = Field(description="unique within the sheet: cards link back to it by title")
     role: RoleName | None = Field(None, description="accent colour of the panel's border")
     span: int = Field(1, ge=1, le=4, description="grid columns the panel spans")
@@ -35,6 +39,21 @@ class Panel(Strict):
         None, description="citation(s) for the panel's facts: numbered at its title, listed at "
                           "the sheet's foot")
     blocks: list[Block] = Field(min_length=1)
+
+    @property
+    def key(self) -> str:
+        """The panel's stable id: its own, or its title's slug."""
+        return self.id or slugify(self.title)
+
+
+def slugify(text: str) -> str:
+    """`Worked: GPUs × days` → `worked-gpus-days`: a Slug of whole words, at most 40 characters."""
+    slug = ""
+    for word in re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKD", text).lower()):
+        if slug and len(slug) + 1 + len(word) > 40:
+            break
+        slug = f"{slug}-{word}" if slug else word[:40]
+    return slug or "panel"
 
 
 class Sheet(Strict):
@@ -51,6 +70,7 @@ class Sheet(Strict):
     @model_validator(mode="after")
     def _grid(self) -> Sheet:
         titles: dict[str, int] = {}
+        keys: dict[str, int] = {}
         for p, panel in enumerate(self.panels):
             if panel.span > self.columns:
                 raise content_error(f"span {panel.span} is wider than the sheet's "
@@ -60,6 +80,11 @@ class Sheet(Strict):
                                     f"{titles[panel.title] + 1} (cards link to panels by title)",
                                     "panels", p, "title")
             titles[panel.title] = p
+            if panel.key in keys:
+                raise content_error(f"panel id {panel.key!r} is also panel {keys[panel.key] + 1}'s"
+                                    " (give one an `id:` of its own)", "panels", p,
+                                    "id" if panel.id else "title")
+            keys[panel.key] = p
         return self
 
 
