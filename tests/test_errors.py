@@ -161,7 +161,7 @@ def test_overflowing_sheet_names_sheet_and_paper(small_project: Path) -> None:
     result = run("check", "--root", small_project)
     assert result.code == 1
     # At the panel that grew, the second one, not at the sheet's id.
-    at = f"{SHEET}:{line_of(SHEET, '- title: The naming rule')}:12"
+    at = f"{SHEET}:{line_of(SHEET, 'title: The naming rule')}:12"
     assert re.search(rf"{at}: sheet 'suffixes-einsum' overflows on a4: \d+ pages, must be 1.*"
                      r"the longest is panel 2, this one \(\d+ mm", result.err), result.err
     assert f"{at}: sheet 'suffixes-einsum' overflows on letter" in result.err
@@ -169,8 +169,8 @@ def test_overflowing_sheet_names_sheet_and_paper(small_project: Path) -> None:
 
 def test_a_panel_of_many_list_items_is_an_overflow_at_that_panel(small_project: Path) -> None:
     items = '          - "an item long enough to wrap once in a narrow column of the sheet"\n' * 40
-    edit(SHEET, "  - title: einsum in four rules\n",
-         f"  - title: Many items\n    blocks:\n      - list:\n{items}  - title: einsum in four rules\n")(small_project)
+    edit(SHEET, "  - id: einsum-in-four-rules\n",
+         f"  - title: Many items\n    blocks:\n      - list:\n{items}  - id: einsum-in-four-rules\n")(small_project)
     result = run("check", "--root", small_project)
     assert result.code == 1 and "Traceback" not in result.err, result.err
     line = (small_project / SHEET).read_text().splitlines().index("  - title: Many items") + 1
@@ -225,11 +225,11 @@ def test_no_traceback_from_the_real_command(project: Path) -> None:
 
 
 def test_a_panel_wider_than_its_column_is_an_error_at_that_panel(small_project: Path) -> None:
-    edit(SHEET, "  - title: einsum in four rules\n    blocks:\n",
-         "  - title: einsum in four rules\n    blocks:\n      - code: \"y_BLD = "
+    edit(SHEET, "    title: einsum in four rules\n    blocks:\n",
+         "    title: einsum in four rules\n    blocks:\n      - code: \"y_BLD = "
          + "some_function_name_" * 8 + "(x_BLD)\"\n")(small_project)
     result = run("check", "--root", small_project)
     assert result.code == 1 and "Traceback" not in result.err, result.err
-    at = f"{SHEET}:{line_of(SHEET, '- title: einsum in four rules')}:12"
+    at = f"{SHEET}:{line_of(SHEET, 'title: einsum in four rules')}:12"
     assert re.search(rf"{at}: sheet 'suffixes-einsum' on a4: panel 3, this one, runs [\d.]+ mm "
                      "past its right edge", result.err), result.err
