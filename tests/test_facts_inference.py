@@ -195,7 +195,7 @@ def test_the_tables_agree_with_the_steps() -> None:
     rows = TABLES["roofline_table"]()
     assert [r[0] for r in rows] == ["prefill", "prefill", "decode", "decode"]
     decode = inf.step("llama-3-70b", "h100-sxm", "decode", 1, 2048, 8)
-    assert rows[2][4] == inf._sig(part(decode, "weights").intensity)
+    assert rows[2][4] == inf.sig_text(part(decode, "weights").intensity)
     batches = TABLES["decode_batch_table"]()
     for row, batch in zip(batches, (1, 64, 256, 448), strict=True):
         s = inf.step("llama-3-8b", "h100-sxm", "decode", batch, 1024)

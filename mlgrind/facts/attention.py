@@ -23,7 +23,7 @@ from ..ref import attention as ref_attention
 from ..ref import einsum as ref_einsum
 from ..ref import mlp as ref_mlp
 from ..ref.notation import split_suffix
-from .core import calc, int_arg, shown, size_text, table, text_arg
+from .core import calc, int_arg, shown, si_text, size_text, table, text_arg
 from .shapes import einsum_spec
 
 # The einsums of mha_forward, named as the sheet names them; `_forward_ops` checks this list
@@ -145,15 +145,6 @@ def model_context(model: str) -> int:
 # Tables of the sheet --------------------------------------------------------------------------
 
 
-def _si(n: float) -> str:
-    """Three significant digits under a decimal prefix: `618 G`, `2.68 T`."""
-    for scale, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"),
-                          (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:.3g} {prefix}"
-    return f"{n:.3g}"
-
-
 def _percent(part: int, whole: int) -> str:
     p = 100 * part / whole
     return f"{p:.0f} %" if p >= 10 else f"{p:.2g} %"
@@ -198,13 +189,13 @@ def attention_flops(model: str = "gpt3-175b", B: int = 1, L: int | None = None) 
     ops = forward_flops(B, L, *_dims(spec))
     total = sum(n for *_, n in ops)
     projections = [n for _, names, n in ops if not _is_core(names)]
-    rows = ([[f"{len(projections)} projections, each", _si(projections[0]),
+    rows = ([[f"{len(projections)} projections, each", si_text(projections[0]),
               _percent(projections[0], total)]] if len(set(projections)) == 1 else
-            [[label, _si(n), _percent(n, total)] for label, names, n in ops if not _is_core(names)])
-    rows += [[label, _si(n), _percent(n, total)] for label, names, n in ops if _is_core(names)]
+            [[label, si_text(n), _percent(n, total)] for label, names, n in ops if not _is_core(names)])
+    rows += [[label, si_text(n), _percent(n, total)] for label, names, n in ops if _is_core(names)]
     backward = backward_flops(B, L, *_dims(spec))
-    return rows + [["**forward**", f"**{_si(total)}**", "100 %"],
-                   ["**backward**", f"**{_si(backward)}**", f"{backward / total:.3g} × fwd"]]
+    return rows + [["**forward**", f"**{si_text(total)}**", "100 %"],
+                   ["**backward**", f"**{si_text(backward)}**", f"{backward / total:.3g} × fwd"]]
 
 
 @calc(worst=["backward_ratio('gpt3-175b', L=1048576)"])

@@ -186,5 +186,21 @@ def size_text(n: float) -> str:
     return f"{n:,.0f} B"
 
 
+def si_text(n: float, unit: str = "") -> str:
+    """Three significant digits under a decimal prefix: `618 G`, `2.68 TFLOP`, `35.2 GB`."""
+    for scale, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"),
+                          (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g} {prefix}{unit}"
+    return f"{n:.3g} {unit}".rstrip()
+
+
+def sig_text(x: float) -> str:
+    """Three significant digits, thousands separated: 0.985, 63.2, 1,480, 2,540,000."""
+    if abs(x) >= 1000:
+        return f"{round(x, 2 - math.floor(math.log10(abs(x)))):,.0f}"
+    return f"{x:.3g}"
+
+
 # A table runs the reference code on real arrays: each array at most this many float64s (8 MiB).
 MAX_TABLE_ELEMENTS = 1 << 20

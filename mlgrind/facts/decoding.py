@@ -24,7 +24,7 @@ from ..calc.params import count
 from ..calc.specs import ModelSpec
 from ..ref import batching as ref_batching
 from ..ref import speculative as ref_spec
-from .core import calc, int_arg, shown, table, text_arg
+from .core import calc, int_arg, shown, sig_text, table, text_arg
 from .inference import dense_model_arg, hardware_arg  # sheet 07's model and hardware checks
 
 MAX_GAMMA = 16  # drafted tokens per step: beyond this every α below 0.99 has long peaked
@@ -63,13 +63,6 @@ def _values(name: str, value: Any, check) -> tuple:
         raise ValueError(f"{name} must be a tuple of 1 to {MAX_VALUES} values, "
                          f"got {shown(value)}")
     return tuple(check(v) for v in value)
-
-
-def _sig(x: float) -> str:
-    """Three significant digits, thousands separated: 0.109, 2.44, 1,390."""
-    if abs(x) >= 1000:
-        return f"{round(x, 2 - math.floor(math.log10(abs(x)))):,.0f}"
-    return f"{x:.3g}"
 
 
 def _times(x: float) -> str:
@@ -116,7 +109,7 @@ def _steps(steps: Any, gamma: int, cells: int = 1) -> int:
 def spec_simulated(alpha: float, gamma: int, steps: int = 1000, seed: int = 0) -> str:
     """Mean tokens per target pass measured on the reference sampler (toy pair with this α)."""
     alpha, gamma = _alpha(alpha), _gamma(gamma)
-    return _sig(simulated_tokens(alpha, gamma, _steps(steps, gamma),
+    return sig_text(simulated_tokens(alpha, gamma, _steps(steps, gamma),
                                  int_arg("seed", seed, 0, 2**32 - 1)))
 
 
@@ -158,7 +151,7 @@ def spec_alpha(p: tuple, q: tuple) -> str:
     p_V, q_V = dist("p", p), dist("q", q)
     if len(p_V) != len(q_V):
         raise ValueError("p and q must have the same number of tokens")
-    return _sig(ref_spec.acceptance_rate(p_V, q_V))
+    return sig_text(ref_spec.acceptance_rate(p_V, q_V))
 
 
 # The cost ratios, on the sheet-07 roofline --------------------------------------------------
@@ -329,8 +322,8 @@ def batching_decode_table(model: str = "llama-3-8b", hardware: str = "h100-sxm",
     rows = []
     for b in batches:
         t = forward_seconds(spec, gpu, b, 1, context)
-        rows.append([f"{b:,}", f"{_sig(t * 1e3)} ms ({_times(t / one)})",
-                     f"{_sig(b / t)} ({_times(b * one / t)})", "yes" if b <= fit else "**no**"])
+        rows.append([f"{b:,}", f"{sig_text(t * 1e3)} ms ({_times(t / one)})",
+                     f"{sig_text(b / t)} ({_times(b * one / t)})", "yes" if b <= fit else "**no**"])
     return rows
 
 
@@ -373,7 +366,7 @@ def slot_use(timeline: ref_batching.Timeline) -> float:
 
 
 _ROWS = [  # the serving table's rows: a label, and the cell from (timeline, report); ms → s
-    ("tokens/s", lambda t, r: _sig(r.throughput * 1000)),
+    ("tokens/s", lambda t, r: sig_text(r.throughput * 1000)),
     ("mean latency", lambda t, r: f"{r.latency_mean / 1000:.2f} s"),
     ("p99 latency", lambda t, r: f"{r.latency_p99 / 1000:.2f} s"),
     ("first token", lambda t, r: f"{r.time_to_first_token_mean / 1000:.2f} s"),

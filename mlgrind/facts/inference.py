@@ -32,7 +32,7 @@ from ..calc import hardware as hw_table
 from ..calc.params import count
 from ..calc.specs import ModelSpec, load_model, model_names
 from ..ref import einsum as ref_einsum
-from .core import calc, int_arg, size_text, table, text_arg
+from .core import calc, int_arg, si_text, sig_text, size_text, table, text_arg
 
 # The serving dtypes, each by a NumPy type of the same width (NumPy has no bfloat16).
 DTYPES = {"bf16": np.float16, "fp16": np.float16, "fp8": np.uint8, "fp32": np.float32}
@@ -332,20 +332,6 @@ def _seconds(s: float) -> str:
     return f"{s / 1e-9:.3g} ns"
 
 
-def _si(n: float, unit: str) -> str:
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:.3g} {prefix}{unit}"
-    return f"{n:.3g} {unit}"
-
-
-def _sig(x: float) -> str:
-    """Three significant digits, thousands separated: 0.985, 4.0, 1,640."""
-    if x >= 1000:
-        return f"{round(x, 2 - math.floor(math.log10(x))):,.0f}"
-    return f"{x:.3g}"
-
-
 _PART_NAMES = {"weights": "[weights]{.params} matmuls", "attention": "[KV cache]{.kv-cache} attention"}
 _STEP_WORST = [f"step_time('{WORST_MODEL}', 'b200', '{p}', {MAX_BATCH}, {MAX_TOKENS}, 1)"
                for p in PHASES]
@@ -354,17 +340,17 @@ _STEP_WORST = [f"step_time('{WORST_MODEL}', 'b200', '{p}', {MAX_BATCH}, {MAX_TOK
 @calc(worst=[f"ridge('{h}')" for h in ("h100-sxm", "tpu-v4")])
 def ridge(hardware: str = "h100-sxm") -> str:
     """FLOPs per byte at which a kernel's compute and memory times are equal: peak / bandwidth."""
-    return _sig(hardware_arg(hardware).ops_per_byte)
+    return sig_text(hardware_arg(hardware).ops_per_byte)
 
 
 @calc(worst=["peak('h100-sxm')"])
 def peak(hardware: str = "h100-sxm") -> str:
-    return _si(hardware_arg(hardware).bf16_flops, "FLOP/s")
+    return si_text(hardware_arg(hardware).bf16_flops, "FLOP/s")
 
 
 @calc(worst=["bandwidth('h100-sxm')"])
 def bandwidth(hardware: str = "h100-sxm") -> str:
-    return _si(hardware_arg(hardware).hbm_bw, "B/s")
+    return si_text(hardware_arg(hardware).hbm_bw, "B/s")
 
 
 @calc(worst=["hbm('h200')"])
@@ -380,7 +366,7 @@ def intensity(model: str, hardware: str, phase: str, batch: int, tokens: int,
     if text_arg("part", part) not in _PART_NAMES:
         raise ValueError(f"part must be 'weights' or 'attention'; got {part!r}")
     found = step(model, hardware, phase, batch, tokens)
-    return _sig(next(p for p in found.parts if p.name == part).intensity)
+    return sig_text(next(p for p in found.parts if p.name == part).intensity)
 
 
 @calc(worst=[f"heads_per_kv_head('{WORST_MODEL}')"])
@@ -443,8 +429,8 @@ def roofline_table(model: str = "llama-3-70b", hardware: str = "h100-sxm", batch
     rows = []
     for phase, tokens in (("prefill", prompt), ("decode", context)):
         for p in step(model, hardware, phase, batch, tokens, gpus).parts:
-            rows.append([phase, _PART_NAMES[p.name], _si(p.flops, "FLOP"), _si(p.bytes, "B"),
-                         _sig(p.intensity), p.bound, _seconds(p.seconds)])
+            rows.append([phase, _PART_NAMES[p.name], si_text(p.flops, "FLOP"), si_text(p.bytes, "B"),
+                         sig_text(p.intensity), p.bound, _seconds(p.seconds)])
     return rows
 
 

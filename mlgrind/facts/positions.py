@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 from importlib import resources
 
 import numpy as np
@@ -27,6 +26,7 @@ from .core import (
     int_text,
     is_int,
     shape_text,
+    sig_text,
     shown,
     table,
     text_arg,
@@ -74,13 +74,6 @@ def _rope_model(name: object) -> tuple[ModelSpec, float]:
     return spec, float(config["rope_theta"])
 
 
-def _sig(value: float) -> str:
-    """Three significant digits, thousands separated: 6.28, 54,400, 2,540,000."""
-    if abs(value) < 1000:
-        return f"{value:.3g}"
-    return f"{round(value, 2 - math.floor(math.log10(abs(value)))):,.0f}"
-
-
 def frequencies(K: int, base: float) -> np.ndarray:
     """θ_i of each channel pair, read off the reference code: the angle at position 1."""
     return ref_rope.rope_angles(np.array([1.0]), K, base)[0]
@@ -125,7 +118,7 @@ def rope_wavelength(K: int, pair: int, base: float = 10000) -> str:
     """Tokens per full turn of channel pair `pair` (0 = the fastest) in a head of size K."""
     K, base = _head(K), _base(base)
     pair = int_arg("pair", pair, 0, K // 2 - 1)
-    return _sig(wavelengths(K, base)[pair])
+    return sig_text(wavelengths(K, base)[pair])
 
 
 @table(worst=[f"rope_bases_table(models={('llama-3.1-405b',) * MAX_MODELS!r})"])
@@ -139,7 +132,7 @@ def rope_bases_table(models: tuple[str, ...] = ("llama-2-7b", "llama-3-8b")) -> 
     for name in models:
         spec, base = _rope_model(name)
         waves = wavelengths(spec.K, base)
-        rows.append([name, int_text(int(base)), str(spec.K), _sig(waves[-1]),
+        rows.append([name, int_text(int(base)), str(spec.K), sig_text(waves[-1]),
                      int_text(spec.context)])
     return rows
 

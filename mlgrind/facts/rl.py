@@ -30,7 +30,7 @@ from ..calc import inference
 from ..calc import rl as calc_rl
 from ..calc.params import count
 from ..calc.specs import ModelSpec, SpecError, load_model, model_names
-from .core import calc, int_arg, is_int, shown, table, text_arg
+from .core import calc, int_arg, is_int, shown, si_text, table, text_arg
 
 MODEL, HARDWARE = "llama-3-8b", "h100-sxm"
 GPUS, TAIL, GEN_BATCH, CONTEXT, MFU = 64, 2, 64, 4096, 0.4
@@ -168,13 +168,6 @@ def times(x: float) -> str:
 
 def seconds_text(s: float) -> str:
     return f"{s:.3g} s" if s >= 1 else f"{s * 1e3:.3g} ms"
-
-
-def si_text(n: float, unit: str) -> str:
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:.3g} {prefix}{unit}"
-    return f"{n:.3g} {unit}"
 
 
 def _balanced(a: Answer) -> float:

@@ -24,7 +24,7 @@ from ..calc.inference import (ServePlan, Serving, Step, decode_step, domain, kv_
                               prefill_step)
 from ..calc.params import count
 from ..calc.specs import ModelSpec, SpecError, load_model, model_names
-from .core import calc, int_arg, is_int, shown, table, text_arg
+from .core import calc, int_arg, is_int, shown, si_text, sig_text, table, text_arg
 
 MODEL, HARDWARE = "llama-3-70b", "h100-sxm"
 USERS, RATE, CONTEXT = 10_000, 20, 4096
@@ -131,20 +131,6 @@ def gb_text(n: float) -> str:
 def rate_text(x: float) -> str:
     """Tokens per second: whole above 100, three significant digits below (as `calc serve`)."""
     return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
-
-
-def si_text(n: float, unit: str) -> str:
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:.3g} {prefix}{unit}"
-    return f"{n:.3g} {unit}"
-
-
-def sig_text(x: float) -> str:
-    """Three significant digits, thousands separated: 0.985, 63.2, 1,480."""
-    if x >= 1000:
-        return f"{round(x, 2 - math.floor(math.log10(x))):,.0f}"
-    return f"{x:.3g}"
 
 
 def billions(n: float) -> str:
