@@ -24,6 +24,7 @@ from mlgrind.facts.mlp import flops_text
 from mlgrind.figures import FIGURES
 from mlgrind.ref import attention as ref_attention
 from mlgrind.ref import inference as ref_inference
+from mlgrind.ref import mlp as ref_mlp
 from mlgrind.ref import moe as ref_moe
 from mlgrind.ref.einsum import count_flops
 from tests.ref.helpers import numerical_grad
@@ -42,7 +43,7 @@ def config(name: str) -> dict:
 
 
 def traced_block(B=2, L=5, D=6, H=9, G=3, K=4, F=7, seed=0):
-    """ref.attention's GQA block and the sheet's SwiGLU at sizes other than the module's,
+    """ref.attention's GQA block and ref.mlp's SwiGLU at sizes other than the module's,
     counted forward and backward."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((B, L, D))
@@ -51,9 +52,9 @@ def traced_block(B=2, L=5, D=6, H=9, G=3, K=4, F=7, seed=0):
     mlp = (rng.standard_normal((D, F)), rng.standard_normal((D, F)), rng.standard_normal((F, D)))
     with count_flops() as fwd:
         y, saved_a = ref_attention.gqa_forward(x, *attention)
-        z, saved_m = lf.swiglu_forward(y, *mlp)
+        z, saved_m = ref_mlp.swiglu_forward(y, *mlp)
     with count_flops() as bwd:
-        d_y = lf.swiglu_backward(np.ones_like(z), saved_m)[0]
+        d_y = ref_mlp.swiglu_backward(np.ones_like(z), saved_m)[0]
         ref_attention.gqa_backward(d_y, saved_a)
     return fwd, bwd, lf.Dims(D, H, G, K, F, V=1, gated=True)
 
@@ -92,26 +93,6 @@ def test_a_whole_reference_decoder_costs_layers_times_the_block_plus_the_head() 
     head = lf._price(dims, B, L, lf.HEAD.forward)
     assert counted.total == cfg.n_layers * sum(lf.forward_parts(dims, B, L).values()) + head
     assert counted.total == ref_inference.forward_flops(cfg, B, L, L)  # the reference's closed form
-
-
-def test_the_sheets_swiglu_gradients_match_finite_differences() -> None:
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 3, 4))
-    w = [rng.standard_normal((4, 5)), rng.standard_normal((4, 5)), rng.standard_normal((5, 4))]
-    target = rng.standard_normal((2, 3, 4))
-
-    def loss(x_, gate, up, down):
-        h = x_ @ gate
-        y = (h / (1 + np.exp(-h)) * (x_ @ up)) @ down  # silu(x·gate) ⊙ x·up, then down
-        return 0.5 * np.sum((y - target) ** 2)
-
-    y, saved = lf.swiglu_forward(x, *w)
-    grads = lf.swiglu_backward(y - target, saved)
-    args = [x, *w]
-    for i, grad in enumerate(grads):
-        def f(v, i=i):
-            return loss(*[v if j == i else a for j, a in enumerate(args)])
-        np.testing.assert_allclose(grad, numerical_grad(f, args[i]), rtol=1e-5, atol=1e-7)
 
 
 def test_the_sheets_head_gradients_match_finite_differences() -> None:

@@ -13,9 +13,10 @@ both operands are activations). Those names are checked against the einsums the 
 - the two-matrix MLP: `ref.mlp` on B·L rows, counted forward and backward;
 - the router and experts: `ref.moe`, counted: FLOPs grow with top_k, not with E.
 
-`mlgrind.ref` has no gated (SwiGLU) MLP, so `swiglu_forward` / `swiglu_backward` below run the
-sheet's gate/up/down names themselves through `ref.einsum` (tests check them against finite
-differences). A model's FLOPs are then priced from the traced specs by the same counter
+- the gated MLP: `ref.mlp.swiglu_forward` / `swiglu_backward`, traced with the attention: its
+  specs must be the sheet's gate, up and down.
+
+A model's FLOPs are then priced from the traced specs by the same counter
 (`ref.einsum.flops`), and every total is compared with `mlgrind.calc.flops` before it is shown,
 so the sheet, the calculator and the reference cannot drift apart.
 
@@ -177,41 +178,11 @@ def _tokens(B: int, T: int) -> tuple[int, int]:
     return int_arg("B", B, 1, MAX_B), int_arg("T", T, 1, MAX_T)
 
 
-# The sheet's gated MLP, run by its names (mlgrind.ref has none) ------------------------------
+# The output head, run by the sheet's names (ref.inference has no backward) ----------------------
 
 
 def _run(key: str, *operands: np.ndarray, grad: str | None = None) -> np.ndarray:
     return ref_einsum.einsum(einsum_spec(BY_KEY[key].names(grad)), *operands)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-z))
-
-
-def swiglu_forward(x_BLD, w_gate_DF, w_up_DF, w_down_FD):
-    """SwiGLU (Shazeer 2020): y = (silu(x·w_gate) ⊙ x·w_up)·w_down, each einsum the sheet's."""
-    gate_BLF = _run("gate", x_BLD, w_gate_DF)
-    up_BLF = _run("up", x_BLD, w_up_DF)
-    a_BLF = gate_BLF * _sigmoid(gate_BLF) * up_BLF
-    y_BLD = _run("down", a_BLF, w_down_FD)
-    return y_BLD, (x_BLD, w_gate_DF, w_up_DF, w_down_FD, gate_BLF, up_BLF, a_BLF)
-
-
-def swiglu_backward(d_y_BLD, saved):
-    """Gradients of (x_BLD, w_gate_DF, w_up_DF, w_down_FD): two einsums per forward einsum."""
-    x_BLD, w_gate_DF, w_up_DF, w_down_FD, gate_BLF, up_BLF, a_BLF = saved
-    d_a_BLF = _run("down", d_y_BLD, w_down_FD, grad="a")
-    d_w_down_FD = _run("down", a_BLF, d_y_BLD, grad="w_down")
-    s_BLF = _sigmoid(gate_BLF)
-    d_up_BLF = d_a_BLF * gate_BLF * s_BLF
-    # silu'(z) = s + z·s·(1 − s)
-    d_gate_BLF = d_a_BLF * up_BLF * (s_BLF + gate_BLF * s_BLF * (1 - s_BLF))
-    d_w_gate_DF = _run("gate", x_BLD, d_gate_BLF, grad="w_gate")
-    d_w_up_DF = _run("up", x_BLD, d_up_BLF, grad="w_up")
-    # x feeds the gate and the up projection: its gradient is the sum of both paths.
-    d_x_BLD = (_run("gate", d_gate_BLF, w_gate_DF, grad="x")
-               + _run("up", d_up_BLF, w_up_DF, grad="x"))
-    return d_x_BLD, d_w_gate_DF, d_w_up_DF, d_w_down_FD
 
 
 def head_forward(x_BLD, w_head_DV):
@@ -267,13 +238,13 @@ class Traced:
 def _traced_block() -> Traced:
     """Runs one block at TINY sizes under the counter and checks that the specs are the
     sheet's: the attention's those of ref.attention.gqa_forward / gqa_backward, the MLP's those
-    of the sheet's SwiGLU."""
+    of ref.mlp's SwiGLU."""
     x_BLD, attention, mlp = _tiny_block(np.random.default_rng(0))
     with ref_einsum.count_flops() as fwd:
         y_BLD, saved_attention = ref_attention.gqa_forward(x_BLD, *attention)
-        z_BLD, saved_mlp = swiglu_forward(y_BLD, *mlp)
+        z_BLD, saved_mlp = ref_mlp.swiglu_forward(y_BLD, *mlp)
     with ref_einsum.count_flops() as bwd:
-        d_y_BLD = swiglu_backward(np.ones_like(z_BLD), saved_mlp)[0]
+        d_y_BLD = ref_mlp.swiglu_backward(np.ones_like(z_BLD), saved_mlp)[0]
         ref_attention.gqa_backward(d_y_BLD, saved_attention)
     forward = _multiplicities(fwd, TINY, TINY_B, TINY_L)
     backward = _multiplicities(bwd, TINY, TINY_B, TINY_L)

@@ -3,7 +3,8 @@
     h = x @ w_in,  a = relu(h),  y = a @ w_out,  loss = 0.5 * sum((y - target)^2)
 
 In the seed's order: one example, a batch dimension, row-parallel, column-parallel, the Megatron
-pairing of the two, and data-parallel. Every forward returns `(y, saved)`; its backward takes the
+pairing of the two, and data-parallel; then the gated MLP real models use (SwiGLU, Llama's), whose
+einsums the per-layer FLOPs sheet lists. Every forward returns `(y, saved)`; its backward takes the
 upstream gradient `d_y` and `saved` and returns gradients named `d_<tensor>`.
 
 Sharded forms take a `Comm` and lists of per-rank arrays named `<tensor>_ranks`; rank s's array
@@ -200,3 +201,34 @@ def data_parallel_backward(comm: Comm, d_y_BD_ranks, saved_ranks):
     d_w_in_DF = comm.all_reduce(d_w_in_DF_ranks, tag="d_w_in_DF")[0]
     d_w_out_FD = comm.all_reduce(d_w_out_FD_ranks, tag="d_w_out_FD")[0]
     return d_x_BD_ranks, d_w_in_DF, d_w_out_FD
+
+
+# ---------------------------------------------------------------- gated: SwiGLU (Shazeer 2020)
+
+
+def silu(z: np.ndarray) -> np.ndarray:
+    return z / (1 + np.exp(-z))
+
+
+def swiglu_forward(x_BLD, w_gate_DF, w_up_DF, w_down_FD):
+    """y = (silu(x·w_gate) ⊙ x·w_up)·w_down: three matrices, so 6·D·F FLOPs a token, not 4."""
+    gate_BLF = einsum("bld,df->blf", x_BLD, w_gate_DF)
+    up_BLF = einsum("bld,df->blf", x_BLD, w_up_DF)
+    a_BLF = silu(gate_BLF) * up_BLF
+    y_BLD = einsum("blf,fd->bld", a_BLF, w_down_FD)
+    return y_BLD, (x_BLD, w_gate_DF, w_up_DF, w_down_FD, gate_BLF, up_BLF, a_BLF)
+
+
+def swiglu_backward(d_y_BLD, saved):
+    x_BLD, w_gate_DF, w_up_DF, w_down_FD, gate_BLF, up_BLF, a_BLF = saved
+    d_a_BLF = einsum("bld,fd->blf", d_y_BLD, w_down_FD)
+    d_w_down_FD = einsum("blf,bld->fd", a_BLF, d_y_BLD)
+    s_BLF = 1 / (1 + np.exp(-gate_BLF))
+    d_up_BLF = d_a_BLF * gate_BLF * s_BLF
+    d_gate_BLF = d_a_BLF * up_BLF * s_BLF * (1 + gate_BLF * (1 - s_BLF))  # silu' = s·(1 + z·(1 − s))
+    d_w_gate_DF = einsum("bld,blf->df", x_BLD, d_gate_BLF)
+    d_w_up_DF = einsum("bld,blf->df", x_BLD, d_up_BLF)
+    # x feeds both the gate and the up projection: its gradient sums the two paths.
+    d_x_BLD = (einsum("blf,df->bld", d_gate_BLF, w_gate_DF)
+               + einsum("blf,df->bld", d_up_BLF, w_up_DF))
+    return d_x_BLD, d_w_gate_DF, d_w_up_DF, d_w_down_FD

@@ -220,3 +220,23 @@ def test_flop_formulas_equal_counted_einsums(seed):
         y_D, saved_D = mlp.mlp_forward_D(x[0], w_in, w_out)
         mlp.mlp_backward_D(y_D, saved_D)
     assert one.total == mlp.mlp_flops(1, d, f) + mlp.mlp_backward_flops(1, d, f)
+
+
+def test_swiglu_backward_matches_finite_differences() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 4))
+    w = [rng.standard_normal((4, 5)), rng.standard_normal((4, 5)), rng.standard_normal((5, 4))]
+    target = rng.standard_normal((2, 3, 4))
+
+    def loss(x_, gate, up, down):
+        h = x_ @ gate
+        y = (h / (1 + np.exp(-h)) * (x_ @ up)) @ down  # silu(x·gate) ⊙ x·up, then down
+        return 0.5 * np.sum((y - target) ** 2)
+
+    y, saved = mlp.swiglu_forward(x, *w)
+    grads = mlp.swiglu_backward(y - target, saved)
+    args = [x, *w]
+    for i, grad in enumerate(grads):
+        def f(v, i=i):
+            return loss(*[v if j == i else a for j, a in enumerate(args)])
+        np.testing.assert_allclose(grad, numerical_grad(f, args[i]), rtol=1e-5, atol=1e-7)
