@@ -29,7 +29,7 @@ def streak(entries: list[Entry], today: date) -> int:
 
 def summary(sheets: list[SheetInfo], entries: list[Entry], today: date) -> list[str]:
     if not entries:
-        return [f"Nothing logged yet. Start with `mlgrind morning`, then `mlgrind mark CODE`."]
+        return ["Nothing logged yet. Start with `mlgrind morning`, then `mlgrind mark CODE`."]
     past = [e for e in entries if date.fromisoformat(e.day) <= today]
     reviews, fresh, _, _ = candidates(sheets, past, today, new=1)
     started = {e.sheet for e in past}

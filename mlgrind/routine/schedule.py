@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import fsrs
@@ -165,7 +165,3 @@ def retrievability(card: fsrs.Card, day: date) -> float:
 def rating_from_mistakes(n: int) -> int:
     """0 mistakes → good, 1–2 → hard, 3 or more → again (easy only when said)."""
     return 3 if n == 0 else 2 if n <= 2 else 1
-
-
-def shift(day: date, days: int) -> date:
-    return day + timedelta(days=days)
