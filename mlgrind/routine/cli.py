@@ -265,33 +265,29 @@ def mark(target: str | None, day: str | None, panels: tuple[str, ...], rating: s
                       f"({_summary(entry.marks)})")
             return
         sheets = _curriculum(root)
+        # What is being marked, then the marks (prompts may take minutes: no lock is held),
+        # then one write transaction that checks again and records them.
+        with log.transaction(db_file, write=False) as db:
+            sheet, when, code, before = _marking(db, sheets, target, edit, day)
+        if scripted:
+            marks = _scripted(sheet, panels, rating, mistakes, whats, whys, notes)
+        elif panels or whys or notes:
+            raise click.UsageError("--panel, --why and --note need --rating, --mistakes or --mistake")
+        elif sys.stdin.isatty():
+            try:
+                marks = _interactive(sheet, before)
+            except click.Abort:
+                err.print("[red]✗[/red] stopped: nothing was recorded")
+                sys.exit(130)
+        else:
+            raise click.UsageError("stdin is not a terminal: give --rating, --mistakes or "
+                                   "--mistake (see --help)")
+        if not marks:
+            raise click.UsageError("no panel marked: nothing recorded")
         with log.transaction(db_file) as db:
             if edit is not None:
-                found = log.entries(db, ids=[edit])
-                if not found:
-                    raise click.UsageError(f"no entry #{edit} (see mlgrind mark --list)")
-                entry = found[0]
-                sheet = _sheet(sheets, entry.sheet)
-                when = _day(day) if day else date.fromisoformat(entry.day)
-                code = entry.code
-            else:
-                if not target:
-                    raise click.UsageError("name the page: mlgrind mark CODE (printed on it) or SHEET")
-                sheet, when, code = _target(target, sheets, log.packs(db), day)
-            if when > date.today():
-                raise click.UsageError(f"--date {when} is in the future")
-            if scripted:
-                marks = _scripted(sheet, panels, rating, mistakes, whats, whys, notes)
-            elif panels or whys or notes:
-                raise click.UsageError("--panel, --why and --note need --rating, --mistakes or --mistake")
-            elif sys.stdin.isatty():
-                marks = _interactive(sheet, entry.marks if edit is not None else [])
-            else:
-                raise click.UsageError("stdin is not a terminal: give --rating, --mistakes or "
-                                       "--mistake (see --help)")
-            if not marks:
-                raise click.UsageError("no panel marked: nothing recorded")
-            if edit is not None:
+                if not log.entries(db, ids=[edit]):
+                    raise click.UsageError(f"entry #{edit} was removed meanwhile")
                 log.put_marks(db, edit, marks)
                 log.move_entry(db, edit, when.isoformat())
                 number = edit
@@ -300,6 +296,26 @@ def mark(target: str | None, day: str | None, panels: tuple[str, ...], rating: s
                                        datetime.now().isoformat(timespec="seconds"), marks)
             entries = log.entries(db)
     _say_mark(number, "changed" if edit is not None else "logged", sheet, when, marks, entries)
+
+
+def _marking(db, sheets, target: str | None, edit: int | None, day: str | None):  # type: ignore[no-untyped-def]
+    """(sheet, day, code, the entry's marks so far) of the entry to write or to edit."""
+    from . import log
+
+    if edit is not None:
+        found = log.entries(db, ids=[edit])
+        if not found:
+            raise click.UsageError(f"no entry #{edit} (see mlgrind mark --list)")
+        entry = found[0]
+        when = _day(day) if day else date.fromisoformat(entry.day)
+        sheet, code, before = _sheet(sheets, entry.sheet), entry.code, entry.marks
+    elif not target:
+        raise click.UsageError("name the page: mlgrind mark CODE (printed on it) or SHEET")
+    else:
+        (sheet, when, code), before = _target(target, sheets, log.packs(db), day), []
+    if when > date.today():
+        raise click.UsageError(f"--date {when} is in the future")
+    return sheet, when, code, before
 
 
 def _sheet(sheets, sheet_id: str):  # type: ignore[no-untyped-def]

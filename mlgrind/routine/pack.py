@@ -111,7 +111,8 @@ def _stamps(pages: list[tuple[float, float, str]]) -> list:  # type: ignore[type
     return list(PdfReader(io.BytesIO(weasyprint.HTML(string=document).write_pdf())).pages)
 
 
-def _mistakes_html(plan: Plan, recent: list[Recent], left_out: int, size: str) -> str:
+def _mistakes_html(plan: Plan, codes: dict[str, str], recent: list[Recent], left_out: int,
+                   size: str) -> str:
     rows = []
     for r in recent:
         why = ", ".join(f"{w}{f' ×{n}' if n > 1 else ''}" for w, n in r.why.most_common())
@@ -119,14 +120,15 @@ def _mistakes_html(plan: Plan, recent: list[Recent], left_out: int, size: str) -
                     f"<td>{html.escape(r.what)}{f'<div class=note>{html.escape(r.note)}</div>' if r.note else ''}</td>"
                     f"<td>{why}</td><td class=n>{r.times}</td><td>{r.last[5:]}</td></tr>")
     more = f"<p class=more>… and {left_out} more, less often repeated.</p>" if left_out else ""
-    sheets = ", ".join(f"{i.sheet.position:02d} {html.escape(i.sheet.title)}" for i in plan.items)
+    sheets = ", ".join(f"{i.sheet.position:02d} {html.escape(i.sheet.title)} (<b>{codes[i.sheet.id]}</b>)"
+                       for i in plan.items)
     return f"""<html><head><meta charset="utf-8"><title>mlgrind morning pack {plan.day}: mistakes</title><style>
       @page {{ size: {size}; margin: 12mm 12mm 10mm }}
       body {{ font-family: "DejaVu Sans Condensed", "DejaVu Sans", sans-serif; font-size: 8.5pt }}
       h1 {{ font-size: 13pt; margin: 0 0 1mm }}
       p {{ margin: 0 0 3mm; color: #333 }}
       table {{ border-collapse: collapse; width: 100% }}
-      th {{ text-align: left; border-bottom: 0.8pt solid #000; padding: 1mm 2mm 1mm 0 }}
+      th {{ text-align: left; border-bottom: 0.8pt solid #000; padding: 1mm 2mm 1mm 0; white-space: nowrap }}
       td {{ border-bottom: 0.4pt solid #999; padding: 1.4mm 2mm 1.4mm 0; vertical-align: top }}
       td.n {{ text-align: right; font-weight: bold }}
       .note {{ color: #444; font-style: italic; font-size: 7.5pt }}
@@ -135,7 +137,7 @@ def _mistakes_html(plan: Plan, recent: list[Recent], left_out: int, size: str) -
     <h1>Your recent mistakes on today's sheets</h1>
     <p>{plan.day:%A %-d %B %Y} · {sheets}. The same slip logged again counts up: read these
     before you start, and look for them when you check against the key.</p>
-    <table><tr><th>Sheet</th><th>Panel</th><th>What went wrong</th><th>Why (as you logged it)</th>
+    <table><tr><th>Sheet</th><th>Panel</th><th>What went wrong</th><th>Why (as logged)</th>
     <th>Times</th><th>Last</th></tr>{"".join(rows)}</table>{more}
     </body></html>"""
 
@@ -177,7 +179,7 @@ def assemble(plan: Plan, codes: dict[str, str], out: Path, paper: str,
         writer.add_page(page).merge_page(stamp)  # pypdf merges only into a writer's page
     if recent[0]:
         size = "A4 portrait" if paper == "a4" else "letter portrait"
-        sheet_html = _mistakes_html(plan, recent[0], recent[1], size)
+        sheet_html = _mistakes_html(plan, codes, recent[0], recent[1], size)
         for page in PdfReader(io.BytesIO(weasyprint.HTML(string=sheet_html).write_pdf())).pages:
             writer.add_page(page)
             counts["mistakes"] += 1

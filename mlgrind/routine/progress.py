@@ -49,10 +49,13 @@ def summary(sheets: list[SheetInfo], entries: list[Entry], today: date) -> list[
     lapses = Counter((e.sheet, m.panel) for e in past for m in e.marks if m.rating == 1)
     slips = Counter((e.sheet, m.panel) for e in past for m in e.marks for _ in range(m.mistakes or 0))
     # Weakest = least stable memory: FSRS's stability is the days until recall falls to 90 %.
-    weakest = sorted((card.stability, -slips[key], key) for key, card in state.items()
-                     if key[0] in by_id and key[1] in dict(by_id[key[0]].panels))[:5]
+    # A panel's first review says little (a new sheet's are all weak): from the second on.
+    reviews = Counter((e.sheet, m.panel) for e in past for m in e.marks)
+    known = [key for key in state if key[0] in by_id and key[1] in dict(by_id[key[0]].panels)]
+    weakest = sorted((state[key].stability, -slips[key], key) for key in known
+                     if reviews[key] > 1 or all(reviews[k] == 1 for k in known))[:5]
     if weakest:
-        lines.append("  weakest panels (FSRS stability: days until you would recall it 9 times in 10):")
+        lines.append("  weakest panels (FSRS stability: days until your recall falls to 9 in 10):")
         for stability, _, (sheet, panel) in weakest:
             extra = "".join(f", {label} ×{n}" for label, n in (("again", lapses[sheet, panel]),
                                                                ("mistakes", slips[sheet, panel])) if n)
@@ -70,7 +73,8 @@ def summary(sheets: list[SheetInfo], entries: list[Entry], today: date) -> list[
                              for e, m, _ in seen if e.sheet in by_id})
             lines.append(f"  most repeated mistake, {len(seen)} times ({seen[-1][2].why}): "
                          f"“{seen[-1][2].what}” in {'; '.join(places[:4])}"
-                         + (f" and {len(places) - 4} more panels" if len(places) > 4 else ""))
+                         + (f" and {len(places) - 4} more panel{'s' * (len(places) > 5)}"
+                            if len(places) > 4 else ""))
     return lines
 
 
