@@ -67,6 +67,10 @@ def _errors() -> Iterator[None]:
         _report(error)
     except UsageError as error:
         raise click.UsageError(str(error)) from None
+    except OSError as error:  # the pack or the plot: a read-only build folder, a full disk
+        err.print(f"[red]✗[/red] cannot write {error.filename or 'the output'}: "
+                  f"{error.strerror or error}", soft_wrap=True)
+        sys.exit(1)
 
 
 def _curriculum(root: Path):  # type: ignore[no-untyped-def]
@@ -161,8 +165,10 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def _say_pack(plan, codes, written, recent, new, pages, seconds) -> None:  # type: ignore[no-untyped-def]
+    from .schedule import spoken
+
     used = sum(i.pages for i in plan.items)
-    out.print(f"[bold]Morning pack for {plan.day:%A %-d %B %Y}[/bold]: {len(plan.items)} sheet(s), "
+    out.print(f"[bold]Morning pack for {spoken(plan.day)}[/bold]: {len(plan.items)} sheet(s), "
               f"{used} recall page(s) of your {pages}", soft_wrap=True)
     for item in plan.items:
         why = item.reason + (f" ({new} new a day)" if item.new else "")
@@ -187,7 +193,9 @@ def _say_pack(plan, codes, written, recent, new, pages, seconds) -> None:  # typ
 
 
 def _nothing_due(plan, sheets, new) -> None:  # type: ignore[no-untyped-def]
-    out.print(f"Nothing to write on {plan.day:%A %-d %B %Y}: no panel is due", end="")
+    from .schedule import spoken
+
+    out.print(f"Nothing to write on {spoken(plan.day)}: no panel is due", end="")
     if new == 0:
         out.print(" and --new 0 lets no new sheet in.")
     elif plan.new_today:
@@ -196,7 +204,7 @@ def _nothing_due(plan, sheets, new) -> None:  # type: ignore[no-untyped-def]
         out.print(f", and all {len(sheets)} sheets are started.")
     if plan.next_due:
         when, sheet = plan.next_due
-        out.print(f"Next due: {when:%A %-d %B} ({sheet.stem}). No pack written.")
+        out.print(f"Next due: {spoken(when, year=False)} ({sheet.stem}). No pack written.")
     else:
         out.print("No pack written.")
 
@@ -420,14 +428,14 @@ def _summary(marks: list[PanelMark]) -> str:
 
 
 def _say_mark(number, verb, sheet, when, marks, entries) -> None:  # type: ignore[no-untyped-def]
-    from .schedule import cards, due_day
+    from .schedule import cards, due_day, spoken
 
     state = cards(entries)
     dues = sorted((due_day(state[sheet.id, k]), k) for k, _ in sheet.panels if (sheet.id, k) in state)
     out.print(f"✓ entry #{number} {verb}: {sheet.stem} on {when}: {_summary(marks)}")
     if dues:
         first, key = dues[0]
-        out.print(f"  next due {first:%a %-d %b} ({sheet.panel_title(key)})", soft_wrap=True)
+        out.print(f"  next due {spoken(first, short=True, year=False)} ({sheet.panel_title(key)})", soft_wrap=True)
     unmarked = [t for k, t in sheet.panels if (sheet.id, k) not in state]
     if unmarked:
         out.print(f"  never marked, so due: {'; '.join(unmarked)}", soft_wrap=True)
@@ -493,6 +501,7 @@ def progress(day: str | None, out_dir: Path | None, export: Path | None, import_
         entries, _ = _read(db_file)
         for line in report.summary(sheets, entries, today):
             out.print(line, soft_wrap=True)
+        out.print(f"  log file: {db_file}", soft_wrap=True, markup=False)
         if entries:
             folder = out_dir if out_dir is not None else root / "build"
             paths = report.plot(sheets, entries, today, folder / "progress")

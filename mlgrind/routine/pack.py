@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from .log import Entry
-from .schedule import Plan, SheetInfo
+from .schedule import Plan, SheetInfo, spoken
 
 # No 0/O, 1/I/L: a code copied by hand from paper reads back the same.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -135,7 +135,7 @@ def _mistakes_html(plan: Plan, codes: dict[str, str], recent: list[Recent], left
       .more {{ margin-top: 2mm }}
     </style></head><body>
     <h1>Your recent mistakes on today's sheets</h1>
-    <p>{plan.day:%A %-d %B %Y} · {sheets}. The same slip logged again counts up: read these
+    <p>{spoken(plan.day)} · {sheets}. The same slip logged again counts up: read these
     before you start, and look for them when you check against the key.</p>
     <table><tr><th>Sheet</th><th>Panel</th><th>What went wrong</th><th>Why (as logged)</th>
     <th>Times</th><th>Last</th></tr>{"".join(rows)}</table>{more}
@@ -157,7 +157,7 @@ def assemble(plan: Plan, codes: dict[str, str], out: Path, paper: str,
                                                    height=like.mediabox.height), why))
         counts["blank"] += 1
 
-    day = f"{plan.day:%a %-d %b %Y}"
+    day = spoken(plan.day, short=True)
     for item in plan.items:
         pages = PdfReader(sheet_pdf(out, item.sheet, paper, recall=True)).pages
         if len(pages) > 1 and len(queue) % 2:

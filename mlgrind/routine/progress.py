@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from .log import RATINGS, Entry, LogError
-from .schedule import SheetInfo, candidates, cards, retrievability
+from .schedule import SheetInfo, candidates, cards, retrievability, spoken
 
 
 def streak(entries: list[Entry], today: date) -> int:
@@ -35,7 +35,7 @@ def summary(sheets: list[SheetInfo], entries: list[Entry], today: date) -> list[
     started = {e.sheet for e in past}
     ratings = [m for e in past for m in e.marks]
     mistakes = [(e, m, d) for e in past for m in e.marks for d in m.details]
-    lines = [f"[bold]Progress on {today:%A %-d %B %Y}[/bold]",
+    lines = [f"[bold]Progress on {spoken(today)}[/bold]",
              f"  streak: {streak(past, today)} day(s); {len({e.day for e in past})} days marked in all",
              f"  sheets: {len(started & {s.id for s in sheets})} of {len(sheets)} started; due today: "
              f"{len(reviews)} sheet(s), {sum(len(i.due) for i in reviews)} panel(s)"

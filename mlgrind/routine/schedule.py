@@ -62,6 +62,12 @@ def curriculum(root: Path) -> list[SheetInfo]:
     return sorted(sheets, key=lambda s: s.position)
 
 
+def spoken(day: date, *, short: bool = False, year: bool = True) -> str:
+    """`Sunday 22 November 2026` or `Sun 22 Nov 2026` (strftime's %-d is not portable)."""
+    weekday, month = (f"{day:%a}", f"{day:%b}") if short else (f"{day:%A}", f"{day:%B}")
+    return f"{weekday} {day.day} {month}" + (f" {day.year}" if year else "")
+
+
 def moment(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
@@ -141,15 +147,16 @@ def candidates(sheets: list[SheetInfo], entries: list[Entry], today: date,
 
 def plan(sheets: list[SheetInfo], entries: list[Entry], today: date, *, new: int, pages: int,
          pages_of: Callable[[SheetInfo], int] = lambda sheet: 1) -> Plan:
-    """Today's pack within `pages` recall pages (one sheet always goes in, however long). A new
-    sheet that does not fit stops the new ones: a later, shorter one never jumps ahead."""
+    """Today's pack within `pages` recall pages (one sheet always goes in, however long). Once
+    a sheet does not fit, no new sheet enters: new material never displaces a due review, and
+    a later, shorter new sheet never jumps ahead of the next one."""
     reviews, fresh, later, started_today = candidates(sheets, entries, today, new)
     items: list[Item] = []
     postponed: list[Item] = []
     used = 0
     for item in [*reviews, *fresh]:
         item.pages = pages_of(item.sheet)
-        blocked = item.new and any(p.new for p in postponed)
+        blocked = item.new and bool(postponed)  # reviews first, and new ones in order
         if not blocked and (not items or used + item.pages <= pages):
             items.append(item)
             used += item.pages

@@ -185,3 +185,13 @@ def test_export_wipe_import_gives_the_same_log(tmp_path: Path) -> None:
         again = run("progress", "--import", export, "--db", fresh)
         assert again.code == 1 and "already holds" in again.err
     assert json.loads((tmp_path / "export.json").read_text())["entries"][0]["marks"][0]["rating"] == "again"
+
+
+def test_a_log_from_a_newer_mlgrind_is_refused(tmp_path: Path) -> None:
+    db_path = tmp_path / "log.sqlite3"
+    with log.transaction(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (len(log.MIGRATIONS),)
+    with sqlite3.connect(db_path) as db:
+        db.execute("PRAGMA user_version = 99")
+    result = run("progress", "--export", tmp_path / "x.json", "--db", db_path)
+    assert result.code == 1 and "newer mlgrind" in result.err and "Traceback" not in result.err

@@ -100,6 +100,16 @@ def test_the_page_budget_keeps_the_seeds_order(tmp_path: Path) -> None:
                  pages_of=lambda s: pages[s.id])
     assert [i.sheet.id for i in today.items] == ["s1"]
     assert [i.sheet.id for i in today.postponed] == ["s2", "s3"]
+    # a new sheet never takes the room of a due review, even one that did not fit
+    curriculum_ = sheets(4)
+    pages = {"s1": 1, "s2": 2, "s3": 1, "s4": 1}
+    db_path = tmp_path / "two.sqlite3"
+    for sheet in curriculum_[:2]:
+        mark(db_path, START, sheet, [1, 1, 1])
+    today = plan(curriculum_, read(db_path), START + timedelta(days=1), new=1, pages=2,
+                 pages_of=lambda s: pages[s.id])
+    assert [i.sheet.id for i in today.items] == ["s1"]
+    assert [(i.sheet.id, i.new) for i in today.postponed] == [("s2", False), ("s3", True)]
 
 
 def test_renaming_a_panel_title_keeps_its_history(tmp_path: Path) -> None:
