@@ -5,9 +5,10 @@ Tables: `pack` (a recall page printed for a day, with the short code written on 
 the count of mistakes if one was given) and `mistake` (what went wrong in a panel, and why).
 Sheets and panels are stored by their stable ids, so renaming a title keeps the history.
 
-Safety: every command runs in one transaction (BEGIN IMMEDIATE, so two writers queue instead of
-failing midway), with the rollback journal and synchronous=FULL: a kill at any moment leaves
-either the whole entry or none of it. The schema is versioned by `PRAGMA user_version`;
+Safety: every command writes in one transaction (BEGIN IMMEDIATE, so two writers queue instead
+of failing midway; `mark` asks its questions before it takes the lock), with the rollback
+journal and synchronous=FULL: a kill at any moment leaves either the whole entry or none of it.
+The rollback journal rather than WAL: reading a log in a read-only folder still works. The schema is versioned by `PRAGMA user_version`;
 MIGRATIONS[i] upgrades version i to i + 1 in the same transaction as the version bump.
 """
 
