@@ -1,4 +1,5 @@
-"""The `mlgrind` command: build, check, schema; `calc` and `exercise` are groups of their own.
+"""The `mlgrind` command: build, check, schema; `calc` and `exercise` are groups of their own;
+`morning`, `mark` and `progress` (the daily routine) live in routine/cli.py.
 
 Exit status: 0 success, 1 content errors (each printed as file:line:col: message), 2 usage
 errors. A user's mistake never shows a traceback.
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from .calc.cli import calc
 from .pipeline.problems import ContentError, display_path
 from .exercise.cli import exercise
+from .routine.cli import mark, morning, progress
 
 # The pipeline (pydantic, Jinja, Markdown, and WeasyPrint on a cache miss) is imported inside
 # the commands that build, so that commands which don't (`--help`, `calc`) start at once.
@@ -224,4 +226,7 @@ def schema_command() -> None:
 
 
 main.add_command(exercise)
+main.add_command(morning)
+main.add_command(mark)
+main.add_command(progress)
 main.add_command(calc)

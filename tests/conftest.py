@@ -45,6 +45,20 @@ def small_project(project: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def one_sheet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sheet 01 alone, with its cards and the templates: the morning routine's tests print it
+    (rendered once, on first use, into its build/)."""
+    root = tmp_path_factory.mktemp("one-sheet")
+    shutil.copytree(ROOT / "templates", root / "templates")
+    for folder in ("onepagers", "cards"):
+        (root / folder).mkdir()
+        for path in (ROOT / folder).glob("01-*.yaml"):
+            shutil.copy(path, root / folder)
+    shutil.copy(ROOT / "notes.lock.json", root)
+    return root
+
+
+@pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One full build of the bundled project, shared by the tests that only read it (a test
     that edits it puts it back)."""
