@@ -238,9 +238,9 @@ def page_html(selected: list[SheetContent], templates: Templates, dates: dict[st
 
 def _page(entry: SheetContent, edition: str, paper: str, templates: Templates,
           dates: dict[str, int], assets: str, split: int | None = None,
-          compact: bool = False) -> Page:
+          compact: int = 0) -> Page:
     """One page's HTML; a recall edition with `split` on both sides of the sheet, side 2 from
-    that panel on, and with `compact` its hidden answers' room capped at two lines."""
+    that panel on, and with `compact` its hidden answers' room capped (1: two lines, 2: one)."""
     problems = Problems()
     epoch = dates[entry.sheet.id]
     colophon = {"version": _version("mlgrind"), "digest": entry.digest[:10],
@@ -253,7 +253,7 @@ def _page(entry: SheetContent, edition: str, paper: str, templates: Templates,
                 epoch, key, split, compact)
 
 
-Relayout = Callable[[Page, "int | None", bool], Page]  # (page, split, compact) → page
+Relayout = Callable[[Page, "int | None", int], Page]  # (page, split, compact) → page
 
 
 def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
@@ -265,9 +265,9 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
     An answer key must fit one page. A recall edition that does not is laid out again on both
     sides of one sheet (`relayout`), side 2 from the first panel that ran over (or an earlier
     one, while side 1 still runs over); if side 2 runs over too, with each hidden answer's
-    room capped at two lines (`compact`), measured afresh. It must then fit. Also returns, by
-    each first page's cache key, the layout it ended with (`KEY.layout` in the cache): a
-    rebuild goes straight to it."""
+    room capped at two lines, then one (`compact`), measured afresh. It must then fit. Also
+    returns, by each first page's cache key, the layout it ended with (`KEY.layout` in the
+    cache): a rebuild goes straight to it."""
     final = list(pages)
     for i, page in enumerate(pages):
         known = _cached_layout(cache / f"{page.key}.layout") if cache else None
@@ -282,7 +282,7 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
                                                          progress), strict=True):
             final[i], results[i] = page, rendered
         todo = [i for i, _ in again if _runs_over(final[i], results[i])]
-    layouts = {page.key: f"{done.split} {int(done.compact)}".encode()
+    layouts = {page.key: f"{done.split} {done.compact}".encode()
                for page, done in zip(pages, final, strict=True) if done.split is not None}
 
     problems = Problems()
@@ -306,20 +306,20 @@ def _runs_over(page: Page, pdf: Rendered) -> bool:
             and pdf.pages > (1 if page.split is None else 2))
 
 
-def _next_layout(page: Page, pdf: Rendered) -> tuple[int | None, bool] | None:
+def _next_layout(page: Page, pdf: Rendered) -> tuple[int | None, int] | None:
     """The layout to try after `page` ran over, or None when none is left."""
     if page.split is None:  # one side: side 2 begins at the first panel that ran over
         spilled = pdf.spilled if pdf.spilled is not None else len(pdf.panel_mm) - 1
         return max(1, spilled), page.compact
     if pdf.spilled is not None and pdf.spilled < page.split and page.split > 1:
         return pdf.spilled, page.compact  # side 1 still ran over
-    return None if page.compact else (None, True)  # side 2 ran over
+    return None if page.compact == 2 else (None, page.compact + 1)  # side 2 ran over
 
 
-def _cached_layout(path: Path) -> tuple[int, bool] | None:
+def _cached_layout(path: Path) -> tuple[int, int] | None:
     try:
         split, compact = path.read_text(encoding="ascii").split()
-        return int(split), compact == "1"
+        return int(split), int(compact)
     except (OSError, UnicodeError, ValueError):
         return None
 

@@ -27,7 +27,7 @@ class Page:
     epoch: int  # the sheet's edition time, stamped into its fonts
     key: str  # for the cache: a digest of everything the PDF's bytes depend on
     split: int | None = None  # a recall edition on both sides: the first panel of side 2
-    compact: bool = False  # a recall edition with each hidden answer's room capped at 2 lines
+    compact: int = 0  # a recall edition with each hidden answer's room capped: 1 at 2 lines, 2 at 1
 
     @property
     def name(self) -> str:
