@@ -12,6 +12,7 @@ from `css()`; YAML names roles, never colours.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # (print colour, night-mode colour). Night colours are the same hues, lightened for Anki's
@@ -94,13 +95,18 @@ ROLES: dict[str, Role] = {
 }
 
 
+# The recall edition is printed in ink: a role's colour or cue would tell what the learner is to
+# recall (on sheet 01 the letters' colours, read against the legend, give away their families).
+# Only an input keeps its cue: that the question gives a number is no answer.
+RECALL_ROLES = {"given"}
+
+
 def css(*, night: bool = False) -> str:
-    """One rule per role: `.r-<name>` for inline text, `.accent-<name>` for panel borders;
-    with `night`, also Anki's `.nightMode` colours (the key role keeps its light highlight)."""
+    """One rule per role, `.r-<name>`, for text (and a note's marker); with `night`, also
+    Anki's `.nightMode` colours (the key role keeps its light highlight)."""
     rules = []
     for role in ROLES.values():
         rules.append(f".r-{role.name}{{color:{role.colour};{role.cue}}}")
-        rules.append(f".accent-{role.name}{{border-color:{role.colour}}}")
         if night and role.name != "key":
             rules.append(f".nightMode .r-{role.name}{{color:{role.night}}}")
     return "\n".join(rules)
@@ -110,3 +116,17 @@ def colours() -> set[str]:
     """Every print colour the palette defines: the roles' hues, ink and the neutrals. A figure
     may paint with these and nothing else."""
     return {role.colour for role in ROLES.values()} | {INK[0], RULE, PAPER}
+
+
+def grey(svg: str) -> str:
+    """A drawing as a black-and-white printer prints it: each palette hue becomes the grey of
+    its own lightness (Rec. 709 luma), so hatching and line styles still tell its parts apart
+    but no hue points to a legend entry. For the recall edition's figures."""
+    def luma(colour: str) -> str:
+        r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        level = round(0.2126 * r + 0.7152 * g + 0.0722 * b)
+        return f"#{level:02x}{level:02x}{level:02x}"
+
+    hues = {role.colour for role in ROLES.values()}
+    return re.sub("|".join(map(re.escape, sorted(hues))), lambda m: luma(m.group().lower()), svg,
+                  flags=re.IGNORECASE)

@@ -203,7 +203,7 @@ def test_bad_table_arguments_are_reported_at_rows_from(sources: Path, rows_from:
 
 
 def test_a_note_role_is_in_the_legend(sources: Path) -> None:
-    """Sheet 03's pitfalls are notes drawn with the pitfall accent: the legend says what it means."""
+    """Sheet 03's pitfalls are notes marked with the pitfall glyph: the legend says what it means."""
     from mlgrind.pipeline import build
 
     project = Project.at(sources)
@@ -212,7 +212,7 @@ def test_a_note_role_is_in_the_legend(sources: Path) -> None:
     assert any(getattr(b, "role", None) == "pitfall" for p in entry.sheet.panels for b in p.blocks)
     [page] = build.page_html([entry], build.Templates(project.templates), {entry.sheet.id: 0},
                              ("a4",))[:1]
-    legend = page.html.split('class="legend"')[1].split("</span></span>")[0]
+    legend = page.html.split('class="legend"')[1].split("</footer>")[0]
     assert "common mistake" in legend
 
 

@@ -22,14 +22,15 @@ MARGINS_MM = {"top": 8, "right": 9, "bottom": 7, "left": 9}  # templates/sheet.c
 
 
 def chars(path: Path) -> list[tuple[str, float, tuple[float, float, float, float]]]:
-    """Every drawn character: text, font size (pt), box (left, bottom, right, top) in pt."""
-    page = pdfium.PdfDocument(path)[0]
-    text = page.get_textpage()
+    """Every drawn character, on every page (a recall edition may take both sides): text,
+    font size (pt), box (left, bottom, right, top) in pt on its page."""
     out = []
-    for i in range(text.count_chars()):
-        char = text.get_text_range(i, 1)
-        if char.strip():  # pdfium also reports the spaces and line breaks it infers
-            out.append((char, pdfium_c.FPDFText_GetFontSize(text.raw, i), text.get_charbox(i)))
+    for page in pdfium.PdfDocument(path):
+        text = page.get_textpage()
+        for i in range(text.count_chars()):
+            char = text.get_text_range(i, 1)
+            if char.strip():  # pdfium also reports the spaces and line breaks it infers
+                out.append((char, pdfium_c.FPDFText_GetFontSize(text.raw, i), text.get_charbox(i)))
     return out
 
 
@@ -144,11 +145,11 @@ def test_a_weasyprint_warning_fails_the_build(project: Path) -> None:
 @pytest.mark.parametrize("edition", ["", "-recall"])
 def test_nothing_is_drawn_in_the_margins(built: Path, sheet: str, edition: str) -> None:
     """Rendered to an image: panels, rules, maths and text all stay off the printer's margin."""
-    page = pdfium.PdfDocument(built / f"build/onepagers/{sheet}{edition}-letter.pdf")[0]
-    scale = 100 / 72  # 100 dpi
-    image = page.render(scale=scale, grayscale=True).to_numpy()
-    image = image if image.ndim == 2 else image[..., 0]
-    px = {side: int((mm - 1) * MM * scale) for side, mm in MARGINS_MM.items()}  # 1 mm slack
-    bands = [image[: px["top"]], image[-px["bottom"]:], image[:, : px["left"]],
-             image[:, -px["right"]:]]
-    assert all(band.min() > 245 for band in bands)  # white paper only
+    for page in pdfium.PdfDocument(built / f"build/onepagers/{sheet}{edition}-letter.pdf"):
+        scale = 100 / 72  # 100 dpi
+        image = page.render(scale=scale, grayscale=True).to_numpy()
+        image = image if image.ndim == 2 else image[..., 0]
+        px = {side: int((mm - 1) * MM * scale) for side, mm in MARGINS_MM.items()}  # 1 mm slack
+        bands = [image[: px["top"]], image[-px["bottom"]:], image[:, : px["left"]],
+                 image[:, -px["right"]:]]
+        assert all(band.min() > 245 for band in bands)  # white paper only

@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from ..facts import TABLES
 from ..figures import FIGURES
+from ..palette import ROLES, grey
 from .compute import COMPUTED, ExpressionError, call
 from .fields import RoleName, Strict, Text, content_error
 from .load import Loc
@@ -155,10 +156,12 @@ class FormulaBlock(Strict):
     label: Text | None = None
 
 
-@kind("formula", FormulaBlock, recall="an empty box the size of the formula; the label stays",
+@kind("formula", FormulaBlock, recall="ruled lines, as many as the formula's height needs "
+      "(in bands); the label stays",
       example={"formula": "x^2", "label": "a square"})
 def formula_view(block: FormulaBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
-    return {"formula": text(block.formula, at + ("formula",), tex=True, hide="prose", facts=True),
+    return {"formula": text(block.formula, at + ("formula",), tex=True, hide="prose", facts=True,
+                            width=width),
             "label": text(block.label, at + ("label",))}
 
 
@@ -180,11 +183,12 @@ class ListBlock(Strict):
     ordered: bool = False
 
 
-@kind("list", ListBlock, recall="each item becomes ruled lines, with the room its answer needs",
+@kind("list", ListBlock, recall="each item becomes ruled lines, as many as its answer needs "
+      "by hand, in bands (1, 2, 4, 6, …)",
       example={"list": ["one", "two"], "ordered": True})
 def list_view(block: ListBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
     return {"ordered": block.ordered,
-            "entries": [text(item, at + ("list", n), hide="prose", facts=True)
+            "entries": [text(item, at + ("list", n), hide="prose", facts=True, width=width)
                         for n, item in enumerate(block.list)]}
 
 
@@ -193,13 +197,14 @@ class NoteBlock(Strict):
     role: RoleName | None = None
 
 
-@kind("note", NoteBlock, recall="ruled lines, with the room the note needs",
+@kind("note", NoteBlock, recall="ruled lines, as many as the note needs by hand, in bands; "
+      "its role's marker stays in ink",
       example={"note": "a note", "role": "key"})
 def note_view(block: NoteBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
-    if block.role:  # its accent means something: the legend says what
+    if block.role:  # its marker is the role's legend glyph: the legend says what it means
         text.roles.add(block.role)
-    return {"role": block.role, "note": text(block.note, at + ("note",), hide="prose",
-                                             facts=True)}
+    return {"role": block.role, "glyph": ROLES[block.role].glyph if block.role else "",
+            "note": text(block.note, at + ("note",), hide="prose", facts=True, width=width)}
 
 
 # Figures ---------------------------------------------------------------------------------------
@@ -215,8 +220,8 @@ class FigureBlock(Strict):
 
 
 @kind("figure", FigureBlock,
-      recall="labels and numbers become blanks of one width (or, with `recall: frame`, an "
-      "empty frame of the same size); the caption stays",
+      recall="labels and numbers become blanks of one width, hues become greys (or, with "
+      "`recall: frame`, an empty frame of the same size); the caption stays",
       example={"figure": "pipeline_schedule(stages=2, microbatches=3, schedule='gpipe')",
                "caption": "a schedule"})
 def figure_view(block: FigureBlock, at: Loc, text: Texts, width: float) -> dict[str, Any]:
@@ -225,7 +230,7 @@ def figure_view(block: FigureBlock, at: Loc, text: Texts, width: float) -> dict[
     except ExpressionError as error:
         text.problem(at + ("figure",), str(error))
         return {"svg": Markup(""), "width": width, "caption": None}
-    svg = drawing.svg(block.recall if text.recall else "key")
+    svg = grey(drawing.svg(block.recall)) if text.recall else drawing.svg("key")
     return {"svg": Markup(svg), "width": drawing.width,
             "caption": text(block.caption, at + ("caption",), facts=True)}
 

@@ -6,7 +6,8 @@ below, and stops at the end of the first phase that found problems, with all of 
     read_ledger    the notes ledger: edition dates of sheets, modification times of notes
     note_types     the card templates and CSS
     page_html      each selected sheet's views → page HTML, per edition and paper
-    render_pdfs    HTML → one-page PDFs (from the cache, or WeasyPrint in parallel)
+    render_pdfs    HTML → PDFs, a key on one side, a recall edition on one or both (from the
+                   cache, or WeasyPrint in parallel)
     booklets       every sheet in one PDF, per edition and paper (full builds)
     package_deck   notes → the .apkg, and the new ledger
 
@@ -34,7 +35,7 @@ from . import deck, ledger, maths
 from .deck import AnkiNote, TypeSpec, card_notes
 from .ledger import Changes, Ledger
 from .load import Loc, Source, load_yaml
-from .pages import EDITIONS, PAPERS, Page, Rendered, booklet_name, pdf_name
+from .pages import EDITIONS, MAX_PAGES, PAPERS, Page, Rendered, booklet_name, pdf_name
 from .problems import ContentError, Problem, Problems, display_path
 from .render import Templates, sheet_views
 from .schema import CardSet, Sheet
@@ -134,10 +135,13 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
     dates = ledger.sheet_dates(old, digests, now)
     selected = select(content, only)
     pages = page_html(selected, templates, dates, papers)
-    pdfs = render_pdfs(pages, project, cache, progress)
+    by_id, assets = {entry.sheet.id: entry for entry in selected}, _assets_digest(templates.root)
+    pdfs, layouts = render_pdfs(pages, project, cache, progress, lambda page, split, compact: _page(
+        by_id[page.sheet], page.edition, page.paper, templates, dates, assets, split, compact))
     outputs = [Output(page.name, pdf.data, pdf.seconds, pdf.cached) for page, pdf in pdfs]
     cache_files = [] if cache is None else [(cache / "maths.json", typeset.dumps())] + [
-        (cache / f"{page.key}.pdf", pdf.data) for page, pdf in pdfs if not pdf.cached]
+        (cache / f"{page.key}.pdf", pdf.data) for page, pdf in pdfs if not pdf.cached] + [
+        (cache / f"{key}.layout", layout) for key, layout in sorted(layouts.items())]
     if selected and not only:  # a booklet holds every sheet, in order
         outputs += booklets(outputs, selected, papers)
     if progress:
@@ -227,49 +231,65 @@ def page_html(selected: list[SheetContent], templates: Templates, dates: dict[st
               papers: tuple[str, ...]) -> list[Page]:
     """Each selected sheet's page, per edition and paper, from the page template. A template
     that fails, fails the same way on every page: it is reported once."""
-    problems = Problems()
     assets = _assets_digest(templates.root)
-    pages: list[Page] = []
-    for entry in selected:
-        epoch = dates[entry.sheet.id]
-        colophon = {"version": _version("mlgrind"), "digest": entry.digest[:10],
-                    "date": time.strftime("%Y-%m-%d", time.gmtime(epoch))}
-        for edition in EDITIONS:
-            for paper in papers:
-                html = templates.render("sheet.html.j2", problems, sheet=entry.views[edition],
-                                        paper=paper, colophon=colophon)
-                if html is None:
-                    problems.check()
-                key = page_key(html, epoch, assets)  # type: ignore[arg-type]
-                pages.append(Page(entry.sheet.id, entry.stem, entry.source, edition, paper,
-                                  html, epoch, key))  # type: ignore[arg-type]
-    return pages
+    return [_page(entry, edition, paper, templates, dates, assets)
+            for entry in selected for edition in EDITIONS for paper in papers]
+
+
+def _page(entry: SheetContent, edition: str, paper: str, templates: Templates,
+          dates: dict[str, int], assets: str, split: int | None = None,
+          compact: int = 0) -> Page:
+    """One page's HTML; a recall edition with `split` on both sides of the sheet, side 2 from
+    that panel on, and with `compact` its hidden answers' room capped (1: two lines, 2: one)."""
+    problems = Problems()
+    epoch = dates[entry.sheet.id]
+    colophon = {"version": _version("mlgrind"), "digest": entry.digest[:10],
+                "date": time.strftime("%Y-%m-%d", time.gmtime(epoch))}
+    html = templates.render("sheet.html.j2", problems, sheet=entry.views[edition], paper=paper,
+                            colophon=colophon, split=split, compact=compact)
+    problems.check()
+    key = page_key(html, epoch, assets)  # type: ignore[arg-type]
+    return Page(entry.sheet.id, entry.stem, entry.source, edition, paper, html,  # type: ignore[arg-type]
+                epoch, key, split, compact)
+
+
+Relayout = Callable[[Page, "int | None", int], Page]  # (page, split, compact) → page
 
 
 def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
-                progress: Progress | None) -> list[tuple[Page, Rendered]]:
+                progress: Progress | None, relayout: Relayout) -> tuple[
+                    list[tuple[Page, Rendered]], dict[str, bytes]]:
     """Each page's PDF, in order: cache hits are read; misses are rendered, in parallel across
     the cores when there are several, since WeasyPrint spends about a second on each page.
-    Every page must render without warnings to exactly one page."""
-    results: dict[int, Rendered] = {}
-    misses: list[int] = []
+
+    An answer key must fit one page. A recall edition that does not is laid out again on both
+    sides of one sheet (`relayout`), side 2 from the first panel that ran over (or an earlier
+    one, while side 1 still runs over); if side 2 runs over too, with each hidden answer's
+    room capped at two lines, then one (`compact`), measured afresh. It must then fit. Also
+    returns, by each first page's cache key, the layout it ended with (`KEY.layout` in the
+    cache): a rebuild goes straight to it."""
+    final = list(pages)
     for i, page in enumerate(pages):
-        cached = _cached_pdf(cache / f"{page.key}.pdf") if cache else None
-        if cached is not None:
-            results[i] = Rendered(cached, 1, cached=True)
-            if progress:
-                progress(page.name)
-        else:
-            misses.append(i)
-    for i, rendered in _render_misses([pages[i] for i in misses], project, progress):
-        results[misses[i]] = rendered
+        known = _cached_layout(cache / f"{page.key}.layout") if cache else None
+        if known is not None:
+            final[i] = relayout(page, *known)
+    results = _rendered(final, project, cache, progress)
+    todo = [i for i in range(len(pages)) if _runs_over(final[i], results[i])]
+    while todo:
+        again = [(i, relayout(final[i], *layout)) for i in todo
+                 if (layout := _next_layout(final[i], results[i])) is not None]
+        for (i, page), rendered in zip(again, _rendered([p for _, p in again], project, cache,
+                                                         progress), strict=True):
+            final[i], results[i] = page, rendered
+        todo = [i for i, _ in again if _runs_over(final[i], results[i])]
+    layouts = {page.key: f"{done.split} {done.compact}".encode()
+               for page, done in zip(pages, final, strict=True) if done.split is not None}
 
     problems = Problems()
-    for i, page in enumerate(pages):
-        pdf = results[i]
+    for page, pdf in zip(final, results, strict=True):
         if pdf.error:
             problems.add(page.problem(f"on {page.paper}: {pdf.error}"))
-        elif pdf.pages != 1:
+        elif pdf.pages > MAX_PAGES[page.edition]:
             problems.add(_overflow(page, pdf))
         for panel, mm in pdf.too_wide:
             problems.add(page.problem(
@@ -277,16 +297,66 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
                 "edge (an unbreakable line, or a table or formula wider than its column): "
                 "shorten it, let it wrap, or span more columns", ("panels", panel, "title")))
     problems.check()
-    return [(page, results[i]) for i, page in enumerate(pages)]
+    return list(zip(final, results, strict=True)), layouts
+
+
+def _runs_over(page: Page, pdf: Rendered) -> bool:
+    """A recall edition with more pages than its sides."""
+    return (page.edition == "recall" and not pdf.error
+            and pdf.pages > (1 if page.split is None else 2))
+
+
+def _next_layout(page: Page, pdf: Rendered) -> tuple[int | None, int] | None:
+    """The layout to try after `page` ran over, or None when none is left."""
+    if page.split is None:  # one side: side 2 begins at the first panel that ran over
+        spilled = pdf.spilled if pdf.spilled is not None else len(pdf.panel_mm) - 1
+        return max(1, spilled), page.compact
+    if pdf.spilled is not None and pdf.spilled < page.split and page.split > 1:
+        return pdf.spilled, page.compact  # side 1 still ran over
+    return None if page.compact == 2 else (None, page.compact + 1)  # side 2 ran over
+
+
+def _cached_layout(path: Path) -> tuple[int, int] | None:
+    try:
+        split, compact = path.read_text(encoding="ascii").split()
+        return int(split), int(compact)
+    except (OSError, UnicodeError, ValueError):
+        return None
+
+
+def _rendered(pages: list[Page], project: Project, cache: Path | None,
+              progress: Progress | None) -> list[Rendered]:
+    """Each page's rendering, from the cache or WeasyPrint."""
+    results: dict[int, Rendered] = {}
+    misses: list[int] = []
+    for i, page in enumerate(pages):
+        cached = _cached_pdf(cache / f"{page.key}.pdf") if cache else None
+        if cached is not None:
+            results[i] = Rendered(cached, _page_count(cached), cached=True)
+            if progress:
+                progress(page.name)
+        else:
+            misses.append(i)
+    for i, rendered in _render_misses([pages[i] for i in misses], project, progress):
+        results[misses[i]] = rendered
+    return [results[i] for i in range(len(pages))]
+
+
+def _page_count(pdf: bytes) -> int:
+    from pypdf import PdfReader
+
+    return len(PdfReader(io.BytesIO(pdf)).pages)
 
 
 def _overflow(page: Page, pdf: Rendered) -> Problem:
     """An overflow, at the longest panel: shortening it is the likeliest fix."""
-    message = f"overflows on {page.paper}: {pdf.pages} pages, must be 1"
+    most = MAX_PAGES[page.edition]
+    sides = "1" if most == 1 else f"at most {most} (both sides of one sheet)"
+    message = f"overflows on {page.paper}: {pdf.pages} pages, must be {sides}"
     if not pdf.panel_mm:
         return page.problem(f"{message} (shorten it, or drop a panel)")
     longest = max(range(len(pdf.panel_mm)), key=pdf.panel_mm.__getitem__)
-    where = ("" if pdf.spilled in (None, longest) else
+    where = ("" if pdf.spilled in (None, longest) or page.split is not None else
              f"; panel {pdf.spilled + 1} is the first to run onto page 2")
     return page.problem(f"{message}{where}; the longest is panel {longest + 1}, this one "
                         f"({pdf.panel_mm[longest]:.0f} mm of content): shorten it, or split the "
@@ -346,8 +416,10 @@ def _render_misses(pages: list[Page], project: Project,
 
 def booklets(outputs: list[Output], selected: list[SheetContent],
              papers: tuple[str, ...]) -> list[Output]:
-    """Per edition and paper, every sheet's page in one PDF, in the seed's order; the same
-    inputs give the same bytes."""
+    """Per edition and paper, every sheet's pages in one PDF, in the seed's order; the same
+    inputs give the same bytes. The recall booklet is for printing on both sides: each sheet
+    starts on the front of a new leaf (a one-side sheet is followed by a blank back), so the
+    learner takes one leaf per sheet. The answer keys are one side each, one after the other."""
     from pypdf import PdfReader, PdfWriter
 
     by_name = {o.path: o.data for o in outputs}
@@ -357,6 +429,15 @@ def booklets(outputs: list[Output], selected: list[SheetContent],
             writer = PdfWriter()
             for entry in selected:
                 writer.append(PdfReader(io.BytesIO(by_name[pdf_name(entry.stem, edition, paper)])))
+                if edition == "recall" and len(writer.pages) % 2:
+                    last = writer.pages[-1].mediabox
+                    writer.add_blank_page(last.width, last.height)
+            recall = " (recall editions)" if edition == "recall" else ""
+            writer.add_metadata({
+                "/Title": f"mlgrind: {len(selected)} sheets{recall}, {paper.upper()}",
+                "/Author": "mlgrind",
+                "/Subject": "ML systems interview prep, in the seed's order: "
+                            + ", ".join(f"{e.sheet.position:02d} {e.sheet.title}" for e in selected)})
             out = io.BytesIO()
             writer.write(out)
             made.append(Output(booklet_name(edition, paper), out.getvalue(), 0.0))

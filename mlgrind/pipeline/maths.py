@@ -120,6 +120,12 @@ def expand_macros(tex: str) -> str:
     return _ROLE.sub(role, _DIM.sub(dim, tex))
 
 
+def monochrome(tex: str) -> str:
+    """`tex` without its colours, for the recall edition: `\\dim{BL}` → `\\mathbf{BL}` (the
+    letters stay bold, as every family is), `\\role{r}{x}` → `{x}`."""
+    return _ROLE.sub("{", _DIM.sub(r"\\mathbf{\1}", tex))
+
+
 def roles_in(tex: str) -> set[str]:
     """The palette roles a formula's macros colour with, for the sheet's legend: the maths is
     drawn as paths, so its colours cannot be read back from the HTML."""

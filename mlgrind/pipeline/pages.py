@@ -26,6 +26,8 @@ class Page:
     html: str
     epoch: int  # the sheet's edition time, stamped into its fonts
     key: str  # for the cache: a digest of everything the PDF's bytes depend on
+    split: int | None = None  # a recall edition on both sides: the first panel of side 2
+    compact: int = 0  # a recall edition with each hidden answer's room capped: 1 at 2 lines, 2 at 1
 
     @property
     def name(self) -> str:
@@ -55,6 +57,8 @@ class Rendered:
 
 
 EDITIONS = ("key", "recall")  # the full sheet (the answer key), and the blank one to fill in
+# The answer key is one side of a sheet; the recall edition, with room to write, may take both.
+MAX_PAGES = {"key": 1, "recall": 2}
 
 
 def pdf_name(stem: str, edition: str, paper: str) -> str:

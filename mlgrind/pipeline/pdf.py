@@ -101,12 +101,19 @@ def _panel_heights(document: weasyprint.document.Document) -> tuple[tuple[float,
     heights: dict[int, float] = {}
     spilled = []
     for number, index, box in _panel_boxes(document):
-        height = sum(child.margin_height() for child in box.children) * MM_PER_PX
+        height = sum(child.margin_height() for child in box.children
+                     if not _is_room(child)) * MM_PER_PX
         heights[index] = heights.get(index, 0.0) + height
         if number and height:
             spilled.append(index)
     return tuple(heights.get(i, 0.0) for i in range(max(heights, default=-1) + 1)), min(
         spilled, default=None)
+
+
+def _is_room(box) -> bool:  # type: ignore[no-untyped-def]
+    """A recall panel's ruled free space: it grows with the panel, it is not content."""
+    element = getattr(box, "element", None)
+    return element is not None and "room" in (element.get("class") or "").split()
 
 
 def _too_wide(document: weasyprint.document.Document) -> tuple[tuple[int, float], ...]:

@@ -8,6 +8,7 @@ view does not hold is an error naming the template and line, not a blank on the 
 
 from __future__ import annotations
 
+import math
 import re
 import traceback
 from collections.abc import Callable, Mapping
@@ -35,8 +36,9 @@ class Texts:
 
     With `recall`, facts are blanked for the recall edition. A computed value, or a table cell
     (`hide="cell"`), becomes a blank of one fixed width, so its length gives nothing away.
-    Prose (`hide="prose"`) keeps its text, invisible, inside ruled lines: the same room to
-    write in as the answer key (hidden text is not drawn, so it is not in the PDF either).
+    Prose (`hide="prose"`) becomes ruled lines, as many as the answer needs written by hand in
+    `width` pt, rounded up to a band (`writing_lines`): room by size, never the answer's own
+    line lengths. Maths keeps no colour on the recall edition (`maths.monochrome`).
     `roles` collects the palette roles of everything rendered, for the sheet's legend.
     """
 
@@ -61,15 +63,19 @@ class Texts:
         return self.calls[key]
 
     def __call__(self, text: str | None, loc: Loc, *, code: bool = False, tex: bool = False,
-                 hide: Literal["", "cell", "prose"] = "", facts: bool = False) -> Markup | None:
+                 hide: Literal["", "cell", "prose"] = "", facts: bool = False,
+                 width: float = 0.0) -> Markup | None:
         """The field as HTML: markup by default, code (suffixes coloured) or display maths.
-        A field that bears `facts` may hold no typed number (`numbers.unbound`)."""
+        A field that bears `facts` may hold no typed number (`numbers.unbound`). `width` (pt)
+        is the room a hidden prose answer is written in."""
         if text is None:
             return None
         if facts and not self.recall:  # the recall edition's text is the key's: checked once
             self.check_numbers(text, loc, tex=tex)
         try:
             expanded = expand(text, marked=self.recall and not hide)
+            if self.recall:
+                expanded = maths.monochrome(expanded)
             if tex:
                 html = maths.svg(expanded, self.typeset)
             else:
@@ -82,8 +88,8 @@ class Texts:
         if self.recall and hide == "cell":
             return Markup('<span class="blank cell"></span>')
         if self.recall and hide == "prose":
-            block = " block" if tex else ""
-            html = f'<span class="ruled{block}"><span class="hide">{html}</span></span>'
+            lines = writing_lines(html if tex else expanded, width, tex=tex)
+            return Markup('<span class="lines">' + '<span class="line"></span>' * lines + '</span>')
         self.roles.update(_ROLE_CLASS.findall(html), maths.roles_in(expanded))
         return Markup(html)
 
@@ -101,6 +107,23 @@ class Texts:
                                       f"typed number {number}: every number is computed "
                                       "(write ${ calc.… }), or, if the question gives it, "
                                       f"marked as an input: {given}"))
+
+
+_HAND_MM = 1.4  # a handwritten character on 7-mm ruling (templates/sheet.css): the print's
+# width, for notes in the learner's words
+_MATHS_LINE_PT = 14  # a line of display maths at its 10-pt size
+
+
+def writing_lines(answer: str, width: float, *, tex: bool = False) -> int:
+    """Ruled lines for a hidden answer `width` pt wide: the lines its handwriting needs,
+    rounded up to a band (1, 2, 3, 4, then even counts), so the room tells only roughly how
+    much to write. `answer` is its source text, or of maths the typeset <svg>, measured by its height."""
+    if tex:
+        height = re.search(r'height="([0-9.]+)', answer)
+        need = math.ceil(float(height.group(1)) * 0.75 / _MATHS_LINE_PT) if height else 1
+    else:
+        need = math.ceil(len(answer) * _HAND_MM * PT_PER_MM / max(width, 1.0))
+    return need if need <= 4 else need + need % 2
 
 
 _FACT = re.compile(f"{FACT_OPEN}.*?{FACT_CLOSE}", re.DOTALL)
@@ -156,6 +179,8 @@ def _sheet_view(sheet: Sheet, text: Texts) -> dict[str, Any]:
         panels.append({"title": text(panel.title, at + ("title",)), "role": panel.role,
                        "span": panel.span, "blocks": blocks, "refs": refs})
     used = text.roles | {p.role for p in sheet.panels if p.role}
+    if text.recall:  # drawn in ink: a legend of what is not shown would only give answers away
+        used &= palette.RECALL_ROLES
     return {"id": sheet.id, "title": sheet.title, "number": f"{sheet.position:02d}",
             "seed": sheet.seed, "orientation": sheet.orientation, "columns": sheet.columns,
             "panels": panels, "legend": _legend(used), "recall": text.recall,

@@ -33,7 +33,8 @@ class Panel(Strict):
                                               "recall history under it; without one, the title's "
                                               "slug (renaming the title would start afresh)")
     title: Text = Field(description="unique within the sheet: cards link back to it by title")
-    role: RoleName | None = Field(None, description="accent colour of the panel's border")
+    role: RoleName | None = Field(None, description="the role the panel is about: its title "
+                                   "is drawn in that role's colour and cue, as the legend shows")
     span: int = Field(1, ge=1, le=4, description="grid columns the panel spans")
     source: Text | list[Text] | None = Field(
         None, description="citation(s) for the panel's facts: numbered at its title, listed at "
