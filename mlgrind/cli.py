@@ -212,8 +212,10 @@ def check_command(root: Path) -> None:
     except UsageError as error:
         raise click.UsageError(str(error)) from None
     _warn(result.changes)
-    pages = sum(o.path.startswith("onepagers/") for o in result.outputs)
-    err.print(f"[green]✓[/green] all good: {pages} sheet pages fit one page each, the deck builds "
+    pdfs = [o.path for o in result.outputs if o.path.startswith("onepagers/")]
+    recall = sum("-recall-" in path for path in pdfs)
+    err.print(f"[green]✓[/green] all good: {len(pdfs) - recall} answer keys fit one page each, "
+              f"{recall} recall editions one sheet (both sides at most), the deck builds "
               f"({time.perf_counter() - start:.2f} s)")
 
 
