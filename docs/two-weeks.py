@@ -50,7 +50,7 @@ def run(*args: str) -> str:
 
 def learner_marks(rng: random.Random, code: str, sheet, seen: dict, day: date) -> None:  # type: ignore[no-untyped-def]
     good = []
-    for key, title in sheet.panels:
+    for key, _ in sheet.panels:
         practice = seen.get((sheet.id, key), 0)
         seen[sheet.id, key] = practice + 1
         if (sheet.id, key) in CONFUSED and rng.random() < 0.8:
@@ -61,7 +61,7 @@ def learner_marks(rng: random.Random, code: str, sheet, seen: dict, day: date) -
             n = rng.choice([1, 1, 2, 3])
             args = ["mark", code, "--date", day.isoformat(), "--panel", key, "--mistakes", str(n)]
             for what, why in rng.sample(SLIPS, min(n, 2)):
-                args += ["--mistake", f"{title}: {what}", "--why", why]
+                args += ["--mistake", what, "--why", why]
             run(*args)
         else:
             good.append(key)
