@@ -20,6 +20,7 @@ from mlgrind.calc.specs import load_model
 from mlgrind.facts import CALC, TABLES
 from mlgrind.facts import kv_heads as kv
 from mlgrind.figures import FIGURES
+from mlgrind.figures.canvas import BLANK_RULE
 from mlgrind.ref.attention import (
     causal_mask_LM,
     gqa_forward,
@@ -271,7 +272,7 @@ def test_figure_recall_hides_the_numbers_and_keeps_the_labels():
     key = " ".join("".join(t.itertext()) for t in ET.fromstring(d.svg("key")).iter(f"{SVG}text"))
     blank = " ".join("".join(t.itertext())
                      for t in ET.fromstring(d.svg("blank")).iter(f"{SVG}text"))
-    assert "2,048" in key and "2,048" not in blank and "____" in blank
+    assert "2,048" in key and "2,048" not in blank and BLANK_RULE in blank
     assert "MLA" in blank and "query head" in blank
 
 

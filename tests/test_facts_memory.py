@@ -20,6 +20,7 @@ from mlgrind.calc.specs import load_model
 from mlgrind.facts import CALC, TABLES, WORST
 from mlgrind.facts import memory as m
 from mlgrind.figures import FIGURES
+from mlgrind.figures.canvas import BLANK_RULE
 from mlgrind.ref import attention, mlp, zero
 from mlgrind.ref.collectives import ring_all_reduce_bytes
 
@@ -269,7 +270,7 @@ def test_figure_print_rules(width):
                 assert float(element.get("font-size")) >= 7
     key = "".join(ET.fromstring(d.svg("key")).itertext())
     blank = "".join(t for e in ET.fromstring(d.svg("blank")).iter(f"{SVG}text") for t in e.itertext())
-    assert "72 GB" in key and "72 GB" not in blank and "____" in blank
+    assert "72 GB" in key and "72 GB" not in blank and BLANK_RULE in blank
     assert "ZeRO-3" in blank and "optimizer states" in blank
     boxes = [box for _, box in d.text_boxes()]
     assert all(0 <= b[0] and b[2] <= d.width for b in boxes)

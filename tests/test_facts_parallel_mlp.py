@@ -18,6 +18,7 @@ from mlgrind.facts import CALC, TABLES, WORST
 from mlgrind.facts import parallel_mlp as pm
 from mlgrind.facts.core import size_text
 from mlgrind.figures import FIGURES
+from mlgrind.figures.canvas import BLANK_RULE
 from mlgrind.ref import mlp
 from mlgrind.ref.collectives import ring_all_gather_bytes, ring_all_reduce_bytes
 
@@ -220,7 +221,7 @@ def test_the_figure_shows_the_runs_holdings_and_collectives(ranks: int) -> None:
         for phase, collective, tensor, _ in COLLECTIVES[scheme]:
             assert d.facts[f"{scheme}.{phase}.{tensor}"] == collective
     key, blank = "\n".join(texts(d.svg("key"))), "\n".join(texts(d.svg("blank")))
-    assert "(F/S, D)" in key and "(F/S, D)" not in blank and "____" in blank
+    assert "(F/S, D)" in key and "(F/S, D)" not in blank and BLANK_RULE in blank
     assert "Megatron" in blank and "w_in_" in blank  # structure stays
     assert not texts(d.svg("frame"))
 

@@ -19,6 +19,7 @@ from mlgrind import palette
 from mlgrind.calc.specs import load_model
 from mlgrind.facts import positions as P
 from mlgrind.figures import FIGURES
+from mlgrind.figures.canvas import BLANK_RULE
 from mlgrind.pipeline.compute import expand
 from mlgrind.ref import einsum as ref_einsum
 from mlgrind.ref import rope as ref_rope
@@ -288,4 +289,4 @@ def test_figures_follow_the_print_rules(name: str, kwargs: dict, width: int) -> 
             assert value in (None, "none") or value in palette.colours(), value
     assert d.svg() == FIGURES[name](width=width, **kwargs).svg()  # deterministic
     blank = "".join("".join(t.itertext()) for t in ET.fromstring(d.svg("blank")).iter(f"{SVG}text"))
-    assert "____" in blank and not re.search(r"q·k = −?\d", blank)
+    assert BLANK_RULE in blank and not re.search(r"q·k = −?\d", blank)

@@ -15,6 +15,7 @@ from mlgrind.calc.working import dur, size
 from mlgrind.facts import CALC, TABLES
 from mlgrind.facts import sharding_more as sm
 from mlgrind.figures import FIGURES
+from mlgrind.figures.canvas import BLANK_RULE
 from mlgrind.ref import checkpointing as ck
 from mlgrind.ref import collectives as co
 from mlgrind.ref import context_parallel as cpar
@@ -226,8 +227,8 @@ def test_figures_carry_the_computed_facts() -> None:
     r = FIGURES["ring_attention_blocks"](width=250, ranks=4)
     assert r.facts["blocks"] == "1, 2, 3, 4"
     # the recall edition blanks every computed label: peaks, FLOPs, ring steps, block counts
-    assert d.svg("blank").count(">____<") == 5  # the y-axis top, two peaks, two step ends
-    assert r.svg("blank").count(">____<") == 10 + 4
+    assert d.svg("blank").count(f">{BLANK_RULE}<") == 5  # the y-axis top, two peaks, two step ends
+    assert r.svg("blank").count(f">{BLANK_RULE}<") == 10 + 4
 
 
 @pytest.mark.parametrize(("name", "args"), [

@@ -17,6 +17,7 @@ from mlgrind import palette
 from mlgrind.calc import hardware, specs
 from mlgrind.calc.params import count
 from mlgrind.figures import FIGURES, fmt
+from mlgrind.figures.canvas import BLANK_RULE
 from mlgrind.ref import collectives as co
 from mlgrind.ref.attention import mha_flops, mha_forward
 from mlgrind.ref.einsum import count_flops
@@ -25,7 +26,7 @@ from mlgrind.ref.pipeline import bubble_fraction_formula
 SVG = "{http://www.w3.org/2000/svg}"
 # Arguments each figure is drawn with at a narrow and at a wide panel.
 CASES = {
-    170: {"pipeline_schedule": dict(stages=3, microbatches=3), "ring_collective": dict(ranks=3),
+    180: {"pipeline_schedule": dict(stages=3, microbatches=3), "ring_collective": dict(ranks=3),
           "zero_memory": {}, "roofline": {}, "attention_flow": {}},
     520: {"pipeline_schedule": {}, "ring_collective": {},
           "zero_memory": dict(hardware="a100-40gb"), "roofline": dict(batch=64),
@@ -185,7 +186,7 @@ def test_key_prints_the_numbers_blank_hides_them_frame_is_empty(name: str) -> No
     for number in printed:
         assert number in key, number
         assert number not in blank and number not in accessible(d.svg("blank")), number
-    assert "____" in blank
+    assert BLANK_RULE in blank
     for label in structure:
         assert label in key and label in blank, label
     frame = d.svg("frame")
@@ -193,10 +194,15 @@ def test_key_prints_the_numbers_blank_hides_them_frame_is_empty(name: str) -> No
     assert root(frame).get("viewBox") == root(d.svg()).get("viewBox")
 
 
-def test_a_blank_is_one_width_whatever_it_hides() -> None:
-    blanks = {blank for name, width in DRAWN for text in texts(draw(name, width).svg("blank"))
-              for blank in re.findall(r"_{3,}", text)}
-    assert blanks == {"____"}
+def test_a_blank_is_12_mm_whatever_it_hides() -> None:
+    """Room to write a number by hand, and one length for all: its length tells nothing."""
+    lengths = set()
+    for name, width in DRAWN:
+        for span in root(draw(name, width).svg("blank")).iter(f"{SVG}tspan"):
+            if re.fullmatch(r"_{3,}", span.text or ""):
+                assert span.get("lengthAdjust") == "spacingAndGlyphs"  # stretched to exactly
+                lengths.add(float(span.get("textLength")))
+    assert lengths == {round(12 / 25.4 * 72, 2)}  # 12 mm in pt (a figure only scales up)
 
 
 # -- print rules ------------------------------------------------------------------------------
@@ -335,7 +341,7 @@ class Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-EDITIONS = {170: ("key", "blank"), 520: ("key",)}  # blanks where room is tightest
+EDITIONS = {180: ("key", "blank"), 520: ("key",)}  # blanks where room is tightest
 
 
 @pytest.fixture(scope="module")
@@ -382,7 +388,7 @@ def test_weasyprint_draws_the_text_at_7pt_or_more(pdf, page: int) -> None:
     text = pdf[0][page].get_textpage().get_text_range()
     for label in ("stage 0", "rank 0", "ZeRO-3", "FLOP/s", "softmax over", "q_BLHK"):
         assert label in text
-    assert ("____" in text) == ("blank" in EDITIONS[width])
+    assert (BLANK_RULE in text) == ("blank" in EDITIONS[width])
     found = glyphs(pdf[0][page])
     assert len(found) > 500
     for char, size, (left, _, right, _) in found:

@@ -23,8 +23,10 @@ from mlgrind.figures.args import NoRoom
 FONT = "DejaVu Sans Condensed, DejaVu Sans, sans-serif"
 SMALL, NORMAL = 7, 8  # pt: the sheet's smallest text, and labels that lead
 RECALL = ("key", "blank", "frame")
-# A recall blank: the same four underscores for every fact, so its length gives nothing away.
-BLANK = "____"
+# A recall blank: a rule 12 mm long for every fact, room to write a number by hand, and one
+# length for all, so it gives nothing away. Figures are only ever scaled up, so it stays >= 12 mm.
+BLANK_WIDTH = 12 / 25.4 * 72  # pt
+BLANK_RULE = "_" * 11  # drawn as text, so it follows the words before it wherever they end
 ASCENT, DESCENT = 0.78, 0.25  # em above and below the baseline that any glyph reaches
 SWATCH = (9, 6)  # pt: a legend's sample of a fill or hatch
 HALO = 2  # pt of paper around a haloed text, so a line does not seem to run on through it
@@ -45,7 +47,7 @@ def text_width(text: str, size: float) -> float:
 
 def fact_width(text: str, size: float) -> float:
     """Room for a fact in both editions: its text, or the blank that replaces it."""
-    return max(text_width(text, size), text_width(BLANK, size))
+    return max(text_width(text, size), BLANK_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,18 @@ def fact(text: str, **style) -> Run:
 
 
 def blanked(runs: tuple[Run, ...]) -> tuple[Run, ...]:
+    """The recall edition's runs: each stretch of facts one empty fact run, a blank."""
     out: list[Run] = []
     for run in runs:
         if not run.fact:
             out.append(run)
         elif not (out and out[-1].fact):
-            out.append(fact(BLANK))
+            out.append(fact(""))
     return tuple(out)
+
+
+def _runs_width(runs: tuple[Run, ...], size: float) -> float:
+    return sum(BLANK_WIDTH if r.fact and not r.text else text_width(r.text, size) for r in runs)
 
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom
@@ -104,8 +111,7 @@ class Text:
     @property
     def width(self) -> float:
         """Room the text takes in either edition, so both share one geometry."""
-        return max(text_width("".join(r.text for r in runs), self.size)
-                   for runs in (self.runs, blanked(self.runs)))
+        return max(_runs_width(self.runs, self.size), _runs_width(blanked(self.runs), self.size))
 
     @property
     def box(self) -> Box:
@@ -117,11 +123,15 @@ class Text:
         common = dict(font_size=self.size, x=_r(self.x), y=_r(self.y))
         if self.anchor != "start":
             common["text_anchor"] = self.anchor
-        if len(runs) == 1:
+        if len(runs) == 1 and runs[0].text:
             return dw.Text(runs[0].text, **common, **_style(runs[0]))
         element = dw.Text([], **common)
         for run in runs:
-            element.append(dw.TSpan(run.text, **_style(run)))
+            if run.fact and not run.text:  # a blank: underscores stretched to its exact length
+                element.append(dw.TSpan(BLANK_RULE, fill=run.colour, **{
+                    "textLength": _r(BLANK_WIDTH), "lengthAdjust": "spacingAndGlyphs"}))
+            else:
+                element.append(dw.TSpan(run.text, **_style(run)))
         return element
 
 

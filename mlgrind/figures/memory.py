@@ -87,6 +87,8 @@ def _draw(width: float, stages: list[dict[str, float]], room: float, alt: str, n
     x_room = left + room * scale
     label = ("usable ", fact(si(room, "B")))
     y0 = 1 + SMALL + 3  # the line's label rides above the bars, on the side with room
+    if x_room < width_of(*label) and x_room + width_of(*label) > width:
+        raise args.NoRoom
     c.text(x_room, 1 + ASCENT * SMALL, *label, anchor="end" if x_room >= width_of(*label) else "start")
     for zero, m in enumerate(stages):
         y = y0 + zero * PITCH

@@ -31,7 +31,7 @@ DTYPES = {"fp32": np.float32, "bf16": np.float16, "fp16": np.float16}
 MAX_ELEMENTS = 1 << 19
 REDUCE = {"fill": PAPER, "stroke": ROLES["reduce-scatter"].colour, "line": 0.8}
 GATHER = {"fill": ROLES["all-gather"].colour}
-ROW, PITCH = 10, 12  # pt
+ROW, PITCH = 9, 10  # pt
 
 
 def _run(collective: str, S: int, elements: int, dtype) -> Comm:
@@ -59,16 +59,16 @@ class Ring:
     step_bytes: int  # what every rank sends in every step
     rank_bytes: int  # what every rank sends in all
 
-    @property
-    def columns(self) -> tuple[float, float]:
-        """pt for the rank names, and at least per step: a cell holds its chunk's name (bold)."""
-        return (text_width(f"rank {self.S - 1}", SMALL) + 3,
+    def columns(self, across: str) -> tuple[float, float]:
+        """pt for the row names, and at least per column: a cell holds its chunk's name (bold)
+        or, in the recall edition, a blank. Steps go `across` the page, or ranks do."""
+        last = f"rank {self.S - 1}" if across == "steps" else f"step {self.steps}"
+        return (text_width(last, SMALL) + 3,
                 max(text_width(f"c{self.S - 1}", SMALL) * 1.1, fact_width("", SMALL)) + 3)
 
-    @property
-    def needed(self) -> float:
-        left, cell = self.columns
-        return left + self.steps * cell
+    def needed(self, across: str) -> float:
+        left, cell = self.columns(across)
+        return left + (self.steps if across == "steps" else self.S) * cell
 
 
 @figure
@@ -100,46 +100,53 @@ def ring_collective(width: float, collective: str = "all_reduce", ranks: int = 4
     ring = Ring(label, dtype, S, n * np.dtype(kind).itemsize, steps, reducing, chunk,
                 per_step.pop(), per_rank.pop())
     return args.fit(lambda w: _draw(w, ring), width, f"{label} on {S} ranks ({steps} steps)",
-                    floor=ring.needed)
+                    floor=min(ring.needed("steps"), ring.needed("ranks")))
 
 
 def _draw(width: float, ring: Ring) -> Drawing:
-    if width < ring.needed:
+    # Steps across, ranks down, as the ring is usually drawn; in a narrow panel, where the
+    # steps' blanks would not fit side by side, the table turns: ranks across, steps down.
+    across = next((a for a in ("steps", "ranks") if ring.needed(a) <= width), None)
+    if across is None:
         raise args.NoRoom
     S, steps = ring.S, ring.steps
-    left, cell = ring.columns
-    cell = min((width - left) / steps, 3 * cell)  # wide panels: roomier cells, not giant ones
+    left, cell = ring.columns(across)
+    columns, rows = (steps, S) if across == "steps" else (S, steps)
+    cell = min((width - left) / columns, 3 * cell)  # wide panels: roomier cells, not giant ones
     c = Canvas(width)
 
     top = ASCENT * SMALL + 1
-    c.text(left - 3, top, "step", anchor="end")
-    for step in range(steps):
-        c.text(left + (step + 0.5) * cell, top, str(step + 1), anchor="middle")
+    column_name, row_name = ("step", "rank") if across == "steps" else ("rank", "step")
+    first = 1 if across == "steps" else 0  # steps count from 1, ranks from 0
+    c.text(left - 3, top, column_name, anchor="end")
+    for j in range(columns):
+        c.text(left + (j + 0.5) * cell, top, str(j + first), anchor="middle")
     y0 = top + DESCENT * SMALL + 3
-    for r in range(S):
-        y = y0 + r * PITCH
+    for i in range(rows):
+        y = y0 + i * PITCH
         baseline = y + ROW / 2 + 0.36 * SMALL
-        c.text(left - 3, baseline, f"rank {r}", anchor="end")
-        for step in range(steps):
-            x = left + step * cell + 0.5
+        c.text(left - 3, baseline, f"{row_name} {i + 1 - first}", anchor="end")
+        for j in range(columns):
+            step, r = (j, i) if across == "steps" else (i, j)
+            x = left + j * cell + 0.5
             box, ink = (REDUCE, INK[0]) if step < ring.reducing else (GATHER, PAPER)
             c.rect(x, y, cell - 1, ROW, **box)
             c.text(x + (cell - 1) / 2, baseline,
                    fact(f"c{ring.chunk[step, r]}", colour=ink, bold=True), anchor="middle")
 
     step_bytes, rank_bytes = si(ring.step_bytes, "B"), si(ring.rank_bytes, "B")
-    y = c.paragraph(0, y0 + S * PITCH + 8, width, [
-        (f"A {si(ring.tensor_bytes, 'B')} {ring.dtype} tensor",), (f"in {S} chunks.",),
-        ("Each step, every rank sends",), ("one chunk to rank r + 1",), (f"(rank {S - 1} to 0):",),
-        (fact(step_bytes, bold=True), " per step;"),
-        ("in all ", fact(str(steps), bold=True), " steps"),
-        ("× ", fact(step_bytes), " = ", fact(rank_bytes, bold=True), " sent"),
-        ("per rank,",), ("as much received.",),
+    y = c.paragraph(0, y0 + rows * PITCH + 6, width, [
+        (f"{si(ring.tensor_bytes, 'B')} {ring.dtype} tensor,",), (f"{S} chunks;",),
+        ("each step,",), ("every rank",), ("sends one",), ("to rank r + 1",),
+        (f"(rank {S - 1} to 0):",),
+        (fact(step_bytes, bold=True), " per step,"),
+        (fact(str(steps), bold=True), " steps:"),
+        (fact(rank_bytes, bold=True), " per rank."),
     ])
     legend = [(REDUCE, ("reduce-scatter: receiver adds it",)),
               (GATHER, ("all-gather: receiver keeps it",))]
     phases = (ring.reducing > 0, ring.reducing < steps)
-    y = c.flow(0, y + 10, width, [*[item for item, shown in zip(legend, phases) if shown],
+    y = c.flow(0, y + 9, width, [*[item for item, shown in zip(legend, phases) if shown],
                                   (None, ("cN: chunk N",))])
 
     alt = (f"Ring {ring.label} on {S} ranks of a {si(ring.tensor_bytes, 'B')} {ring.dtype} "

@@ -76,7 +76,7 @@ def _draw_rotation(width: float, placements: list[tuple[int, int]], pair: int, K
     c = Canvas(width)
     cell = width / len(placements)
     label = text_width("q", SMALL) + 4  # room for a tip's label around the circle
-    radius = min(28.0, cell / 2 - label - 4)
+    radius = min(24.0, cell / 2 - label - 4)
     if radius < 16:
         raise args.NoRoom
     top = label + 2
@@ -115,8 +115,8 @@ def _draw_rotation(width: float, placements: list[tuple[int, int]], pair: int, K
             c.text(x + ux * 5, y - uy * 5 + 0.36 * SMALL, name, anchor="middle")
         angle = (m - n) * float(ref_rope.rope_angles(np.array([1.0]), K, base)[0, pair])
         rows = [(f"m = {count(m)}, n = {count(n)}",),  # the placement is given, not a fact
-                ("angle ", fact(f"{angle:.3g}"), " rad, q·k = ",
-                 fact(f"{score:.3f}".replace("-", "−")))]
+                ("angle ", fact(f"{angle:.3g}"), " rad"),
+                ("q·k = ", fact(f"{score:.3f}".replace("-", "−")))]
         for r, runs in enumerate(rows):
             if width_of(*runs) > cell - 2:
                 raise args.NoRoom
@@ -229,6 +229,11 @@ def _draw_wavelengths(width: float, K: int, bases: list[float], curves: list[np.
                 return
         raise args.NoRoom
 
+    # The context's label first: a flat line has the fewest spots beside it.
+    if context is not None:
+        place((f"context {count(context)}",),
+              [at(f * (pairs - 1), context) for f in (0.02, 0.3, 0.6, 0.9)],
+              ((above[0], "start"), below))
     fractions = (0.6, 0.7, 0.5, 0.8, 0.4, 0.9, 0.3)
     # The steepest line (the largest base) is labelled above, the others below: each label
     # then sits on its own side of its line, away from its neighbours.
@@ -239,10 +244,6 @@ def _draw_wavelengths(width: float, K: int, bases: list[float], curves: list[np.
         # they lead to are the facts.
         place((f"b = {count(round(base)) if float(base).is_integer() else f'{base:g}'}",),
               anchors, (above, below) if b == steepest else (below, above))
-    if context is not None:
-        place((f"context {count(context)}",),
-              [at(f * (pairs - 1), context) for f in (0.02, 0.3, 0.6, 0.9)],
-              ((above[0], "start"), below))
 
     facts: dict[str, float | int | str] = {}
     for base, curve in zip(bases, curves):

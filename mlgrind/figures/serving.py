@@ -75,9 +75,13 @@ def _draw(width: float, question, rows: list[tuple[int, ServePlan | str]], best:
 
     y = ASCENT * SMALL + 1
     label = (f"one {gpu.key}: ", fact(gb_text(gpu.hbm_bytes)), f" HBM, {u:.0%} usable")  # u: given
-    if width_of(*label) > width - right:
+    if width_of(*label) <= width - right:
+        c.text(width - right, y, *label, anchor="end")
+    elif width_of(*label) <= width:  # a narrow panel: the label on a line of its own
+        c.text(0, y, *label)
+        y += PITCH
+    else:
         raise args.NoRoom
-    c.text(width - right, y, *label, anchor="end")
     c.text(left + bar_w + 3, y, header)
     top = y + DESCENT * SMALL + 3
     any_free = False

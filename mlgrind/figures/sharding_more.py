@@ -124,8 +124,9 @@ def ring_attention_blocks(width: float, ranks: int = 4) -> Drawing:
 def _draw_ring(width: float, S: int, schedule) -> Drawing:
     label = text_width(f"rank {S - 1}", SMALL) + 4
     count = max(text_width("blocks", SMALL), fact_width(str(S), SMALL)) + 4
-    cell = min(16.0, (width - label - count) / S)
-    if cell < text_width(str(S - 1), SMALL) + 4:
+    # A cell holds its step number, or in the recall edition a blank to write it on.
+    cell, row_h = fact_width(str(S - 1), SMALL) + 2, 14.0
+    if label + S * cell + count > width:
         raise args.NoRoom
     c = Canvas(width)
     top = ASCENT * SMALL + 1
@@ -133,16 +134,16 @@ def _draw_ring(width: float, S: int, schedule) -> Drawing:
     c.text(label + S * cell + 4, top, "blocks")
     y0 = top + DESCENT * SMALL + 3
     for s, row in enumerate(schedule):
-        y = y0 + s * cell
-        mid = y + cell / 2 + 0.36 * SMALL
+        y = y0 + s * row_h
+        mid = y + row_h / 2 + 0.36 * SMALL
         c.text(label - 3, mid, f"rank {s}", anchor="end")
         for j, step in enumerate(row):
             x = label + j * cell
-            c.rect(x + 0.4, y + 0.4, cell - 0.8, cell - 0.8, **(SKIPPED if step is None else COMPUTED))
+            c.rect(x + 0.4, y + 0.4, cell - 0.8, row_h - 0.8, **(SKIPPED if step is None else COMPUTED))
             if step is not None:
                 c.text(x + cell / 2, mid, fact(str(step), bold=step == 0), anchor="middle")
         c.text(label + S * cell + 4, mid, fact(str(sum(v is not None for v in row))))
-    bottom = y0 + S * cell
+    bottom = y0 + S * row_h
     y = c.flow(0, bottom + 3 + ASCENT * SMALL, width, [
         (COMPUTED, ("computed at ring step n",)),
         (SKIPPED, ("causal future, skipped",)),

@@ -88,6 +88,8 @@ def _draw(width: float, setup: Setup, stages: list[dict[str, float]]) -> Drawing
     if gpu:  # the capacity line's label rides above the bars, on the side with room
         x = left + gpu.hbm_bytes * scale
         label = (f"{gpu.key}: ", fact(si(gpu.hbm_bytes, "B")), " HBM")
+        if x < width_of(*label) and x + width_of(*label) > width:
+            raise args.NoRoom
         c.text(x, y0 + ASCENT * SMALL, *label, anchor="end" if x >= width_of(*label) else "start")
         y0 += SMALL + 3
     for zero, m in enumerate(stages):

@@ -98,9 +98,10 @@ class AnkiNote:
     tags: tuple[str, ...]
 
 
-# A card's figure is drawn this wide (pt) and scaled to the card: about 1.7 × on a desktop, so
-# its 7-pt labels read like the card's text.
-CARD_FIGURE_WIDTH = 300
+# A card's figure is drawn this wide (pt) and scaled to the card: about 1.6 × on a desktop, so
+# its 7-pt labels read like the card's text (320: the widest figure a card draws, sheet 11's
+# 4-stage schedule, needs 304 with room for its recall blanks).
+CARD_FIGURE_WIDTH = 320
 
 
 def card_notes(cards: CardSet, sheet: Sheet | None, source: Source,
