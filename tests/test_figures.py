@@ -396,6 +396,23 @@ def test_weasyprint_draws_the_text_at_7pt_or_more(pdf, page: int) -> None:
         assert 10 - 0.5 <= left and right <= 10 + width + 0.5, char  # inside the figure's width
 
 
+def test_weasyprint_prints_every_blank_12_mm_wide(pdf) -> None:
+    """The stretched underscores as printed: each run on one baseline is one blank (a lone
+    underscore is a tensor name's, x_BD)."""
+    runs: list[list[float]] = []  # [left, right, bottom, underscores]
+    for char, _, (left, bottom, right, _) in glyphs(pdf[0][0]):  # the width with blanks
+        if char != "_":
+            continue
+        if runs and abs(runs[-1][2] - bottom) < 0.5 and left - runs[-1][1] < 1:
+            runs[-1][1] = max(runs[-1][1], right)
+            runs[-1][3] += 1
+        else:
+            runs.append([left, right, bottom, 1])
+    widths = [(right - left) * 25.4 / 72 for left, right, _, n in runs if n == len(BLANK_RULE)]
+    assert len(widths) > 20
+    assert min(widths) >= 12 - 0.05 and max(widths) <= 12 + 0.3, sorted(widths)
+
+
 @pytest.mark.parametrize("page", range(len(CASES)))
 def test_weasyprint_glyphs_never_collide(pdf, page: int) -> None:
     shrink = 0.35  # pt: neighbours within a word touch, and underscores overlap by a hair
