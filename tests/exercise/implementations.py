@@ -108,7 +108,7 @@ def row_parallel_forward(comm, x_BD, w_in_DF, w_out_FD_ranks):
         {
             "forward: collectives": (
                 ("all_reduce: y_BD (B=5, D=4) on every rank; each rank sends 160 B"),
-                "you made none",
+                "you made no collective call",
             )
         },
     ),

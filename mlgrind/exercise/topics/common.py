@@ -27,15 +27,19 @@ RANKS = (2, 3)
 COMM_DOC = """\
 `comm` simulates S = comm.size ranks (it is mlgrind.ref.collectives.Comm). A value that differs
 per rank is a list of S arrays, its name ending in _ranks; a value every rank holds identically
-is one array. Collectives take a per-rank list and return one:
+is one array. Every collective takes a per-rank list (S arrays, one per rank) and returns a
+per-rank list (S arrays: what each rank holds afterwards):
 
     comm.all_reduce(xs_ranks)              every rank gets the elementwise sum
     comm.all_gather(xs_ranks, axis=0)      every rank gets all blocks, concatenated along axis
     comm.reduce_scatter(xs_ranks, axis=0)  rank s gets block s of the elementwise sum
 
-Blocks are cut like np.array_split(x, S, axis) (the first ones one longer when uneven). Combine
-the ranks' arrays only through comm: the tests compare your collective calls, and so the bytes
-they move, with the reference's."""
+After all_reduce or all_gather the S arrays are equal; where one array is asked for, take any
+rank's, e.g. the result's [0]. Blocks are cut like np.array_split(x, S, axis) (the first ones one
+longer when uneven). Combine the ranks' arrays only through comm: the tests count the bytes your
+collectives send per rank against the reference's. Any sequence that sends the same bytes passes
+(a reduce_scatter then an all_gather is an all_reduce); one that sends more fails, and so does
+one that sends fewer, since then some ranks' arrays were combined outside comm."""
 
 
 def expect(name: str, got: object, expected: object, symptoms: Sequence[Symptom] = ()) -> None:
