@@ -294,7 +294,8 @@ def _bytes_per_rank(comm: Comm) -> str:
     sent = comm.sent
     if len(set(sent)) == 1:
         return f"{sent[0]} B per rank"
-    return f"{sum(sent) / len(sent):.1f} B per rank on average ({', '.join(map(str, sent))})"
+    mean = f"{sum(sent) / len(sent):.1f}".removesuffix(".0")
+    return f"{mean} B per rank on average ({', '.join(map(str, sent))})"
 
 
 OUTSIDE_COMM = (
@@ -319,8 +320,8 @@ def expect_collectives(what: str, comm: Comm, reference: Comm, fewer_ok: bool = 
         why = f"you made no collective call. {OUTSIDE_COMM}"
     elif mine > theirs:
         why = (
-            f"{you}: any sequence of collectives that sends no more than the reference's passes "
-            f"(a reduce_scatter then an all_gather is an all_reduce); yours sends more."
+            f"{you}: any sequence of collectives that sends the same bytes passes (a "
+            f"reduce_scatter then an all_gather is an all_reduce); yours sends more."
         )
     else:
         why = (

@@ -44,11 +44,16 @@ def _mask_symptom(name, args, d_out, expected):
     ]
 
 
-VARIANCE = "a dot product of n terms of unit variance has variance n, and 1/√n brings it to 1"
-
-
-def scaled_by(wrong: str, right: str, why: str = VARIANCE) -> str:
+def scaled_by(wrong: str, right: str, why: str) -> str:
     return f"scores scaled by {wrong}; attention scales by {right}: {why}"
+
+
+OVER_K = scaled_by(
+    "1/K (K = {K})",
+    "1/√K",
+    "q·k adds K products of unit variance, so its variance is K, and dividing by √K (the "
+    "standard deviation) brings it back to 1",
+)
 
 
 def fully_masked_rows(name: str) -> list[Symptom]:
@@ -90,7 +95,7 @@ def _attention_symptoms(forward, backward, grads: tuple[str, ...]):
             wrong = dict(zip(grads, backward(d_out, saved)))[name]
             if name.startswith("d_w_q"):
                 wrong = wrong / np.sqrt(K)
-        found.append((lambda got: np.allclose(got, wrong), scaled_by(f"1/K (K = {K})", "1/√K")))
+        found.append((lambda got: np.allclose(got, wrong), OVER_K.format(K=K)))
         return found
 
     return symptoms
@@ -236,7 +241,7 @@ def attend_check(i: int, name: str, symptoms):
             [
                 *(symptoms(args) if i == 0 else ()),
                 *fully_masked_rows(name),
-                (lambda g: np.allclose(g, over_k), scaled_by(f"1/K (K = {K})", "1/√K")),
+                (lambda g: np.allclose(g, over_k), OVER_K.format(K=K)),
             ],
         )
 
@@ -324,8 +329,10 @@ def _rope_symptoms(x_BLHK, positions_L, theta) -> list[Symptom]:
         (_neox(x_BLHK, -positions_L, theta), f"{NEOX}; and {CLOCKWISE}"),
         (
             ref_rope.rope(x_BLHK, positions_L, np.sqrt(theta)),
-            "pair i turns by position · θ^(−i/K): the exponent is −2i/K (i counts pairs, "
-            "2i is the pair's first channel)",
+            (
+                "pair i turns by position · θ^(−i/K): the exponent is −2i/K (i counts pairs, "
+                "2i is the pair's first channel)"
+            ),
         ),
     )
     return [(lambda got, wrong=wrong: np.allclose(got, wrong), why) for wrong, why in causes]
@@ -371,8 +378,10 @@ def _rope_backward_check(learner) -> None:
         [
             (
                 lambda g: np.allclose(g, forward),
-                "it is d_y rotated forward, by +a, like rope itself; the gradient of a rotation "
-                "is its transpose, the rotation back by −a",
+                (
+                    "it is d_y rotated forward, by +a, like rope itself; the gradient of a "
+                    "rotation is its transpose, the rotation back by −a"
+                ),
             )
         ],
     )
@@ -485,7 +494,15 @@ def _mla_scales(attention, w, absorbed: bool) -> list[Symptom]:
     n = MK + MR
     sizes = f"K = {MK}, R = {MR}, C = {MC}"
     causes = [
-        (n, scaled_by(f"1/(K + R) ({sizes})", "1/√(K + R)")),
+        (
+            n,
+            scaled_by(
+                f"1/(K + R) ({sizes})",
+                "1/√(K + R)",
+                "the score adds K + R products of unit variance, and dividing by their standard "
+                "deviation, √(K + R), brings its variance back to 1",
+            ),
+        ),
         (
             np.sqrt(MK),
             scaled_by(
