@@ -417,6 +417,35 @@ CAUSES = {
         "attention",
         Wrong(MHA_OVER_K.replace("scale = 1 / K", "scale = 1 / np.sqrt(K)"), {}),
     ),
+    "attention: backward without the 1/sqrt(K)": (
+        "attention",
+        Wrong(
+            MHA_OVER_K.replace("scale = 1 / K", "scale = 1 / np.sqrt(K)").replace(
+                "(d_probs_BHLM - row_BHL) * scale", "(d_probs_BHLM - row_BHL)"
+            ),
+            {
+                f"backward: {g}": ("leaves out the 1/√K that scaled the scores",)
+                for g in ("d_x_BLD", "d_w_q_DHK", "d_w_k_DHK")
+            },
+        ),
+    ),
+    "attention: mask inverted, the last row fully masked": (
+        "attention",
+        Wrong(
+            MHA_OVER_K.replace("scale = 1 / K", "scale = 1 / np.sqrt(K)").replace(
+                "np.tril(np.ones((L, L), bool))", "np.triu(np.ones((L, L), bool), 1)"
+            ),
+            {
+                "forward: y_BLD": FULLY_MASKED,
+                "causal: no position reads a later one": ("changed y_BLD at l=0, 1, 2",),
+                # the NaN row spreads through every sum over l in the backward
+                **{
+                    f"backward: {g}": ("holds nan or inf",)
+                    for g in ("d_x_BLD", "d_w_q_DHK", "d_w_k_DHK", "d_w_v_DHK", "d_w_o_HKD")
+                },
+            },
+        ),
+    ),
     "gqa: scores / K": (
         "gqa",
         Wrong(

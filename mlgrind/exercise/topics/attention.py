@@ -79,23 +79,43 @@ def fully_masked_rows(name: str) -> list[Symptom]:
     ]
 
 
+BACKWARD_UNSCALED = (
+    "your backward leaves out the 1/√K that scaled the scores: d_scores carries it too, so "
+    "every gradient that flows through q or k is √K times too large"
+)
+
+
 def _attention_symptoms(forward, backward, grads: tuple[str, ...]):
-    """Pair symptoms for MHA and GQA: a missing mask, an empty mask row, and scores scaled by
-    1/K, which is 1/√K with the queries already divided by √K: the reference run on
-    w_q_DHK / √K gives that bug's output and gradients (d_w_q also picks up the 1/√K)."""
+    """Pair symptoms for MHA and GQA: a missing mask, an empty mask row, scores scaled by 1/K,
+    and a backward without the 1/√K.
+
+    Scores · 1/K are scores · 1/√K with the queries already divided by √K: the reference run
+    on w_q_DHK / √K gives that bug's output and gradients (d_w_q picks up the 1/√K too). A
+    backward without the 1/√K makes the q and k paths √K too large; the v path alone is the
+    reference's d_x with w_q and w_k zeroed in `saved`, where only d_x reads them."""
 
     def symptoms(name, args, d_out, expected):
         found = [*_mask_symptom(name, args, d_out, expected), *fully_masked_rows(name)]
         x_BLD, w_q_DHK, *rest = args
         K = w_q_DHK.shape[-1]
-        y_BLD, saved = forward(x_BLD, w_q_DHK / np.sqrt(K), *rest)
+        y_BLD, saved_over_k = forward(x_BLD, w_q_DHK / np.sqrt(K), *rest)
         if name.startswith("y_"):
-            wrong = y_BLD
-        else:
-            wrong = dict(zip(grads, backward(d_out, saved)))[name]
-            if name.startswith("d_w_q"):
-                wrong = wrong / np.sqrt(K)
-        found.append((lambda got: np.allclose(got, wrong), OVER_K.format(K=K)))
+            found.append((lambda got: np.allclose(got, y_BLD), OVER_K.format(K=K)))
+            return found
+        over_k = dict(zip(grads, backward(d_out, saved_over_k)))[name]
+        if name.startswith("d_w_q"):
+            over_k = over_k / np.sqrt(K)
+        found.append((lambda got: np.allclose(got, over_k), OVER_K.format(K=K)))
+        unscaled = None
+        if name.startswith(("d_w_q", "d_w_k")):
+            unscaled = np.sqrt(K) * expected
+        elif name.startswith("d_x"):
+            _, saved = forward(*args)
+            no_qk = (saved[0], np.zeros_like(saved[1]), np.zeros_like(saved[2]), *saved[3:])
+            v_path = backward(d_out, no_qk)[0]
+            unscaled = v_path + np.sqrt(K) * (expected - v_path)
+        if unscaled is not None:
+            found.append((lambda got: np.allclose(got, unscaled), BACKWARD_UNSCALED))
         return found
 
     return symptoms
