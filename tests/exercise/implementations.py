@@ -396,6 +396,30 @@ def mla_absorbed(x_BLD, positions_L, c_kv_BMC, k_rope_BMR, positions_M, w):
     return np.einsum("blhc,hcd->bld", out_BLHC, w_o_HCD)
 """
 
+COLUMN_BACKWARD = """
+import numpy as np
+from mlgrind.ref.mlp import column_parallel_forward
+
+def column_parallel_backward(comm, d_y_BD, saved):
+    x_BD, w_in_DF_ranks, w_out_FD, h_BF_ranks, a_BF = saved
+    d_a_BF_ranks = np.array_split(d_y_BD @ w_out_FD.T, comm.size, axis=1)
+    d_h_BF_ranks = [d_a * (h > 0) for d_a, h in zip(d_a_BF_ranks, h_BF_ranks)]
+    parts = [d_h @ w.T for d_h, w in zip(d_h_BF_ranks, w_in_DF_ranks)]
+    d_x_BD = comm.all_gather(comm.reduce_scatter(parts, axis=0), axis=0)[0]
+    return d_x_BD, [x_BD.T @ d_h for d_h in d_h_BF_ranks], a_BF.T @ d_y_BD
+"""
+
+ROW_FORWARD_LIST = """
+import numpy as np
+from mlgrind.ref.mlp import row_parallel_backward
+
+def row_parallel_forward(comm, x_BD, w_in_DF, w_out_FD_ranks):
+    h_BF = x_BD @ w_in_DF
+    a_BF_ranks = np.array_split(np.maximum(h_BF, 0), comm.size, axis=1)
+    y_BD = comm.all_reduce([a @ w for a, w in zip(a_BF_ranks, w_out_FD_ranks)])
+    return y_BD, (x_BD, w_in_DF, w_out_FD_ranks, h_BF)
+"""
+
 SCALED = "scores scaled by 1/K (K = 3); attention scales by 1/√K"
 FULLY_MASKED = ("row l=4 is fully masked: exp(−inf − (−inf)) is NaN", "is your mask inverted")
 
@@ -583,16 +607,7 @@ def mla_absorbed(x_BLD, positions_L, c_kv_BMC, k_rope_BMR, positions_M, w):
     "row_parallel: all_reduce's list returned whole": (
         "row_parallel",
         Wrong(
-            """
-import numpy as np
-from mlgrind.ref.mlp import row_parallel_backward
-
-def row_parallel_forward(comm, x_BD, w_in_DF, w_out_FD_ranks):
-    h_BF = x_BD @ w_in_DF
-    a_BF_ranks = np.array_split(np.maximum(h_BF, 0), comm.size, axis=1)
-    y_BD = comm.all_reduce([a @ w for a, w in zip(a_BF_ranks, w_out_FD_ranks)])
-    return y_BD, (x_BD, w_in_DF, w_out_FD_ranks, h_BF)
-""",
+            ROW_FORWARD_LIST,
             {
                 "forward: y_BD": (
                     (
@@ -631,20 +646,26 @@ def row_parallel_backward(comm, d_y_BD, saved):
     ),
     "column_parallel: all_reduce as reduce_scatter + all_gather": (
         "column_parallel",
+        Wrong(COLUMN_BACKWARD, {}),
+    ),
+    "column_parallel: backward without the ReLU gate": (
+        "column_parallel",
         Wrong(
-            """
-import numpy as np
-from mlgrind.ref.mlp import column_parallel_forward
-
-def column_parallel_backward(comm, d_y_BD, saved):
-    x_BD, w_in_DF_ranks, w_out_FD, h_BF_ranks, a_BF = saved
-    d_a_BF_ranks = np.array_split(d_y_BD @ w_out_FD.T, comm.size, axis=1)
-    d_h_BF_ranks = [d_a * (h > 0) for d_a, h in zip(d_a_BF_ranks, h_BF_ranks)]
-    parts = [d_h @ w.T for d_h, w in zip(d_h_BF_ranks, w_in_DF_ranks)]
-    d_x_BD = comm.all_gather(comm.reduce_scatter(parts, axis=0), axis=0)[0]
-    return d_x_BD, [x_BD.T @ d_h for d_h in d_h_BF_ranks], a_BF.T @ d_y_BD
-""",
-            {},
+            COLUMN_BACKWARD.replace("[d_a * (h > 0) for", "[d_a + 0 * h for"),
+            {
+                "backward: d_x_BD": ("the ReLU gate is missing",),
+                "backward: d_w_in_DF_ranks": ("entries differ",),
+            },
+        ),
+    ),
+    "row_parallel: forward without the ReLU": (
+        "row_parallel",
+        Wrong(
+            ROW_FORWARD_LIST.replace("np.maximum(h_BF, 0)", "h_BF").replace(
+                "[a @ w for a, w in zip(a_BF_ranks, w_out_FD_ranks)])",
+                "[a @ w for a, w in zip(a_BF_ranks, w_out_FD_ranks)])[0]",
+            ),
+            {"forward: y_BD": ("it equals the network without its ReLU",)},
         ),
     ),
     "data_parallel: y joined into one array": (
