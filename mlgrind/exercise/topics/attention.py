@@ -460,8 +460,8 @@ def mla_naive(x_BLD, w):
 
 def mla_absorbed(x_BLD, positions_L, c_kv_BMC, k_rope_BMR, positions_M, w):
     """The decode form: queries read the latent cache directly. Fold w_uk_CHK into the query
-    and w_uv_CHK into the output projection; never build per-head k or v.
-    Returns y_BLD."""
+    and w_uv_CHK into the output projection; never build per-head k or v (a check traces this
+    function's memory on a long cache: a B×M×H×K array fails it). Returns y_BLD."""
     raise NotImplementedError
 '''
 )
