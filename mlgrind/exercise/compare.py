@@ -305,19 +305,33 @@ OUTSIDE_COMM = (
 )
 
 
-def expect_collectives(what: str, comm: Comm, reference: Comm, fewer_ok: bool = False) -> None:
+def expect_collectives(
+    what: str,
+    comm: Comm,
+    reference: Comm,
+    fewer_ok: bool = False,
+    same_sequence: bool = False,
+) -> None:
     """The learner's collectives send, in total over the ranks, the bytes the reference's send.
     Which collectives, in which order, on which shapes, is the learner's choice (a
     reduce_scatter then an all_gather is an all_reduce; the results are checked separately);
     sending more fails. Sending fewer fails too unless fewer_ok: where the reference's sequence
-    is the least data that must move, fewer bytes mean some ranks' arrays met outside comm."""
+    is the least data that must move, fewer bytes mean some ranks' arrays met outside comm.
+    same_sequence: the reference's calls exactly (kind, per-rank shapes, order), for a scaffold
+    that says which sequence it requires and why."""
     mine, theirs = sum(comm.sent), sum(reference.sent)
-    if mine == theirs or (fewer_ok and 0 < mine < theirs):
+    if same_sequence:
+        calls = [(r.collective, r.shapes) for r in comm.log]
+        if calls == [(r.collective, r.shapes) for r in reference.log]:
+            return
+    elif mine == theirs or (fewer_ok and 0 < mine < theirs):
         return
     n = len(reference.log)
     you = f"you send {_bytes_per_rank(comm)}, the reference sends {_bytes_per_rank(reference)}"
     if not comm.log:
         why = f"you made no collective call. {OUTSIDE_COMM}"
+    elif same_sequence:
+        why = f"{you}; the scaffold asks for the reference's sequence of collectives, in order."
     elif mine > theirs:
         why = (
             f"{you}: any sequence of collectives that sends the same bytes passes (a "

@@ -124,3 +124,14 @@ def test_one_array_where_a_per_rank_list_is_expected_says_how_to_cut_it():
     text = str(caught.value)
     assert "returned one array of shape (5, 2) where a list of 3 arrays (one per rank)" in text
     assert "joined along axis 0" in text and "np.array_split(…, 3, axis=0)" in text
+
+
+def test_a_scaffold_may_require_the_reference_sequence_exactly():
+    x_ranks = [np.ones((4, 2)) for _ in range(2)]
+    reference, split = Comm(2), Comm(2)
+    reference.all_reduce(x_ranks, tag="y_BD")
+    split.all_gather(split.reduce_scatter(x_ranks), axis=0)
+    expect_collectives("forward", split, reference)  # the same bytes: fine by default
+    text = collectives_message(split, reference, same_sequence=True)
+    assert "asks for the reference's sequence of collectives" in text
+    assert "reduce_scatter: (4, 2) on every rank" in text

@@ -63,6 +63,8 @@ class Pair:
     make: Callable[[np.random.Generator, int], tuple[tuple, object]]  # (rng, S) → (args, d_out)
     comm_forward: bool = False
     comm_backward: bool = False
+    # compare.expect_collectives' rule: the reference's bytes (default) or its exact calls
+    same_sequence: bool = False
     # (name of the checked value, forward args, d_out, expected value) → symptoms worth naming
     symptoms: Callable[[str, tuple, object, object], Sequence[Symptom]] = (
         lambda name, args, d_out, expected: ()
@@ -124,11 +126,14 @@ class Pair:
             for S, _, args, d_out in self._cases():
                 _, ref_forward, _, ref_backward = self._run(self._reference, S, args, d_out)
                 if backward:
-                    _, _, _, comm = self._run(lambda n: function(learner, n), S, args, d_out)
-                    expect_collectives(f"{self.backward}: collectives", comm, ref_backward)
+                    _, _, _, mine = self._run(lambda n: function(learner, n), S, args, d_out)
+                    half, theirs = self.backward, ref_backward
                 else:
-                    _, _, comm = self._call_forward(function(learner, self.forward), S, args)
-                    expect_collectives(f"{self.forward}: collectives", comm, ref_forward)
+                    _, _, mine = self._call_forward(function(learner, self.forward), S, args)
+                    half, theirs = self.forward, ref_forward
+                expect_collectives(
+                    f"{half}: collectives", mine, theirs, same_sequence=self.same_sequence
+                )
 
         return run
 
