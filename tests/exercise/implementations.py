@@ -128,7 +128,11 @@ def column_parallel_backward(comm, d_y_BD, saved):
 """,
         {
             "backward: d_x_BD": ("d_x_BD (S=2 ranks)", "entries differ"),
+            # S=2 passes: there an all-gather sends what an all-reduce does. At S=3 a ring
+            # all-gather of three 5×4 float64 blocks has each rank pass on two: 2·160 B.
             "backward: collectives": (
+                "(S=3 ranks): you send 320 B per rank",
+                "yours sends more",
                 "all_reduce: d_x_BD (B=5, D=4) on every rank",
                 "you made 1:",
                 "all_gather",
