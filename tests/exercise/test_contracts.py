@@ -149,7 +149,8 @@ def test_comm_doc_says_a_collective_returns_one_array_per_rank():
 
     comm = Comm(3)
     x_ranks = [np.full((2, 2), s, dtype=float) for s in range(3)]
-    for result in (comm.all_reduce(x_ranks), comm.all_gather(x_ranks), comm.reduce_scatter(x_ranks)):
+    for collective in (comm.all_reduce, comm.all_gather, comm.reduce_scatter):
+        result = collective(x_ranks)
         assert isinstance(result, list) and len(result) == 3
     assert "returns a per-rank list (S arrays: what each rank holds afterwards)" in flat(COMM_DOC)
 
