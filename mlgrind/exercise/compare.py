@@ -21,8 +21,9 @@ from mlgrind.ref.notation import LETTERS
 
 ATOL, RTOL = 1e-8, 1e-6  # float64 throughout; a correct implementation lands near 1e-15
 
-# A symptom is a test on the learner's value and the sentence to print when it holds.
-Symptom = tuple[Callable[[np.ndarray], bool], str]
+# A symptom is a test on the learner's value and the sentence to print when it holds (or a
+# function of the value that writes it, when the sentence names where the value went wrong).
+Symptom = tuple[Callable[[np.ndarray], bool], str | Callable[[np.ndarray], str]]
 
 
 class Mismatch(AssertionError):
@@ -83,7 +84,28 @@ def describe(value: object) -> str:
     return "None (a missing `return`?)" if value is None else f"a {type(value).__name__}"
 
 
+def _per_rank_list(name: str, got: list | tuple, expected: np.ndarray) -> str:
+    """What to say when a list of arrays, each of the expected shape, came back where one array
+    was asked for: almost always a collective's per-rank result returned whole."""
+    n = len(got)
+    if n == 1:
+        return f"{name}: returned a list holding one array where the array itself is expected"
+    said = (
+        f"{name}: returned a list of {n} arrays (one per rank) where one array of shape "
+        f"{dims(name, expected.shape)} is expected"
+    )
+    if all(np.array_equal(g, got[0], equal_nan=True) for g in got):
+        return said + ": every rank holds the same one, take any rank's, e.g. [0]"
+    return said + "; the ranks' arrays differ, so they still need combining through comm"
+
+
 def _as_array(name: str, got: object, expected: np.ndarray) -> np.ndarray:
+    if (
+        isinstance(got, list | tuple)
+        and got
+        and all(isinstance(g, np.ndarray) and g.shape == expected.shape for g in got)
+    ):
+        raise Mismatch(_per_rank_list(name, got, expected))
     if got is None:
         raise Mismatch(
             f"{name}: expected an array of shape {dims(name, expected.shape)}, "
@@ -213,7 +235,7 @@ def expect_array(
         except Exception:  # noqa: BLE001 - advice only; it must not hide the mismatch itself
             holds = False
         if holds:
-            lines.append(sentence)
+            lines.append(sentence(array) if callable(sentence) else sentence)
     raise Mismatch("\n".join(lines))
 
 
@@ -221,6 +243,8 @@ def expect_ranks(
     name: str, got: object, expected: Sequence[np.ndarray], symptoms: Sequence[Symptom] = ()
 ) -> None:
     """A per-rank list: one array per rank, each checked like expect_array as `name[s]`."""
+    if isinstance(got, np.ndarray):
+        raise Mismatch(_one_array(name, got, expected))
     if not isinstance(got, list | tuple) or len(got) != len(expected):
         raise Mismatch(
             f"{name}: expected a list of {len(expected)} arrays, one per rank; "
@@ -228,6 +252,26 @@ def expect_ranks(
         )
     for s, (g, e) in enumerate(zip(got, expected)):
         expect_array(f"{name}[{s}]", g, e, symptoms)
+
+
+def _one_array(name: str, got: np.ndarray, expected: Sequence[np.ndarray]) -> str:
+    """What to say when one array came back where a per-rank list was asked for."""
+    S = len(expected)
+    said = (
+        f"{name}: returned one array of shape {got.shape} where a list of {S} arrays "
+        f"(one per rank) is expected"
+    )
+    for axis in range(got.ndim):
+        if got.shape[axis] >= S and all(
+            _close(block, e) for block, e in zip(np.array_split(got, S, axis=axis), expected)
+        ):
+            return (
+                f"{said}: it holds every rank's block joined along axis {axis}; rank s keeps "
+                f"only its own, block s of np.array_split(…, {S}, axis={axis})"
+            )
+    if all(_close(got, e) for e in expected):
+        return f"{said}: every rank holds this same array, so return a list of {S} of it"
+    return said
 
 
 def _calls(log: list[Record], named: bool) -> list[str]:
@@ -244,24 +288,65 @@ def _calls(log: list[Record], named: bool) -> list[str]:
     return lines
 
 
-def expect_collectives(what: str, comm: Comm, reference: Comm) -> None:
-    """The learner made the same collective calls as the reference, in order, on the same
-    per-rank shapes (and so moved the same bytes). Tags are the learner's own business."""
-    mine = [(r.collective, r.shapes) for r in comm.log]
-    theirs = [(r.collective, r.shapes) for r in reference.log]
-    if mine == theirs:
+def _bytes_per_rank(comm: Comm) -> str:
+    """What each rank sends over the whole call: one number when the ranks agree, else their
+    mean and each rank's (uneven blocks make ring ranks send slightly different amounts)."""
+    sent = comm.sent
+    if len(set(sent)) == 1:
+        return f"{sent[0]} B per rank"
+    mean = f"{sum(sent) / len(sent):.1f}".removesuffix(".0")
+    return f"{mean} B per rank on average ({', '.join(map(str, sent))})"
+
+
+OUTSIDE_COMM = (
+    "Adding up or concatenating the ranks' arrays in Python is free in this simulation; on "
+    "real GPUs each rank holds only its own, and combining them is a collective that moves "
+    "bytes: call it on comm."
+)
+
+
+def expect_collectives(
+    what: str,
+    comm: Comm,
+    reference: Comm,
+    fewer_ok: bool = False,
+    same_sequence: bool = False,
+) -> None:
+    """The learner's collectives send, in total over the ranks, the bytes the reference's send.
+    Which collectives, in which order, on which shapes, is the learner's choice (a
+    reduce_scatter then an all_gather is an all_reduce; the results are checked separately);
+    sending more fails. Sending fewer fails too unless fewer_ok: where the reference's sequence
+    is the least data that must move, fewer bytes mean some ranks' arrays met outside comm.
+    same_sequence: the reference's calls exactly (kind, per-rank shapes, order), for a scaffold
+    that says which sequence it requires and why."""
+    mine, theirs = sum(comm.sent), sum(reference.sent)
+    if same_sequence:
+        calls = [(r.collective, r.shapes) for r in comm.log]
+        if calls == [(r.collective, r.shapes) for r in reference.log]:
+            return
+    elif mine == theirs or (fewer_ok and 0 < mine < theirs):
         return
     n = len(reference.log)
+    you = f"you send {_bytes_per_rank(comm)}, the reference sends {_bytes_per_rank(reference)}"
+    if not comm.log:
+        why = f"you made no collective call. {OUTSIDE_COMM}"
+    elif same_sequence:
+        why = f"{you}; the scaffold asks for the reference's sequence of collectives, in order."
+    elif mine > theirs:
+        why = (
+            f"{you}: any sequence of collectives that sends the same bytes passes (a "
+            f"reduce_scatter then an all_gather is an all_reduce); yours sends more."
+        )
+    else:
+        why = (
+            f"{you}: less than the data that must move, so some ranks' arrays were combined "
+            f"outside comm. {OUTSIDE_COMM}"
+        )
     lines = [
-        (f"{what} (S={comm.size} ranks): the reference makes {n} collective call{'s' * (n != 1)}:"),
+        f"{what} (S={comm.size} ranks): {why}",
+        f"  the reference makes {n} collective call{'s' * (n != 1)}:",
         *_calls(reference.log, named=True),
     ]
     if comm.log:
         lines += [f"  you made {len(comm.log)}:", *_calls(comm.log, named=False)]
-    else:
-        lines.append(
-            "  you made none. Adding up or concatenating the ranks' arrays in Python "
-            "is free in this simulation; on real GPUs each rank holds only its own, "
-            "and combining them is a collective that moves bytes: call it on comm."
-        )
     raise Mismatch("\n".join(lines))

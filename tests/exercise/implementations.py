@@ -108,7 +108,7 @@ def row_parallel_forward(comm, x_BD, w_in_DF, w_out_FD_ranks):
         {
             "forward: collectives": (
                 ("all_reduce: y_BD (B=5, D=4) on every rank; each rank sends 160 B"),
-                "you made none",
+                "you made no collective call",
             )
         },
     ),
@@ -128,7 +128,11 @@ def column_parallel_backward(comm, d_y_BD, saved):
 """,
         {
             "backward: d_x_BD": ("d_x_BD (S=2 ranks)", "entries differ"),
+            # S=2 passes: there an all-gather sends what an all-reduce does. At S=3 a ring
+            # all-gather of three 5×4 float64 blocks has each rank pass on two: 2·160 B.
             "backward: collectives": (
+                "(S=3 ranks): you send 320 B per rank",
+                "yours sends more",
                 "all_reduce: d_x_BD (B=5, D=4) on every rank",
                 "you made 1:",
                 "all_gather",
@@ -300,5 +304,391 @@ def speculative_step(target, draft, context, gamma, rng):
                 "residual(p, q)",
             )
         },
+    ),
+}
+
+
+# Learner-written attention with one known slip: scores divided by K instead of sqrt(K).
+# Typed independently of mlgrind.ref; with the slip fixed it must pass every check.
+MHA_OVER_K = """
+import numpy as np
+
+def mha_forward(x_BLD, w_q_DHK, w_k_DHK, w_v_DHK, w_o_HKD):
+    K, L = w_q_DHK.shape[-1], x_BLD.shape[1]
+    q_BLHK = np.einsum("bld,dhk->blhk", x_BLD, w_q_DHK)
+    k_BMHK = np.einsum("bmd,dhk->bmhk", x_BLD, w_k_DHK)
+    v_BMHK = np.einsum("bmd,dhk->bmhk", x_BLD, w_v_DHK)
+    scale = 1 / K
+    scores_BHLM = np.einsum("blhk,bmhk->bhlm", q_BLHK, k_BMHK) * scale
+    scores_BHLM = np.where(np.tril(np.ones((L, L), bool)), scores_BHLM, -np.inf)
+    e_BHLM = np.exp(scores_BHLM - scores_BHLM.max(-1, keepdims=True))
+    probs_BHLM = e_BHLM / e_BHLM.sum(-1, keepdims=True)
+    out_BLHK = np.einsum("bhlm,bmhk->blhk", probs_BHLM, v_BMHK)
+    y_BLD = np.einsum("blhk,hkd->bld", out_BLHK, w_o_HKD)
+    saved = (x_BLD, w_q_DHK, w_k_DHK, w_v_DHK, w_o_HKD, q_BLHK, k_BMHK, v_BMHK, probs_BHLM,
+             out_BLHK, scale)
+    return y_BLD, saved
+
+def mha_backward(d_y_BLD, saved):
+    x_BLD, w_q_DHK, w_k_DHK, w_v_DHK, w_o_HKD, q_BLHK, k_BMHK, v_BMHK, probs_BHLM, out_BLHK, \\
+        scale = saved
+    d_out_BLHK = np.einsum("bld,hkd->blhk", d_y_BLD, w_o_HKD)
+    d_w_o_HKD = np.einsum("blhk,bld->hkd", out_BLHK, d_y_BLD)
+    d_probs_BHLM = np.einsum("blhk,bmhk->bhlm", d_out_BLHK, v_BMHK)
+    d_v_BMHK = np.einsum("bhlm,blhk->bmhk", probs_BHLM, d_out_BLHK)
+    row_BHL = (probs_BHLM * d_probs_BHLM).sum(-1, keepdims=True)
+    d_scores_BHLM = probs_BHLM * (d_probs_BHLM - row_BHL) * scale
+    d_q_BLHK = np.einsum("bhlm,bmhk->blhk", d_scores_BHLM, k_BMHK)
+    d_k_BMHK = np.einsum("bhlm,blhk->bmhk", d_scores_BHLM, q_BLHK)
+    d_x_BLD = (np.einsum("blhk,dhk->bld", d_q_BLHK, w_q_DHK)
+               + np.einsum("bmhk,dhk->bmd", d_k_BMHK, w_k_DHK)
+               + np.einsum("bmhk,dhk->bmd", d_v_BMHK, w_v_DHK))
+    return (d_x_BLD, np.einsum("bld,blhk->dhk", x_BLD, d_q_BLHK),
+            np.einsum("bmd,bmhk->dhk", x_BLD, d_k_BMHK),
+            np.einsum("bmd,bmhk->dhk", x_BLD, d_v_BMHK), d_w_o_HKD)
+"""
+
+GQA_ATTEND = """
+import numpy as np
+from mlgrind.ref.attention import gqa_forward, gqa_backward
+
+def gqa_attend(q_BLHK, k_BMGK, v_BMGK, mask_LM):
+    B, L, H, K = q_BLHK.shape
+    G = k_BMGK.shape[2]
+    q_BLGHK = q_BLHK.reshape(B, L, G, H // G, K)
+    scores_BGHLM = np.einsum("blghk,bmgk->bghlm", q_BLGHK, k_BMGK) / np.sqrt(K)
+    scores_BGHLM = np.where(mask_LM, scores_BGHLM, -np.inf)
+    e_BGHLM = np.exp(scores_BGHLM - scores_BGHLM.max(-1, keepdims=True))
+    probs_BGHLM = e_BGHLM / e_BGHLM.sum(-1, keepdims=True)
+    out_BLGHK = np.einsum("bghlm,bmgk->blghk", probs_BGHLM, v_BMGK)
+    return out_BLGHK.reshape(B, L, H, K), probs_BGHLM
+"""
+
+ROPE = """
+import numpy as np
+from mlgrind.ref.rope import rope_backward
+
+def rope(x_BLHK, positions_L, theta=10000.0):
+    K = x_BLHK.shape[-1]
+    angle_LI = np.outer(positions_L, theta ** (-np.arange(0, K, 2) / K))
+    cos, sin = np.cos(angle_LI)[None, :, None, :], np.sin(angle_LI)[None, :, None, :]
+    x0, x1 = x_BLHK[..., 0::2], x_BLHK[..., 1::2]
+    y_BLHK = np.empty_like(x_BLHK)
+    y_BLHK[..., 0::2] = x0 * cos - x1 * sin
+    y_BLHK[..., 1::2] = x0 * sin + x1 * cos
+    return y_BLHK
+"""
+
+# MLA's decode form written in the latent space, one slip: 1/sqrt(C) for 1/sqrt(K + R).
+MLA_ABSORBED_OVER_C = """
+import numpy as np
+from mlgrind.ref.rope import rope
+from mlgrind.ref.mla import mla_latent_cache, mla_rope_query, mla_naive
+
+def mla_absorbed(x_BLD, positions_L, c_kv_BMC, k_rope_BMR, positions_M, w):
+    K, R, C = w.w_q_DHK.shape[-1], w.w_kr_DR.shape[-1], c_kv_BMC.shape[-1]
+    w_q_DHC = np.einsum("dhk,chk->dhc", w.w_q_DHK, w.w_uk_CHK)
+    w_o_HCD = np.einsum("chk,hkd->hcd", w.w_uv_CHK, w.w_o_HKD)
+    q_BLHC = np.einsum("bld,dhc->blhc", x_BLD, w_q_DHC)
+    q_rope_BLHR = mla_rope_query(x_BLD, positions_L, w)
+    scores_BHLM = (np.einsum("blhc,bmc->bhlm", q_BLHC, c_kv_BMC)
+                   + np.einsum("blhr,bmr->bhlm", q_rope_BLHR, k_rope_BMR)) / np.sqrt(C)
+    scores_BHLM = np.where(positions_M[None, :] <= positions_L[:, None], scores_BHLM, -np.inf)
+    e_BHLM = np.exp(scores_BHLM - scores_BHLM.max(-1, keepdims=True))
+    probs_BHLM = e_BHLM / e_BHLM.sum(-1, keepdims=True)
+    out_BLHC = np.einsum("bhlm,bmc->blhc", probs_BHLM, c_kv_BMC)
+    return np.einsum("blhc,hcd->bld", out_BLHC, w_o_HCD)
+"""
+
+COLUMN_BACKWARD = """
+import numpy as np
+from mlgrind.ref.mlp import column_parallel_forward
+
+def column_parallel_backward(comm, d_y_BD, saved):
+    x_BD, w_in_DF_ranks, w_out_FD, h_BF_ranks, a_BF = saved
+    d_a_BF_ranks = np.array_split(d_y_BD @ w_out_FD.T, comm.size, axis=1)
+    d_h_BF_ranks = [d_a * (h > 0) for d_a, h in zip(d_a_BF_ranks, h_BF_ranks)]
+    parts = [d_h @ w.T for d_h, w in zip(d_h_BF_ranks, w_in_DF_ranks)]
+    d_x_BD = comm.all_gather(comm.reduce_scatter(parts, axis=0), axis=0)[0]
+    return d_x_BD, [x_BD.T @ d_h for d_h in d_h_BF_ranks], a_BF.T @ d_y_BD
+"""
+
+ROW_FORWARD_LIST = """
+import numpy as np
+from mlgrind.ref.mlp import row_parallel_backward
+
+def row_parallel_forward(comm, x_BD, w_in_DF, w_out_FD_ranks):
+    h_BF = x_BD @ w_in_DF
+    a_BF_ranks = np.array_split(np.maximum(h_BF, 0), comm.size, axis=1)
+    y_BD = comm.all_reduce([a @ w for a, w in zip(a_BF_ranks, w_out_FD_ranks)])
+    return y_BD, (x_BD, w_in_DF, w_out_FD_ranks, h_BF)
+"""
+
+SCALED = "scores scaled by 1/K (K = 3); attention scales by 1/√K"
+FULLY_MASKED = ("row l=4 is fully masked: exp(−inf − (−inf)) is NaN", "is your mask inverted")
+
+# Each: (exercise, a learner's file with one known slip, the checks it fails and the words that
+# name the cause). An empty `failing` is a correct independent solution: it must pass.
+CAUSES = {
+    "attention: scores / K": (
+        "attention",
+        Wrong(
+            MHA_OVER_K,
+            {
+                "forward: y_BLD": (SCALED, "variance"),
+                **{f"backward: {g}": (SCALED,) for g in (
+                    "d_x_BLD", "d_w_q_DHK", "d_w_k_DHK", "d_w_v_DHK", "d_w_o_HKD")},
+            },
+        ),
+    ),
+    "attention: scores / sqrt(K), independent": (
+        "attention",
+        Wrong(MHA_OVER_K.replace("scale = 1 / K", "scale = 1 / np.sqrt(K)"), {}),
+    ),
+    "attention: backward without the 1/sqrt(K)": (
+        "attention",
+        Wrong(
+            MHA_OVER_K.replace("scale = 1 / K", "scale = 1 / np.sqrt(K)").replace(
+                "(d_probs_BHLM - row_BHL) * scale", "(d_probs_BHLM - row_BHL)"
+            ),
+            {
+                f"backward: {g}": ("leaves out the 1/√K that scaled the scores",)
+                for g in ("d_x_BLD", "d_w_q_DHK", "d_w_k_DHK")
+            },
+        ),
+    ),
+    "attention: mask inverted, the last row fully masked": (
+        "attention",
+        Wrong(
+            MHA_OVER_K.replace("scale = 1 / K", "scale = 1 / np.sqrt(K)").replace(
+                "np.tril(np.ones((L, L), bool))", "np.triu(np.ones((L, L), bool), 1)"
+            ),
+            {
+                "forward: y_BLD": FULLY_MASKED,
+                "causal: no position reads a later one": ("changed y_BLD at l=0, 1, 2",),
+                # the NaN row spreads through every sum over l in the backward
+                **{
+                    f"backward: {g}": ("holds nan or inf",)
+                    for g in ("d_x_BLD", "d_w_q_DHK", "d_w_k_DHK", "d_w_v_DHK", "d_w_o_HKD")
+                },
+            },
+        ),
+    ),
+    "gqa: scores / K": (
+        "gqa",
+        Wrong(
+            GQA_ATTEND.replace("/ np.sqrt(K)", "/ K"),
+            {"gqa_attend: out_BLHK": (SCALED,), "gqa_attend: probs_BGHLM": (SCALED,)},
+        ),
+    ),
+    "gqa: mask inverted, a row fully masked": (
+        "gqa",
+        Wrong(
+            GQA_ATTEND.replace(
+                "np.where(mask_LM, scores_BGHLM, -np.inf)",
+                "np.where(mask_LM, -np.inf, scores_BGHLM)",
+            ),
+            {"gqa_attend: out_BLHK": FULLY_MASKED, "gqa_attend: probs_BGHLM": FULLY_MASKED},
+        ),
+    ),
+    "gqa: attend, independent": ("gqa", Wrong(GQA_ATTEND, {})),
+    "rope: turned clockwise": (
+        "rope",
+        Wrong(
+            ROPE.replace("x0 * cos - x1 * sin", "x0 * cos + x1 * sin").replace(
+                "x0 * sin + x1 * cos", "-x0 * sin + x1 * cos"
+            ),
+            {"rope: y_BLHK": ("rotated the other way (clockwise, by −a)", "sin terms")},
+        ),
+    ),
+    "rope: rotate-half pairs, turned clockwise": (
+        "rope",
+        Wrong(
+            """
+import numpy as np
+from mlgrind.ref.rope import rope_backward
+
+def rope(x_BLHK, positions_L, theta=10000.0):
+    K = x_BLHK.shape[-1]
+    angle_LI = np.outer(positions_L, theta ** (-np.arange(0, K, 2) / K))
+    cos, sin = np.cos(angle_LI)[None, :, None, :], np.sin(angle_LI)[None, :, None, :]
+    x0, x1 = x_BLHK[..., : K // 2], x_BLHK[..., K // 2 :]
+    return np.concatenate([x0 * cos + x1 * sin, x1 * cos - x0 * sin], axis=-1)
+""",
+            {"rope: y_BLHK": ("GPT-NeoX", "clockwise")},
+        ),
+    ),
+    "rope: theta^(-i/K)": (
+        "rope",
+        Wrong(
+            ROPE.replace("np.arange(0, K, 2) / K", "np.arange(K // 2) / K"),
+            {"rope: y_BLHK": ("the exponent is −2i/K",)},
+        ),
+    ),
+    "rope: backward rotated forward": (
+        "rope",
+        Wrong(
+            ROPE.replace("from mlgrind.ref.rope import rope_backward", "")
+            + "\ndef rope_backward(d_y_BLHK, positions_L, theta=10000.0):\n"
+            "    return rope(d_y_BLHK, positions_L, theta)\n",
+            {"rope_backward: d_x_BLHK": ("rotated forward, by +a", "rotation back by −a")},
+        ),
+    ),
+    "rope: independent, backward by the inverse angle": (
+        "rope",
+        Wrong(
+            ROPE.replace("from mlgrind.ref.rope import rope_backward", "")
+            + "\ndef rope_backward(d_y_BLHK, positions_L, theta=10000.0):\n"
+            "    return rope(d_y_BLHK, -np.asarray(positions_L), theta)\n",
+            {},
+        ),
+    ),
+    "mla: absorbed scaled by 1/sqrt(C)": (
+        "mla",
+        Wrong(
+            MLA_ABSORBED_OVER_C,
+            {
+                f"mla_absorbed: y_BLD, {form}": (
+                    "scores scaled by 1/√C (K = 4, R = 2, C = 5)",
+                    "not the dot product",
+                )
+                for form in ("prefill", "decode")
+            },
+        ),
+    ),
+    "mla: absorbed in the latent space, independent": (
+        "mla",
+        Wrong(MLA_ABSORBED_OVER_C.replace("np.sqrt(C)", "np.sqrt(K + R)"), {}),
+    ),
+    "mla: naive scaled by 1/sqrt(K)": (
+        "mla",
+        Wrong(
+            """
+import numpy as np
+from dataclasses import replace
+from mlgrind.ref.rope import rope
+from mlgrind.ref.mla import mla_latent_cache, mla_rope_query, mla_absorbed
+from mlgrind.ref.mla import mla_naive as reference
+
+def mla_naive(x_BLD, w):  # the same as dividing the scores by sqrt(K) instead of sqrt(K + R)
+    K, R = w.w_q_DHK.shape[-1], w.w_kr_DR.shape[-1]
+    c = np.sqrt((K + R) / K)
+    return reference(x_BLD, replace(w, w_q_DHK=w.w_q_DHK * c, w_qr_DHR=w.w_qr_DHR * c))
+""",
+            {"mla_naive: y_BLD": ("scores scaled by 1/√K", "K + R terms")},
+        ),
+    ),
+    "mla: absorbed up-projects per-head k and v": (
+        "mla",
+        Wrong(
+            """
+import numpy as np
+from mlgrind.ref.rope import rope
+from mlgrind.ref.mla import mla_latent_cache, mla_rope_query, mla_naive
+
+def mla_absorbed(x_BLD, positions_L, c_kv_BMC, k_rope_BMR, positions_M, w):
+    K, R = w.w_q_DHK.shape[-1], w.w_kr_DR.shape[-1]
+    k_BMHK = np.einsum("bmc,chk->bmhk", c_kv_BMC, w.w_uk_CHK)  # per-head keys, as in training
+    v_BMHK = np.einsum("bmc,chk->bmhk", c_kv_BMC, w.w_uv_CHK)
+    q_BLHK = np.einsum("bld,dhk->blhk", x_BLD, w.w_q_DHK)
+    q_rope_BLHR = mla_rope_query(x_BLD, positions_L, w)
+    scores_BHLM = (np.einsum("blhk,bmhk->bhlm", q_BLHK, k_BMHK)
+                   + np.einsum("blhr,bmr->bhlm", q_rope_BLHR, k_rope_BMR)) / np.sqrt(K + R)
+    scores_BHLM = np.where(positions_M[None, :] <= positions_L[:, None], scores_BHLM, -np.inf)
+    e_BHLM = np.exp(scores_BHLM - scores_BHLM.max(-1, keepdims=True))
+    probs_BHLM = e_BHLM / e_BHLM.sum(-1, keepdims=True)
+    out_BLHK = np.einsum("bhlm,bmhk->blhk", probs_BHLM, v_BMHK)
+    return np.einsum("blhk,hkd->bld", out_BLHK, w.w_o_HKD)
+""",
+            {
+                "mla_absorbed: never builds per-head k or v": (
+                    "mla_absorbed built a B×M×H×K tensor (per-head keys or values)",
+                    "attends in the latent C space",
+                )
+            },
+        ),
+    ),
+    "row_parallel: all_reduce's list returned whole": (
+        "row_parallel",
+        Wrong(
+            ROW_FORWARD_LIST,
+            {
+                "forward: y_BD": (
+                    (
+                        "returned a list of 2 arrays (one per rank) where one array of shape "
+                        "(B=5, D=4) is expected"
+                    ),
+                    "take any rank's, e.g. [0]",
+                )
+            },
+        ),
+    ),
+    "row_parallel: d_a all-reduced, zero-padded": (
+        "row_parallel",
+        Wrong(
+            """
+import numpy as np
+from mlgrind.ref.mlp import row_parallel_forward
+
+def row_parallel_backward(comm, d_y_BD, saved):
+    x_BD, w_in_DF, w_out_FD_ranks, h_BF = saved
+    a_BF_ranks = np.array_split(np.maximum(h_BF, 0), comm.size, axis=1)
+    d_w_out_FD_ranks = [a.T @ d_y_BD for a in a_BF_ranks]
+    padded = []  # each rank's block of d_a placed in a zero B×F array, then summed
+    start = 0
+    for w in w_out_FD_ranks:
+        block = np.zeros_like(h_BF)
+        block[:, start : start + len(w)] = d_y_BD @ w.T
+        padded.append(block)
+        start += len(w)
+    d_h_BF = comm.all_reduce(padded)[0] * (h_BF > 0)
+    return d_h_BF @ w_in_DF.T, x_BD.T @ d_h_BF, d_w_out_FD_ranks
+""",
+            # a ring all-reduce of the B×F = 5×7 float64 d_a over S=2 ranks: 2·(S−1)/S·280 B
+            {"backward: collectives": ("(S=2 ranks): you send 280 B per rank", "sends more")},
+        ),
+    ),
+    "column_parallel: all_reduce as reduce_scatter + all_gather": (
+        "column_parallel",
+        Wrong(COLUMN_BACKWARD, {}),
+    ),
+    "column_parallel: backward without the ReLU gate": (
+        "column_parallel",
+        Wrong(
+            COLUMN_BACKWARD.replace("[d_a * (h > 0) for", "[d_a + 0 * h for"),
+            {
+                "backward: d_x_BD": ("the ReLU gate is missing",),
+                "backward: d_w_in_DF_ranks": ("entries differ",),
+            },
+        ),
+    ),
+    "row_parallel: forward without the ReLU": (
+        "row_parallel",
+        Wrong(
+            ROW_FORWARD_LIST.replace("np.maximum(h_BF, 0)", "h_BF").replace(
+                "[a @ w for a, w in zip(a_BF_ranks, w_out_FD_ranks)])",
+                "[a @ w for a, w in zip(a_BF_ranks, w_out_FD_ranks)])[0]",
+            ),
+            {"forward: y_BD": ("it equals the network without its ReLU",)},
+        ),
+    ),
+    "data_parallel: y joined into one array": (
+        "data_parallel",
+        Wrong(
+            """
+import numpy as np
+from mlgrind.ref.mlp import data_parallel_backward, mlp_forward
+
+def data_parallel_forward(x_BD_ranks, w_in_DF, w_out_FD):
+    outs = [mlp_forward(x_BD, w_in_DF, w_out_FD) for x_BD in x_BD_ranks]
+    return np.concatenate([y for y, _ in outs]), [saved for _, saved in outs]
+""",
+            {
+                "forward: y_BD_ranks": (
+                    "returned one array of shape (5, 4) where a list of 2 arrays (one per rank)",
+                    "joined along axis 0",
+                )
+            },
+        ),
     ),
 }

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlgrind.exercise.compare import Mismatch, dims, expect_array, expect_collectives
+from mlgrind.exercise.compare import (
+    Mismatch,
+    dims,
+    expect_array,
+    expect_collectives,
+    expect_ranks,
+)
 from mlgrind.ref.collectives import Comm
 
 
@@ -56,15 +62,76 @@ def test_a_missing_return_is_named():
     assert "got None (a missing `return`?)" in message(None, np.ones(3), "y_D")
 
 
-def test_collectives_must_match_in_kind_shape_and_order():
-    x_ranks = [np.ones((2, 3)) for _ in range(2)]
-    reference, same, other = Comm(2), Comm(2), Comm(2)
+def collectives_message(comm, reference, **options):
+    with pytest.raises(Mismatch) as caught:
+        expect_collectives("forward", comm, reference, **options)
+    return str(caught.value)
+
+
+def test_any_sequence_of_collectives_that_sends_the_reference_bytes_passes():
+    x_ranks = [np.ones((5, 4)) for _ in range(3)]  # 160 B per rank, 5 rows over 3 ranks: uneven
+    reference, same, split = Comm(3), Comm(3), Comm(3)
     reference.all_reduce(x_ranks, tag="y_BD")
     same.all_reduce(x_ranks, tag="anything")
     expect_collectives("forward", same, reference)
-    other.all_gather(x_ranks, axis=1)
+    # a ring all-reduce is a reduce-scatter then an all-gather: the same bytes in total
+    split.all_gather(split.reduce_scatter(x_ranks, axis=0), axis=0)
+    expect_collectives("forward", split, reference)
+
+
+def test_more_bytes_than_the_reference_fail_naming_both_per_rank():
+    x_ranks = [np.ones((5, 4)) for _ in range(3)]
+    reference, gathered = Comm(3), Comm(3)
+    reference.all_reduce(x_ranks, tag="y_BD")
+    gathered.all_gather(x_ranks, axis=0)
+    text = collectives_message(gathered, reference)
+    # ring all-gather: each rank passes on the S − 1 = 2 blocks of 160 B it does not own;
+    # ring all-reduce: 2·(S − 1) chunk hops of 160/S B each, 640 B over the 3 ranks
+    assert f"you send {2 * 160} B per rank, the reference sends {640 / 3:.1f} B per rank" in text
+    assert "on average" in text  # uneven chunks: the ranks send different amounts
+    assert "yours sends more" in text
+    assert "all_reduce: y_BD (B=5, D=4) on every rank" in text
+    assert "all_gather: (5, 4) on every rank" in text
+
+
+def test_fewer_bytes_or_none_mean_a_combination_outside_comm():
+    x_ranks = [np.ones((2, 3)) for _ in range(2)]
+    reference, half, none = Comm(2), Comm(2), Comm(2)
+    reference.all_reduce(x_ranks)
+    half.all_reduce([x[:1] for x in x_ranks])  # the other row added up in Python
+    text = collectives_message(half, reference)
+    assert "you send 24 B per rank, the reference sends 48 B per rank" in text
+    assert "combined outside comm" in text
+    assert "you made no collective call" in collectives_message(none, reference)
+    expect_collectives("forward", half, reference, fewer_ok=True)
+    assert "you made no collective call" in collectives_message(none, reference, fewer_ok=True)
+
+
+def test_a_per_rank_list_where_one_array_is_expected_says_take_one_rank():
+    y_BD = np.arange(6.0).reshape(2, 3)
+    text = message([y_BD, y_BD.copy()], y_BD, "y_BD")
+    assert "returned a list of 2 arrays (one per rank) where one array of shape (B=2, D=3)" in text
+    assert "take any rank's, e.g. [0]" in text
+    partial = message([y_BD, 2 * y_BD], y_BD, "y_BD")
+    assert "the ranks' arrays differ" in partial
+
+
+def test_one_array_where_a_per_rank_list_is_expected_says_how_to_cut_it():
+    y_BD = np.arange(10.0).reshape(5, 2)
+    blocks = np.array_split(y_BD, 3, axis=0)
     with pytest.raises(Mismatch) as caught:
-        expect_collectives("forward", other, reference)
-    # a ring all-reduce of 48 bytes over 2 ranks: each sends 2·(S−1)/S·48 = 48
-    assert "all_reduce: y_BD (B=2, D=3) on every rank; each rank sends 48 B" in str(caught.value)
-    assert "all_gather: (2, 3) on every rank" in str(caught.value)
+        expect_ranks("y_BD_ranks", y_BD, blocks)
+    text = str(caught.value)
+    assert "returned one array of shape (5, 2) where a list of 3 arrays (one per rank)" in text
+    assert "joined along axis 0" in text and "np.array_split(…, 3, axis=0)" in text
+
+
+def test_a_scaffold_may_require_the_reference_sequence_exactly():
+    x_ranks = [np.ones((4, 2)) for _ in range(2)]
+    reference, split = Comm(2), Comm(2)
+    reference.all_reduce(x_ranks, tag="y_BD")
+    split.all_gather(split.reduce_scatter(x_ranks), axis=0)
+    expect_collectives("forward", split, reference)  # the same bytes: fine by default
+    text = collectives_message(split, reference, same_sequence=True)
+    assert "asks for the reference's sequence of collectives" in text
+    assert "reduce_scatter: (4, 2) on every rank" in text

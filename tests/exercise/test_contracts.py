@@ -10,6 +10,7 @@ import pkgutil
 import re
 import sys
 
+import numpy as np
 import pytest
 
 import mlgrind.ref
@@ -136,3 +137,46 @@ def test_the_test_file_hands_the_catalog_checks_to_pytest(exercise):
 def test_names_with_hyphens_find_their_exercise():
     assert get("mlp-batched").name == "mlp_batched"
     assert get(" kv-cache ").name == "kv_cache"
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_comm_doc_says_a_collective_returns_one_array_per_rank():
+    from mlgrind.exercise.topics.common import COMM_DOC
+    from mlgrind.ref.collectives import Comm
+
+    comm = Comm(3)
+    x_ranks = [np.full((2, 2), s, dtype=float) for s in range(3)]
+    for collective in (comm.all_reduce, comm.all_gather, comm.reduce_scatter):
+        result = collective(x_ranks)
+        assert isinstance(result, list) and len(result) == 3
+    assert "returns a per-rank list (S arrays: what each rank holds afterwards)" in flat(COMM_DOC)
+
+
+def test_the_rope_scaffold_states_the_reference_rotation_direction():
+    from mlgrind.ref.rope import rope
+
+    # channel 0 of pair 0 alone, at position 1 (angle 1 rad): counter-clockwise turns it towards
+    # channel 1, so channel 1 gets +sin 1
+    x_BLHK = np.zeros((1, 1, 1, 2))
+    x_BLHK[..., 0] = 1.0
+    y_BLHK = rope(x_BLHK, np.array([1]))
+    assert np.allclose(y_BLHK[0, 0, 0], [np.cos(1), np.sin(1)])
+    text = flat(get("rope").contract)
+    assert "rotated counter-clockwise" in text
+    assert "y_2i+1 = x_2i · sin a + x_2i+1 · cos a" in text
+
+
+def test_the_gqa_scaffold_excludes_the_fully_masked_row_the_reference_cannot_softmax():
+    from mlgrind.ref.attention import gqa_attend
+
+    rng = np.random.default_rng(0)
+    mask_LM = np.array([[True, False], [False, False]])  # query 1 may read no key
+    with np.errstate(invalid="ignore"):
+        out_BLHK, _ = gqa_attend(
+            rng.standard_normal((1, 2, 2, 3)), *rng.standard_normal((2, 1, 2, 1, 3)), mask_LM
+        )
+    assert np.isfinite(out_BLHK[:, 0]).all() and np.isnan(out_BLHK[:, 1]).all()
+    assert "Every row holds at least one True" in flat(get("gqa").contract)

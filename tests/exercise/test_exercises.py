@@ -9,7 +9,7 @@ import pytest
 from mlgrind.exercise import grade
 from mlgrind.exercise.catalog import exercises, get
 from mlgrind.exercise.scaffold import module_source
-from tests.exercise.implementations import REFERENCE, WRONG
+from tests.exercise.implementations import CAUSES, REFERENCE, WRONG
 
 NAMES = [e.name for e in exercises()]
 
@@ -71,3 +71,15 @@ def test_a_subtle_bug_fails_exactly_its_checks_with_a_message_that_points_at_it(
     for check, words in wrong.failing.items():
         for word in words:
             assert word in results[check].message, (check, results[check].message)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the NaN slips
+@pytest.mark.parametrize("case", CAUSES)
+def test_a_known_slip_fails_naming_its_cause_and_its_fix_passes(tmp_path, case):
+    name, wrong = CAUSES[case]
+    results = graded(tmp_path, name, wrong.source)
+    failed = {c: r.message for c, r in results.items() if not r.passed}
+    assert set(failed) == set(wrong.failing), failed
+    for check, words in wrong.failing.items():
+        for word in words:
+            assert word in failed[check], (check, failed[check])

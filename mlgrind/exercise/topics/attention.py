@@ -5,6 +5,9 @@ References: `mlgrind.ref.attention`, `mlgrind.ref.rope`, `mlgrind.ref.mla`, unde
 
 from __future__ import annotations
 
+import dataclasses
+import tracemalloc
+
 import numpy as np
 
 from mlgrind.ref import attention as ref
@@ -12,7 +15,7 @@ from mlgrind.ref import mla as ref_mla
 from mlgrind.ref import rope as ref_rope
 
 from ..catalog import Check, Exercise
-from ..compare import Mismatch, expect_array, function, parts
+from ..compare import Mismatch, Symptom, expect_array, function, letters, parts
 from .common import Pair
 
 B, L, D, H, G, K = 2, 5, 6, 4, 2, 3  # GQA: H / G = 2 query heads per kv head
@@ -41,6 +44,83 @@ def _mask_symptom(name, args, d_out, expected):
     ]
 
 
+def scaled_by(wrong: str, right: str, why: str) -> str:
+    return f"scores scaled by {wrong}; attention scales by {right}: {why}"
+
+
+OVER_K = scaled_by(
+    "1/K (K = {K})",
+    "1/√K",
+    "q·k adds K products of unit variance, so its variance is K, and dividing by √K (the "
+    "standard deviation) brings it back to 1",
+)
+
+
+def fully_masked_rows(name: str) -> list[Symptom]:
+    """NaN in some query rows only: those rows' softmax saw nothing but −inf."""
+    axis = letters(name).find("L")
+    if axis < 0:
+        return []
+
+    def rows(got):
+        others = tuple(i for i in range(got.ndim) if i != axis)
+        return np.flatnonzero(np.isnan(got).any(axis=others))
+
+    return [
+        (
+            lambda got: 0 < len(rows(got)) < got.shape[axis],
+            lambda got: (
+                f"row l={', '.join(map(str, rows(got)))} is fully masked: exp(−inf − (−inf)) is "
+                f"NaN. Every query here may read at least one key (under a causal mask, itself), "
+                f"so no row should be empty: is your mask inverted, keeping the keys it should "
+                f"hide?"
+            ),
+        )
+    ]
+
+
+BACKWARD_UNSCALED = (
+    "your backward leaves out the 1/√K that scaled the scores: d_scores carries it too, so "
+    "every gradient that flows through q or k is √K times too large"
+)
+
+
+def _attention_symptoms(forward, backward, grads: tuple[str, ...]):
+    """Pair symptoms for MHA and GQA: a missing mask, an empty mask row, scores scaled by 1/K,
+    and a backward without the 1/√K.
+
+    Scores · 1/K are scores · 1/√K with the queries already divided by √K: the reference run
+    on w_q_DHK / √K gives that bug's output and gradients (d_w_q picks up the 1/√K too). A
+    backward without the 1/√K makes the q and k paths √K too large; the v path alone is the
+    reference's d_x with w_q and w_k zeroed in `saved`, where only d_x reads them."""
+
+    def symptoms(name, args, d_out, expected):
+        found = [*_mask_symptom(name, args, d_out, expected), *fully_masked_rows(name)]
+        x_BLD, w_q_DHK, *rest = args
+        K = w_q_DHK.shape[-1]
+        y_BLD, saved_over_k = forward(x_BLD, w_q_DHK / np.sqrt(K), *rest)
+        if name.startswith("y_"):
+            found.append((lambda got: np.allclose(got, y_BLD), OVER_K.format(K=K)))
+            return found
+        over_k = dict(zip(grads, backward(d_out, saved_over_k)))[name]
+        if name.startswith("d_w_q"):
+            over_k = over_k / np.sqrt(K)
+        found.append((lambda got: np.allclose(got, over_k), OVER_K.format(K=K)))
+        unscaled = None
+        if name.startswith(("d_w_q", "d_w_k")):
+            unscaled = np.sqrt(K) * expected
+        elif name.startswith("d_x"):
+            _, saved = forward(*args)
+            no_qk = (saved[0], np.zeros_like(saved[1]), np.zeros_like(saved[2]), *saved[3:])
+            v_path = backward(d_out, no_qk)[0]
+            unscaled = v_path + np.sqrt(K) * (expected - v_path)
+        if unscaled is not None:
+            found.append((lambda got: np.allclose(got, unscaled), BACKWARD_UNSCALED))
+        return found
+
+    return symptoms
+
+
 def _causal_check(forward: str, make):
     """A property, not a comparison: editing a token must not change any earlier output."""
 
@@ -61,6 +141,10 @@ def _causal_check(forward: str, make):
             )
 
     return Check("causal: no position reads a later one", run)
+
+
+MHA_GRADS = ("d_x_BLD", "d_w_q_DHK", "d_w_k_DHK", "d_w_v_DHK", "d_w_o_HKD")
+GQA_GRADS = ("d_x_BLD", "d_w_q_DHK", "d_w_k_DGK", "d_w_v_DGK", "d_w_o_HKD")
 
 
 def _mha_inputs(rng, S):
@@ -128,7 +212,9 @@ import numpy as np
 
 
 def gqa_attend(q_BLHK, k_BMGK, v_BMGK, mask_LM):
-    """The attention core. mask_LM is True where query l may read key m.
+    """The attention core. mask_LM is True where query l may read key m. Every row holds at
+    least one True: a query with no key to read has no softmax (exp(−inf − (−inf)) is NaN),
+    so callers never pass such a row.
 
     Scores are scaled by 1 / sqrt(K); masked keys get probability 0.
     Returns (out_BLHK, probs_BGHLM).
@@ -158,13 +244,26 @@ def _attend_inputs(seed: int):
 
 
 def attend_check(i: int, name: str, symptoms):
+    """Output i of gqa_attend; symptoms(args) adds causes for the output (i = 0) only."""
+
     def run(learner) -> None:
         args = _attend_inputs(11)
+        q_BLHK, *kv_mask = args
         expected = ref.gqa_attend(*args)[i]
         got = parts(
             function(learner, "gqa_attend")(*args), ("out_BLHK", "probs_BGHLM"), "gqa_attend"
         )[i]
-        expect_array(name, got, expected, symptoms(args) if i == 0 else ())
+        over_k = ref.gqa_attend(q_BLHK / np.sqrt(K), *kv_mask)[i]  # scores · 1/K, not 1/√K
+        expect_array(
+            name,
+            got,
+            expected,
+            [
+                *(symptoms(args) if i == 0 else ()),
+                *fully_masked_rows(name),
+                (lambda g: np.allclose(g, over_k), OVER_K.format(K=K)),
+            ],
+        )
 
     return Check(f"gqa_attend: {name}", run)
 
@@ -190,9 +289,15 @@ ROPE_CONTRACT = '''"""Rotary position embeddings (RoFormer): rotate each channel
 
     B batch  L positions  H heads  K size of one head (even)
 
-Channels 2i and 2i+1 of each head form a pair, rotated by the angle
-position · theta^(−2i/K). The same function is applied to q and to k; then the score q·k
-depends only on the offset between their positions. `positions_L` are positions, not indices:
+Channels 2i and 2i+1 of each head form a pair (x_2i, x_2i+1), read as a 2-D vector and rotated
+counter-clockwise (a positive angle turns the first axis towards the second) by the angle
+a = position · theta^(−2i/K):
+
+    y_2i   = x_2i · cos a − x_2i+1 · sin a
+    y_2i+1 = x_2i · sin a + x_2i+1 · cos a
+
+The same function is applied to q and to k; then the score q·k depends only on the offset
+between their positions. `positions_L` are positions, not indices:
 a decode step at position 17 passes positions_L = [17].
 """
 
@@ -217,21 +322,40 @@ def _rope_inputs(seed: int):
     return rng.standard_normal((B, L, 3, RK)), np.array([0, 1, 2, 7, 40])
 
 
-def _neox_layout(x_BLHK, positions_L):
-    """The other common layout pairs channel i with i + K/2 (GPT-NeoX "rotate half")."""
+NEOX = (
+    "you pair channel i with i + K/2 (the GPT-NeoX 'rotate half' layout); this contract pairs "
+    "channels 2i and 2i + 1, as RoFormer does"
+)
+CLOCKWISE = (
+    "each pair is rotated the other way (clockwise, by −a): the sin terms have the wrong sign; "
+    "y_2i = x_2i · cos a − x_2i+1 · sin a and y_2i+1 = x_2i · sin a + x_2i+1 · cos a"
+)
+
+
+def _neox(x_BLHK, positions_L, theta):
+    """RoPE as the other common layout does it: channel i paired with i + K/2."""
     half = x_BLHK.shape[-1] // 2
     order = np.ravel(np.column_stack([np.arange(half), np.arange(half) + half]))
     wrong = np.empty_like(x_BLHK)
-    wrong[..., order] = ref_rope.rope(x_BLHK[..., order], positions_L)
-    return [
+    wrong[..., order] = ref_rope.rope(x_BLHK[..., order], positions_L, theta)
+    return wrong
+
+
+def _rope_symptoms(x_BLHK, positions_L, theta) -> list[Symptom]:
+    """Rotating by −a is the reference at −position; θ^(−i/K) is the reference at √θ."""
+    causes = (
+        (_neox(x_BLHK, positions_L, theta), NEOX),
+        (ref_rope.rope(x_BLHK, -positions_L, theta), CLOCKWISE),
+        (_neox(x_BLHK, -positions_L, theta), f"{NEOX}; and {CLOCKWISE}"),
         (
-            lambda got: np.allclose(got, wrong),
+            ref_rope.rope(x_BLHK, positions_L, np.sqrt(theta)),
             (
-                "you pair channel i with i + K/2 (the GPT-NeoX 'rotate half' layout); this "
-                "contract pairs channels 2i and 2i + 1, as RoFormer does"
+                "pair i turns by position · θ^(−i/K): the exponent is −2i/K (i counts pairs, "
+                "2i is the pair's first channel)"
             ),
-        )
-    ]
+        ),
+    )
+    return [(lambda got, wrong=wrong: np.allclose(got, wrong), why) for wrong, why in causes]
 
 
 def rope_check(learner) -> None:
@@ -239,7 +363,7 @@ def rope_check(learner) -> None:
     for theta in (10000.0, 500.0):
         expected = ref_rope.rope(x_BLHK, positions_L, theta)
         got = function(learner, "rope")(x_BLHK, positions_L, theta)
-        symptoms = _neox_layout(x_BLHK, positions_L) if theta == 10000.0 else ()
+        symptoms = _rope_symptoms(x_BLHK, positions_L, theta)
         expect_array(f"y_BLHK (theta={theta:g})", got, expected, symptoms)
 
 
@@ -266,7 +390,21 @@ def _rope_backward_check(learner) -> None:
     d_y_BLHK, positions_L = _rope_inputs(5)
     expected = ref_rope.rope_backward(d_y_BLHK, positions_L)
     got = function(learner, "rope_backward")(d_y_BLHK, positions_L)
-    expect_array("d_x_BLHK", got, expected)
+    forward = ref_rope.rope(d_y_BLHK, positions_L)
+    expect_array(
+        "d_x_BLHK",
+        got,
+        expected,
+        [
+            (
+                lambda g: np.allclose(g, forward),
+                (
+                    "it is d_y rotated forward, by +a, like rope itself; the gradient of a "
+                    "rotation is its transpose, the rotation back by −a"
+                ),
+            )
+        ],
+    )
 
 
 # ---------------------------------------------------------------- MLA
@@ -322,8 +460,8 @@ def mla_naive(x_BLD, w):
 
 def mla_absorbed(x_BLD, positions_L, c_kv_BMC, k_rope_BMR, positions_M, w):
     """The decode form: queries read the latent cache directly. Fold w_uk_CHK into the query
-    and w_uv_CHK into the output projection; never build per-head k or v.
-    Returns y_BLD."""
+    and w_uv_CHK into the output projection; never build per-head k or v (a check traces this
+    function's memory on a long cache: a B×M×H×K array fails it). Returns y_BLD."""
     raise NotImplementedError
 '''
 )
@@ -370,6 +508,50 @@ def _rope_query_check(learner) -> None:
     )
 
 
+def _mla_scales(attention, w, absorbed: bool) -> list[Symptom]:
+    """Scores scaled by 1/d instead of 1/√(K + R) are the reference's with both query parts
+    multiplied by √(K + R)/d: attention(w) → y, run on those weights, gives that bug's y."""
+    n = MK + MR
+    sizes = f"K = {MK}, R = {MR}, C = {MC}"
+    causes = [
+        (
+            n,
+            scaled_by(
+                f"1/(K + R) ({sizes})",
+                "1/√(K + R)",
+                "the score adds K + R products of unit variance, and dividing by their standard "
+                "deviation, √(K + R), brings its variance back to 1",
+            ),
+        ),
+        (
+            np.sqrt(MK),
+            scaled_by(
+                f"1/√K ({sizes})",
+                "1/√(K + R)",
+                "the score adds the content and the RoPE dot products, K + R terms in all",
+            ),
+        ),
+    ]
+    if absorbed:
+        causes.append(
+            (
+                np.sqrt(MC),
+                scaled_by(
+                    f"1/√C ({sizes})",
+                    "1/√(K + R)",
+                    "absorbing w_uk changes where the product is taken, not the dot product",
+                ),
+            )
+        )
+    symptoms = []
+    for divisor, why in causes:
+        factor = np.sqrt(n) / divisor
+        scaled = dataclasses.replace(w, w_q_DHK=w.w_q_DHK * factor, w_qr_DHR=w.w_qr_DHR * factor)
+        wrong = attention(scaled)
+        symptoms.append((lambda got, wrong=wrong: np.allclose(got, wrong), why))
+    return symptoms
+
+
 def _naive_check(learner) -> None:
     w, x_BLD, _ = _mla_inputs(3)
     expected = ref_mla.mla_naive(x_BLD, w)
@@ -377,7 +559,11 @@ def _naive_check(learner) -> None:
         "y_BLD",
         function(learner, "mla_naive")(x_BLD, w),
         expected,
-        _mask_symptom("y_BLD", None, None, expected),
+        [
+            *_mask_symptom("y_BLD", None, None, expected),
+            *fully_masked_rows("y_BLD"),
+            *_mla_scales(lambda v: ref_mla.mla_naive(x_BLD, v), w, absorbed=False),
+        ],
     )
 
 
@@ -386,12 +572,59 @@ def _absorbed_check(decode: bool):
         w, x_BLD, positions = _mla_inputs(4)
         c_kv_BMC, k_rope_BMR = ref_mla.mla_latent_cache(x_BLD, positions, w)
         queries = (x_BLD[:, -1:], positions[-1:]) if decode else (x_BLD, positions)
-        args = (*queries, c_kv_BMC, k_rope_BMR, positions, w)
-        expected = ref_mla.mla_absorbed(*args)
+        args = (*queries, c_kv_BMC, k_rope_BMR, positions)
+        expected = ref_mla.mla_absorbed(*args, w)
         where = "one decode step, L=1" if decode else "prefill, L=M"
-        expect_array(f"y_BLD ({where})", function(learner, "mla_absorbed")(*args), expected)
+        expect_array(
+            f"y_BLD ({where})",
+            function(learner, "mla_absorbed")(*args, w),
+            expected,
+            [
+                *fully_masked_rows("y_BLD"),
+                *_mla_scales(lambda v: ref_mla.mla_absorbed(*args, v), w, absorbed=True),
+            ],
+        )
 
     return Check(f"mla_absorbed: y_BLD, {'decode' if decode else 'prefill'}", run)
+
+
+# Many wide heads over a longish cache, so that one per-head key tensor (B×M×H×K, 2 MiB)
+# outweighs what a latent-space step allocates even when written clumsily: an M×M float mask
+# (512 KiB), a fold by broadcasting through D×H×C×K (256 KiB), copies of the weights.
+LB, LM, LD, LH, LK, LC, LR = 1, 256, 8, 8, 128, 4, 2
+
+
+def _latent_space_check(learner) -> None:
+    """mla_absorbed's peak allocation, traced while it runs one decode step: a B×M×H×K array
+    (keys or values up-projected per head) shows up, a latent-space one cannot. NumPy reports
+    its buffers to tracemalloc, so this sees einsum, matmul and broadcasting alike."""
+    rng = np.random.default_rng(6)
+    w = ref_mla.init_mla(rng, LD, LH, LK, LC, LR)
+    x_BMD, positions_M = rng.standard_normal((LB, LM, LD)), np.arange(LM)
+    c_kv_BMC, k_rope_BMR = ref_mla.mla_latent_cache(x_BMD, positions_M, w)
+    args = (x_BMD[:, -1:], positions_M[-1:], c_kv_BMC, k_rope_BMR, positions_M, w)
+    absorbed = function(learner, "mla_absorbed")
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        absorbed(*args)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    per_head = LB * LM * LH * LK * 8
+    if peak >= per_head * 3 // 4:
+        raise Mismatch(
+            f"mla_absorbed built a B×M×H×K tensor (per-head keys or values) or something as "
+            f"large: one decode step with B={LB}, M={LM}, H={LH}, K={LK} allocated "
+            f"{peak / 2**20:.1f} MiB at its peak; one such tensor is {per_head / 2**20:.1f} MiB, "
+            f"the whole latent cache {c_kv_BMC.nbytes / 2**10:.0f} KiB. The absorbed path "
+            f"attends in the latent C space: fold w_uk_CHK into the query and w_uv_CHK into the "
+            f"output projection, and take scores and the weighted sum against c_kv_BMC itself."
+        )
 
 
 EXERCISES = [
@@ -425,9 +658,9 @@ EXERCISES = [
                 "mha_forward",
                 "mha_backward",
                 "y_BLD",
-                ("d_x_BLD", "d_w_q_DHK", "d_w_k_DHK", "d_w_v_DHK", "d_w_o_HKD"),
+                MHA_GRADS,
                 _mha_inputs,
-                symptoms=_mask_symptom,
+                symptoms=_attention_symptoms(ref.mha_forward, ref.mha_backward, MHA_GRADS),
             ).checks(),
             _causal_check("mha_forward", _mha_inputs),
         ),
@@ -460,9 +693,9 @@ EXERCISES = [
                 "gqa_forward",
                 "gqa_backward",
                 "y_BLD",
-                ("d_x_BLD", "d_w_q_DHK", "d_w_k_DGK", "d_w_v_DGK", "d_w_o_HKD"),
+                GQA_GRADS,
                 _gqa_inputs,
-                symptoms=_mask_symptom,
+                symptoms=_attention_symptoms(ref.gqa_forward, ref.gqa_backward, GQA_GRADS),
             ).checks(),
             _causal_check("gqa_forward", _gqa_inputs),
         ),
@@ -525,6 +758,7 @@ EXERCISES = [
             Check("mla_naive: y_BLD", _naive_check),
             _absorbed_check(decode=False),
             _absorbed_check(decode=True),
+            Check("mla_absorbed: never builds per-head k or v", _latent_space_check),
         ),
     ),
 ]

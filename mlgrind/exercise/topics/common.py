@@ -27,15 +27,19 @@ RANKS = (2, 3)
 COMM_DOC = """\
 `comm` simulates S = comm.size ranks (it is mlgrind.ref.collectives.Comm). A value that differs
 per rank is a list of S arrays, its name ending in _ranks; a value every rank holds identically
-is one array. Collectives take a per-rank list and return one:
+is one array. Every collective takes a per-rank list (S arrays, one per rank) and returns a
+per-rank list (S arrays: what each rank holds afterwards):
 
     comm.all_reduce(xs_ranks)              every rank gets the elementwise sum
     comm.all_gather(xs_ranks, axis=0)      every rank gets all blocks, concatenated along axis
     comm.reduce_scatter(xs_ranks, axis=0)  rank s gets block s of the elementwise sum
 
-Blocks are cut like np.array_split(x, S, axis) (the first ones one longer when uneven). Combine
-the ranks' arrays only through comm: the tests compare your collective calls, and so the bytes
-they move, with the reference's."""
+After all_reduce or all_gather the S arrays are equal; where one array is asked for, take any
+rank's, e.g. the result's [0]. Blocks are cut like np.array_split(x, S, axis) (the first ones one
+longer when uneven). Combine the ranks' arrays only through comm: the tests count the bytes your
+collectives send per rank against the reference's. Any sequence that sends the same bytes passes
+(a reduce_scatter then an all_gather is an all_reduce); one that sends more fails, and so does
+one that sends fewer, since then some ranks' arrays were combined outside comm."""
 
 
 def expect(name: str, got: object, expected: object, symptoms: Sequence[Symptom] = ()) -> None:
@@ -59,6 +63,8 @@ class Pair:
     make: Callable[[np.random.Generator, int], tuple[tuple, object]]  # (rng, S) → (args, d_out)
     comm_forward: bool = False
     comm_backward: bool = False
+    # compare.expect_collectives' rule: the reference's bytes (default) or its exact calls
+    same_sequence: bool = False
     # (name of the checked value, forward args, d_out, expected value) → symptoms worth naming
     symptoms: Callable[[str, tuple, object, object], Sequence[Symptom]] = (
         lambda name, args, d_out, expected: ()
@@ -120,11 +126,14 @@ class Pair:
             for S, _, args, d_out in self._cases():
                 _, ref_forward, _, ref_backward = self._run(self._reference, S, args, d_out)
                 if backward:
-                    _, _, _, comm = self._run(lambda n: function(learner, n), S, args, d_out)
-                    expect_collectives(f"{self.backward}: collectives", comm, ref_backward)
+                    _, _, _, mine = self._run(lambda n: function(learner, n), S, args, d_out)
+                    half, theirs = self.backward, ref_backward
                 else:
-                    _, _, comm = self._call_forward(function(learner, self.forward), S, args)
-                    expect_collectives(f"{self.forward}: collectives", comm, ref_forward)
+                    _, _, mine = self._call_forward(function(learner, self.forward), S, args)
+                    half, theirs = self.forward, ref_forward
+                expect_collectives(
+                    f"{half}: collectives", mine, theirs, same_sequence=self.same_sequence
+                )
 
         return run
 

@@ -213,28 +213,46 @@ def _data(rng, S):
     return (shard(x_BD, S), w_in_DF, w_out_FD), shard(d_y_BD, S)
 
 
+def _whole(name, x_BD, w_in_DF, w_out_FD, d_y_BD, expected):
+    """The dense MLP's symptoms (no ReLU, no ReLU gate, a mean for a sum) for a value every
+    rank holds whole: the sharded MLP computes the same function as the dense one."""
+    if name.endswith("_ranks"):
+        return []
+    return _dense_symptoms(name, (x_BD, w_in_DF, w_out_FD), d_y_BD, expected)
+
+
 def _row_symptoms(name, args, d_y, expected):
     x_BD, w_in_DF, w_out_FD_ranks = args
+    found = _whole(name, x_BD, w_in_DF, np.concatenate(w_out_FD_ranks), d_y, expected)
     if name != "y_BD":
-        return []
+        return found
     a_BF = np.maximum(x_BD @ w_in_DF, 0)
     partial = a_BF[:, : len(w_out_FD_ranks[0])] @ w_out_FD_ranks[0]
     return [
+        *found,
         (
             lambda got: np.allclose(got, partial),
             "it is rank 0's partial sum alone: the partials of all ranks must be summed",
-        )
+        ),
     ]
+
+
+def _column_symptoms(name, args, d_y, expected):
+    x_BD, w_in_DF_ranks, w_out_FD = args
+    return _whole(name, x_BD, np.concatenate(w_in_DF_ranks, axis=1), w_out_FD, d_y, expected)
 
 
 def _data_symptoms(name, args, d_y_ranks, expected):
     x_ranks, w_in_DF, w_out_FD = args
     if not name.startswith("d_w"):
         return []
+    x_BD, d_y_BD = np.concatenate(x_ranks), np.concatenate(d_y_ranks)
+    whole = _whole(name, x_BD, w_in_DF, w_out_FD, d_y_BD, expected)
     S = len(x_ranks)
     i = 1 if name.startswith("d_w_in") else 2
     local = ref.mlp_backward(d_y_ranks[0], ref.mlp_forward(x_ranks[0], w_in_DF, w_out_FD)[1])[i]
     return [
+        *whole,
         (
             lambda got: np.allclose(got * S, expected),
             (
@@ -372,6 +390,7 @@ EXERCISES = [
             _column,
             comm_forward=True,
             comm_backward=True,
+            symptoms=_column_symptoms,
         ).checks(),
     ),
     Exercise(
