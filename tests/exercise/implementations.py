@@ -302,3 +302,7 @@ def speculative_step(target, draft, context, gamma, rng):
         },
     ),
 }
+
+from tests.exercise.impl_sharding import REFERENCE as SHARDING, WRONG as SHARDING_WRONG  # noqa: E402
+REFERENCE |= SHARDING
+WRONG |= {n: Wrong(*w) for n, w in SHARDING_WRONG.items()}

@@ -27,7 +27,7 @@ NOTATION = "B batch, D model width, F hidden width, S ranks"
 
 # ---------------------------------------------------------------- Megatron MLP
 
-MEGATRON_CONTRACT = f'''"""Megatron MLP (tensor parallel): w_in_DF column-parallel, then w_out_FD row-parallel.
+MEGATRON_CONTRACT = f'''"""Megatron MLP: w_in_DF column-parallel, then w_out_FD row-parallel.
 
     h_BF = x_BD · w_in_DF      a_BF = relu(h_BF)      y_BD = a_BF · w_out_FD
 
@@ -129,7 +129,10 @@ def _megatron_cause(log: list[Record], backward: bool) -> str:
             "own F block of d_a_BF, which it makes from d_y_BD and its rows of w_out"
         )
     if len(log) > 1:
-        return f"{len(log)} collectives {way}, Megatron needs one: the all-reduce of the partial {summed}"
+        return (
+            f"{len(log)} collectives {way}, Megatron needs one: the all-reduce of the "
+            f"partial {summed}"
+        )
     return ""
 
 
@@ -181,7 +184,7 @@ def _megatron_checks() -> tuple[Check, ...]:
 
 # ---------------------------------------------------------------- ZeRO stages 0-3
 
-ZERO_CONTRACT = '''"""ZeRO stages 0-3: data-parallel Adam training of the MLP, with its state sharded over ranks.
+ZERO_CONTRACT = '''"""ZeRO stages 0-3: data-parallel Adam training of the MLP, its state sharded.
 
 S ranks train one MLP (B batch, D model width, F hidden width, S ranks). Each step, the global
 batch x_BD, target_BD is split along B (np.array_split(x_BD, S): rank s gets block s), every rank
@@ -306,6 +309,10 @@ def _batches(rng, n: int):
     return [(rng.standard_normal((B, D)), rng.standard_normal((B, D))) for _ in range(n)]
 
 
+def _copy(params):
+    return {n: w.copy() for n, w in params.items()}
+
+
 def _shapes(params):
     return {n: w.shape for n, w in params.items()}
 
@@ -351,12 +358,14 @@ def _held(ranks: object, S: int, what: str) -> list[dict[str, dict]]:
 def _expect_state(where: str, stage: int, S: int, got, expected, symptoms=None) -> None:
     """Every rank's params, grads, m and v: same names, same shapes (full or block), same
     values. The shape message says which the table wants and why."""
-    for r, (mine, theirs) in enumerate(zip(_held(got, S, where), _held(expected, S, where))):
+    pairs = zip(_held(got, S, where), _held(expected, S, where), strict=True)
+    for r, (mine, theirs) in enumerate(pairs):
         for kind in KINDS:
             if set(mine[kind]) != set(theirs[kind]):
                 raise Mismatch(
                     f"{_label(stage)} (S={S} ranks), rank {r} {where}: .{kind} holds "
-                    f"{sorted(mine[kind]) or 'nothing'}, expected {sorted(theirs[kind]) or 'nothing'}"
+                    f"{sorted(mine[kind]) or 'nothing'}, "
+                    f"expected {sorted(theirs[kind]) or 'nothing'}"
                 )
             for n, e in theirs[kind].items():
                 g = np.asarray(mine[kind][n], dtype=float)
@@ -395,8 +404,23 @@ def _shape_cause(label, stage, kind, n, got, expected) -> str:
     return "\n".join(lines)
 
 
-def _grad_symptoms(stage, S, r, kind, n, expected):
-    """Averaged gradients: m, v and grads show it even where Adam's update hides it."""
+def _state_symptoms(stage, S, r, kind, n, expected):
+    """Averaged gradients (m, v and grads show it even where Adam's update hides it), and a
+    stage-1 or -2 rank whose own block of the params is fresh and the rest stale."""
+    if kind == "params" and stage in (1, 2):
+        own = np.zeros(expected.size, bool)
+        start = sum(ref.block(expected, S, q).size for q in range(r))
+        own[start : start + ref.block(expected, S, r).size] = True
+        return [
+            (
+                lambda got: np.allclose(got.reshape(-1)[own], expected.reshape(-1)[own]),
+                (
+                    f"only rank {r}'s own block is up to date: each rank updates the block its "
+                    f"m and v cover, and stages 1, 2 keep full params, so the updated blocks "
+                    f"must be all-gathered"
+                ),
+            )
+        ]
     if kind not in ("grads", "m", "v") or (kind == "grads" and stage == 1):
         return []
     power = 2 if kind == "v" else 1
@@ -404,16 +428,16 @@ def _grad_symptoms(stage, S, r, kind, n, expected):
         (
             lambda got: np.allclose(got * S**power, expected),
             (
-                f"it is the expected one divided by S{'²' * (power == 2)} = {S**power}: the ranks' "
-                f"gradients were averaged, but the loss is a SUM over the global batch (Adam's "
-                f"update hides the factor, m and v do not)"
+                f"it is the expected one divided by S{'²' * (power == 2)} = {S**power}: the "
+                f"ranks' gradients were averaged, but the loss is a SUM over the global batch "
+                f"(Adam's update hides the factor, m and v do not)"
             ),
         )
     ]
 
 
 def _run_learner(learner, stage, S, params, batches, adam, comm=None):
-    ranks = function(learner, "init_ranks")(stage, S, {n: w.copy() for n, w in params.items()})
+    ranks = function(learner, "init_ranks")(stage, S, _copy(params))
     _held(ranks, S, "init_ranks")
     comm = comm or Comm(S)
     step = function(learner, "step")
@@ -428,12 +452,13 @@ def _keeps_check(stage: int) -> Callable:
             rng = np.random.default_rng(10 + S)
             params, batches, adam = _params(rng), _batches(rng, 1), ref.Adam()
             expected = ref.init_ranks(stage, S, params)
-            ranks = function(learner, "init_ranks")(stage, S, {n: w.copy() for n, w in params.items()})
+            ranks = function(learner, "init_ranks")(stage, S, _copy(params))
             _expect_state("after init_ranks", stage, S, ranks, expected)
             x_BD, target_BD = batches[0]
             ref.step(stage, Comm(S), expected, _shapes(params), x_BD, target_BD, adam, 1)
-            function(learner, "step")(stage, Comm(S), ranks, _shapes(params), x_BD, target_BD, adam, 1)
-            _expect_state("after one step", stage, S, ranks, expected, _grad_symptoms)
+            learner_step = function(learner, "step")
+            learner_step(stage, Comm(S), ranks, _shapes(params), x_BD, target_BD, adam, 1)
+            _expect_state("after one step", stage, S, ranks, expected, _state_symptoms)
 
     return run
 
@@ -445,7 +470,8 @@ def _training_check(stage: int) -> Callable:
             params, batches, adam = _params(rng), _batches(rng, STEPS), ref.Adam()
             full = _unsharded(params, batches, adam)
             ranks, _ = _run_learner(learner, stage, S, params, batches, adam)
-            for r, held in enumerate(_held(ranks, S, "init_ranks")):
+            held_ranks = _held(ranks, S, "init_ranks")
+            for r, held in enumerate(held_ranks):
                 for n, w in full.items():
                     expected = ref.block(w, S, r) if stage == 3 else w
                     label = (
@@ -460,25 +486,23 @@ def _training_check(stage: int) -> Callable:
                         raise Mismatch(
                             _shape_cause(label, stage, "params", n, got.shape, expected.shape)
                         )
-                    expect_array(label, got, expected, _stale(stage, S, r, w))
+                    expect_array(label, got, expected, _out_of_sync(stage, held_ranks, n))
 
     return run
 
 
-def _stale(stage, S, r, w):
-    """Stages 1, 2: a rank whose own block is right and the rest not skipped the all-gather."""
-    if stage not in (1, 2):
+def _out_of_sync(stage, held, n):
+    """Stages 0-2 keep full params on every rank: copies that differ cannot all be right."""
+    copies = [h["params"][n] for h in held]
+    if stage == 3 or all(np.allclose(c, copies[0]) for c in copies):
         return []
-    own = np.zeros(w.size, bool)
-    start = sum(ref.block(w, S, q).size for q in range(r))
-    own[start : start + ref.block(w, S, r).size] = True
     return [
         (
-            lambda got: np.allclose(got.reshape(-1)[own], w.reshape(-1)[own]),
+            lambda got: True,
             (
-                f"only rank {r}'s own block is up to date: each rank updates the block its m "
-                f"and v cover, and stages 1, 2 keep full params, so the updated blocks must be "
-                f"all-gathered"
+                "the ranks' copies of the params differ from each other: every rank must end "
+                "each step with the same full params"
+                + (", so the updated blocks must be all-gathered" if stage else "")
             ),
         )
     ]
@@ -552,15 +576,19 @@ def _collectives_check(stage: int) -> Callable:
                 continue
             ratio = max(expected.sent) / max(dp.sent)
             lines = [
-                f"{_label(stage)} (S={S} ranks), one step: the reference makes "
-                f"{len(expected.log)} collective calls (in any order), each rank sends up to "
-                f"{max(expected.sent)} B, {ratio:.2g} × plain DP's {max(dp.sent)} B:",
+                (
+                    f"{_label(stage)} (S={S} ranks), one step: the reference makes "
+                    f"{len(expected.log)} collective calls (in any order), each rank sends up "
+                    f"to {max(expected.sent)} B, {ratio:.2g} × plain DP's {max(dp.sent)} B:"
+                ),
                 *_calls(expected.log),
             ]
             if comm.log:
                 lines += [
-                    f"  you made {len(comm.log)}, each rank sends up to {max(comm.sent)} B "
-                    f"({max(comm.sent) / max(dp.sent):.2g} × DP):",
+                    (
+                        f"  you made {len(comm.log)}, each rank sends up to {max(comm.sent)} B "
+                        f"({max(comm.sent) / max(dp.sent):.2g} × DP):"
+                    ),
                     *_calls(comm.log),
                 ]
             else:
@@ -614,16 +642,14 @@ def _bytes_check(learner) -> None:
                 expected,
                 [
                     (
-                        lambda g, dp=dp: np.isclose(g, dp) and stage == 3,
+                        lambda g, dp=dp, stage=stage: stage == 3 and np.isclose(g, dp),
                         (
                             "that is plain DP's 2(S − 1)/S · Ψ; stage 3 also all-gathers the "
                             "params a second time, for the backward"
                         ),
                     ),
                     (
-                        lambda g, passes=round(expected / (n_bytes * (S - 1) / S)): np.isclose(
-                            g, passes * n_bytes
-                        ),
+                        lambda g, ring=expected / ((S - 1) / S): np.isclose(g, ring),
                         "a ring pass moves (S − 1)/S of the tensor from each rank, not all of it",
                     ),
                 ],
@@ -705,7 +731,7 @@ EXERCISES = [
     Exercise(
         name="zero",
         title="ZeRO stages 0-3: sharded optimizer state, gradients, parameters",
-        goal="Data-parallel Adam with m, v, grads, params sharded stage by stage; same result as DP.",
+        goal="Data-parallel Adam with m, v, grads, params sharded stage by stage; same result.",
         contract=ZERO_CONTRACT,
         hints=(
             (
@@ -723,8 +749,8 @@ EXERCISES = [
                 "used: for the forward, and again for the backward."
             ),
             (
-                "Bytes: a ring reduce-scatter or all-gather of Ψ bytes moves (S − 1)/S · Ψ from "
-                "each rank; an all-reduce is one of each. Count the passes per stage."
+                "Bytes: a ring reduce-scatter or all-gather of Ψ bytes moves (S − 1)/S · Ψ "
+                "from each rank; an all-reduce is one of each. Count the passes per stage."
             ),
         ),
         checks=_zero_checks(),
