@@ -102,6 +102,15 @@ MEGATRON_BUGS = {
         ),
         {"forward: collectives": ("2 all-reduces forward, Megatron needs one",)},
     ),
+    "the all-reduce done by hand": (
+        megatron_with(
+            "megatron_forward",
+            "return comm.all_reduce(y_part_BD_ranks)[0], saved_ranks",
+            "flat = comm.reduce_scatter([y.reshape(-1) for y in y_part_BD_ranks])\n"
+            "    return comm.all_gather(flat)[0].reshape(x_BD.shape), saved_ranks",
+        ),
+        {"forward: collectives": ("the ring all-reduce done by hand", "comm.all_reduce")},
+    ),
 }
 
 

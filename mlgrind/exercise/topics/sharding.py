@@ -34,7 +34,8 @@ MEGATRON_CONTRACT = f'''"""Megatron MLP: w_in_DF column-parallel, then w_out_FD 
 BOTH weights are split along F over S ranks: rank s holds the F block s of w_in_DF's columns
 and the same F block of w_out_FD's rows. x_BD and d_y_BD are replicated (every rank has them).
 Megatron's point: with the two splits paired this way, the MLP needs exactly ONE collective
-forward and ONE backward. Find where a sum over ranks is unavoidable. {NOTATION}.
+forward and ONE backward. Find where a sum over ranks is unavoidable.
+{NOTATION}.
 
 {COMM_DOC}
 """
@@ -111,6 +112,11 @@ def _megatron_cause(log: list[Record], backward: bool) -> str:
     kinds = Counter(r.collective for r in log)
     way = "backward" if backward else "forward"
     summed = "d_x_BD" if backward else "y_BD"
+    if kinds["reduce_scatter"] and kinds["all_gather"]:
+        return (
+            "a reduce-scatter then an all-gather is the ring all-reduce done by hand: the same "
+            f"bytes, but say what you mean with one comm.all_reduce of the partial {summed}"
+        )
     if kinds["all_reduce"] >= 2:
         return (
             f"{kinds['all_reduce']} all-reduces {way}, Megatron needs one: the all-reduce of "
@@ -198,11 +204,12 @@ Adam updates the weights. The stages differ in what a rank keeps between steps:
     2               full        its block   its block
     3               its block   its block   its block
 
-A parameter's "block" for rank r is block(w, S, r):
-the parameter FLATTENED, cut like np.array_split(w.reshape(-1), S), piece r. Every collective
-in a step works on one parameter at a time, flattened (or on its flat blocks). A stage-3 rank
-keeps only its block of the params between uses: the full weights it gathers for the forward
-are dropped after it and gathered again for the backward (that is where its memory goes down).
+A parameter's "block" for rank r is block(w, S, r): the parameter FLATTENED, cut like
+np.array_split(w.reshape(-1), S), piece r; a "full" one keeps its own shape, shapes[name].
+Every collective in a step works on one parameter at a time, flattened (or on its flat
+blocks). A stage-3 rank keeps only its block of the params between uses: the full weights it
+gathers for the forward are dropped after it and gathered again for the backward (that is
+where its memory goes down).
 
 What rank r keeps in .grads after a step: stage 0 the summed full gradient; stage 1 its OWN
 full gradient (the buffer it communicates from, before any sum); stages 2, 3 its block of the
@@ -391,6 +398,8 @@ def _shape_cause(label, stage, kind, n, got, expected) -> str:
                 else ""
             )
         )
+    elif full and len(got) == 1 and np.prod(got) == np.prod(expected):
+        lines.append("it has the right number of entries, flat: a full tensor keeps its shape")
     elif full and len(got) == 1:
         lines.append(
             f"stage {stage} keeps {what} whole on every rank; only "
