@@ -445,10 +445,10 @@ def _state_symptoms(stage, S, r, kind, n, expected):
     ]
 
 
-def _run_learner(learner, stage, S, params, batches, adam, comm=None):
+def _run_learner(learner, stage, S, params, batches, adam):
     ranks = function(learner, "init_ranks")(stage, S, _copy(params))
     _held(ranks, S, "init_ranks")
-    comm = comm or Comm(S)
+    comm = Comm(S)
     step = function(learner, "step")
     for t, (x_BD, target_BD) in enumerate(batches, start=1):
         step(stage, comm, ranks, _shapes(params), x_BD, target_BD, adam, t)
