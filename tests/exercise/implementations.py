@@ -692,3 +692,6 @@ def data_parallel_forward(x_BD_ranks, w_in_DF, w_out_FD):
         ),
     ),
 }
+from tests.exercise.impl_sharding import REFERENCE as SHARDING, WRONG as SHARDING_WRONG  # noqa: E402
+REFERENCE |= SHARDING
+WRONG |= {n: Wrong(*w) for n, w in SHARDING_WRONG.items()}

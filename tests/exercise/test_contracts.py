@@ -39,6 +39,8 @@ NOT_TENSORS = {
     "alpha",
     "n_new",
 }
+# zero: a stage, counts and indices, dicts of named tensors, the optimizer, a byte count
+NOT_TENSORS |= {"stage", "S", "r", "t", "params", "ranks", "shapes", "tag", "adam", "n_param_bytes"}
 CARRIED_OVER = {"rope", "gqa_attend"}  # pasted from an earlier exercise into a later one
 
 
