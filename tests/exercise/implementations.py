@@ -302,3 +302,9 @@ def speculative_step(target, draft, context, gamma, rng):
         },
     ),
 }
+
+# The pipeline and checkpointing exercises keep theirs in their own module.
+from tests.exercise import impl_schedules
+
+REFERENCE |= impl_schedules.REFERENCE
+WRONG |= {n: Wrong(*w) for n, w in impl_schedules.WRONG.items()}
