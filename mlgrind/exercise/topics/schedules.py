@@ -704,7 +704,7 @@ backprops through the segment, and drops them.
     B batch  D model width  F hidden width      float64 arrays: 8 bytes a number
 
 How the checks measure: memory from the arrays you keep (their .nbytes; an array counts once
-however often you list it); FLOPs added by counting the layer forwards your backward runs, as
+however often you list it, the weights not at all); FLOPs added by counting the layer forwards your backward runs, as
 calls to mlp_forward: run every layer's forward, in both passes, through mlp_forward. One layer
 forward costs two matmuls of 2·B·D·F FLOPs each (a multiply and an add per term).
 """
@@ -781,13 +781,16 @@ def _backward(learner: ModuleType, d_y_BD, checkpoints, w_in, w_out, every: int)
     )
 
 
-def _arrays(value: object) -> list[np.ndarray]:
-    """Every distinct array inside lists, tuples and dicts (what a learner might keep)."""
+def _arrays(value: object, weights: list[np.ndarray]) -> list[np.ndarray]:
+    """Every distinct array inside lists, tuples and dicts (what a learner might keep), but
+    the weights they were given: the model holds those whatever the backward keeps."""
     found: dict[int, np.ndarray] = {}
+    given = {id(w) for w in weights}
 
     def walk(v: object) -> None:
         if isinstance(v, np.ndarray):
-            found.setdefault(id(v), v)
+            if id(v) not in given:
+                found.setdefault(id(v), v)
         elif isinstance(v, list | tuple):
             for item in v:
                 walk(item)
@@ -812,7 +815,7 @@ def _ck_bytes_check(learner: ModuleType) -> None:
     for n, every in CK_CASES:
         x_BD, _, w_in, w_out = _stack(n, 10 * n + every)
         _, checkpoints = _forward(learner, x_BD, w_in, w_out, every)
-        kept = _arrays(checkpoints)
+        kept = _arrays(checkpoints, w_in + w_out)
         got = ref_ck.held_bytes(kept)
         expected = ref_ck.checkpoint_bytes(n, every, B, D, 8)
         if got == expected:
@@ -865,7 +868,7 @@ def _segments_from(checkpoints, w_in, w_out, every, d_y_BD, pick: Callable[[int,
 
 WRONG_CHECKPOINT = {
     "checkpoints[0] (the stack's input)": lambda j, c: c[0],
-    "the last checkpoint, checkpoints[-1]": lambda j, c: c[-1],
+    "checkpoints[-1] (the last one)": lambda j, c: c[-1],
 }
 
 
@@ -1028,23 +1031,40 @@ def _ck_peak_check(learner: ModuleType) -> None:
         if got == expected:
             continue
         segs = ref_ck.segments(n, every)
-        sizes = [
-            ((j + 1 + len(seg) - 1) * B * D + len(seg) * B * F) * 8 for j, seg in enumerate(segs)
-        ]
+        # Segment j's moment: checkpoints 0..j, its other k − 1 inputs and its k h_BF's.
+        sizes = [(j + len(seg)) * B * D + len(seg) * B * F for j, seg in enumerate(segs)]
         j = int(np.argmax(sizes))
+        k = len(segs[j])
         lines = [
             (
-                f"checkpointed_backward ({_where(n, every)}): peak = {got:g} B, expected {expected} B. "
-                f"It comes right after recomputing segment {j} (layers {segs[j].start}.."
+                f"checkpointed_backward ({_where(n, every)}): peak = {got:g} B, expected {expected} B."
+                f" It comes right after recomputing segment {j} (layers {segs[j].start}.."
                 f"{segs[j].stop - 1}): {j + 1} checkpoint(s) not used up, plus the segment's "
-                f"{len(segs[j]) - 1} other recomputed input(s) x_BD and {len(segs[j])} h_BF: "
-                f"({j + 1} + {len(segs[j]) - 1}) · B·D · 8 + {len(segs[j])} · B·F · 8 = {expected} B"
+                f"{k - 1} other recomputed input(s) x_BD and {k} h_BF: "
+                f"({j + 1} + {k - 1}) · B·D · 8 + {k} · B·F · 8 = {expected} B"
             )
         ]
-        if got == ref_ck.stack_activation_bytes(n, B, D, F, 8):
-            lines.append(
-                "yours is every layer's activations at once: that is plain backprop's memory"
-            )
+        causes = [
+            (
+                ref_ck.stack_activation_bytes(n, B, D, F, 8),
+                "yours is every layer's activations at once: that is plain backprop's memory",
+            ),
+            (
+                8 * max((len(segs) + len(seg) - 1) * B * D + len(seg) * B * F for seg in segs),
+                (
+                    "it matches counting the checkpoints of segments already done: a checkpoint is "
+                    "used up once its segment's backward is done"
+                ),
+            ),
+            (
+                8 * max(size + B * D for size in sizes),
+                (
+                    "it matches counting a segment's first recomputed input apart from its "
+                    "checkpoint: recompute from checkpoints[j] itself, the same array, counted once"
+                ),
+            ),
+        ]
+        lines += [why for value, why in causes if got == value]
         raise Mismatch("\n".join(lines))
 
 
