@@ -51,9 +51,11 @@ into m micro-batches 0 .. m − 1. Each micro-batch i goes forward through stage
 backward through p − 1 → 0. An op is a pair ("F", i) or ("B", i) (forward or backward of
 micro-batch i: the op kinds, not the suffix letters), and
 
-    ("F", i) on stage s needs ("F", i) done on stage s − 1   (it sends x_BD, the input)
-    ("B", i) on stage s needs ("F", i) done on stage s       (its saved activations)
-                        and ("B", i) done on stage s + 1     (it sends d_y_BD)
+    ("F", i) on stage s needs ("F", i) done on stage s − 1   (its output is this input x_BD)
+    ("B", i) on stage s needs ("F", i) done on stage s       (the activations it saved)
+                        and ("B", i) done on stage s + 1     (its d_x_BD is this d_y_BD)
+
+Stage 0's inputs come from the batch; on the last stage, d_y_BD comes from the loss.
 
 A schedule gives each stage its own order: orders[s] is a list holding every ("F", i) and every
 ("B", i) of stage s exactly once. Between its F and its B there, micro-batch i is "in flight" on
@@ -704,9 +706,10 @@ backprops through the segment, and drops them.
     B batch  D model width  F hidden width      float64 arrays: 8 bytes a number
 
 How the checks measure: memory from the arrays you keep (their .nbytes; an array counts once
-however often you list it, the weights not at all); FLOPs added by counting the layer forwards your backward runs, as
-calls to mlp_forward: run every layer's forward, in both passes, through mlp_forward. One layer
-forward costs two matmuls of 2·B·D·F FLOPs each (a multiply and an add per term).
+however often you list it, the weights not at all); FLOPs added by counting the layer forwards
+your backward runs, as calls to mlp_forward: run every layer's forward, in both passes, through
+mlp_forward. One layer forward costs two matmuls of 2·B·D·F FLOPs each (a multiply and an add
+per term).
 """
 
 import numpy as np
