@@ -315,7 +315,7 @@ PIPELINE_MISTAKES = {
         {
             "run: sends between stages": (
                 "the reference makes 16 comm.send calls",
-                "8 forward, stage s → s + 1: arrays 2 × (1, 3), 6 × (2, 3)",
+                "8 forward, stage s → s + 1: arrays 2 × (B=1, D=3), 6 × (B=2, D=3)",
                 "you made none",
             )
         },

@@ -25,7 +25,7 @@ from mlgrind.ref.collectives import Comm, shard
 from mlgrind.ref.einsum import count_flops
 
 from ..catalog import Check, Exercise
-from ..compare import Mismatch, describe, expect_array, function, parts
+from ..compare import Mismatch, describe, dims, expect_array, function, parts
 
 CARRIED_MLP = '''
 
@@ -632,7 +632,7 @@ def _sends(comm: Comm) -> tuple[Counter, list[str]]:
         src = next((t.src for t in record.transfers), None)
         dst = next((t.dst for t in record.transfers), None)
         if src is None:  # a stage sending to itself moves nothing
-            src = dst = next(r for r, shape in enumerate(record.shapes) if shape)
+            src = dst = next((r for r, shape in enumerate(record.shapes) if shape), 0)
         sends[(src, dst, record.shapes[src])] += 1
     return sends, others
 
@@ -650,7 +650,8 @@ def _send_lines(sends: Counter) -> list[str]:
         shapes = Counter()
         for (_, _, shape), n in mine.items():
             shapes[shape] += n
-        blocks = ", ".join(f"{n} × {shape}" for shape, n in sorted(shapes.items()))
+        # what crosses a boundary is an x_BD forward and a d_x_BD backward: name the shape so
+        blocks = ", ".join(f"{n} × {dims('x_BD', shape)}" for shape, n in sorted(shapes.items()))
         lines.append(f"    {sum(mine.values())} {direction}: arrays {blocks}")
     return lines
 
@@ -826,10 +827,14 @@ def _ck_bytes_check(learner: ModuleType) -> None:
         segments = math.ceil(n / every)
         plain = ref_ck.stack_activation_bytes(n, B, D, F, 8)
         shapes = Counter(a.shape for a in kept)
-        held = ", ".join(f"{k} × {shape}" for shape, k in sorted(shapes.items())) or "nothing"
+        named = {(B, D): f"x_BD (B={B}, D={D})", (B, F): f"h_BF (B={B}, F={F})"}
+        held = ", ".join(
+            f"{k} × {named.get(shape, str(shape))}" for shape, k in sorted(shapes.items())
+        )
         lines = [
             (
-                f"checkpointed_forward ({_where(n, every)}): checkpoints hold {got} B ({held}); one "
+                f"checkpointed_forward ({_where(n, every)}): checkpoints hold {got} B "
+                f"({held or 'no arrays'}); one "
                 f"x_BD (B={B}, D={D}) per segment is ceil(n_layers / every) · B·D · 8 = "
                 f"{segments} · {B}·{D} · 8 = {expected} B"
             )
@@ -926,8 +931,7 @@ def _ck_grads_check(learner: ModuleType) -> None:
                         lambda g, v=value[k][layer]: np.allclose(g, v),
                         (
                             f"it is what recomputing every segment from {what} gives: segment j "
-                            f"restarts from "
-                            f"its own checkpoint, checkpoints[j]"
+                            f"restarts from its own checkpoint, checkpoints[j]"
                         ),
                     )
                     for what, value in wrong.items()
