@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mlgrind.exercise import grade
+from mlgrind.ref import mlp
 
 PIPELINE = '''
 from dataclasses import dataclass
@@ -432,3 +433,14 @@ def test_a_checkpointing_mistake_fails_its_check_naming_the_cause(tmp_path, mist
     for check, words in failing.items():
         for word in words:
             assert word in found[check], (word, found[check])
+
+
+def test_counting_layer_forwards_leaves_the_reference_untouched_even_when_the_learner_crashes(
+    tmp_path,
+):
+    # The FLOPs check wraps mlp_forward in mlgrind.ref.mlp too (so that the reference, dropped
+    # in, is counted): it must put the original back whatever the learner's code does.
+    original = mlp.mlp_forward
+    crashing = source(CHECKPOINTING, CHECKPOINTING_RIGHT, RERUN="lambda layers, starts: 1 / 0")
+    assert "ZeroDivisionError" in failures(tmp_path, "checkpointing", crashing)[FLOPS]
+    assert mlp.mlp_forward is original
