@@ -37,7 +37,7 @@ class UnknownExercise(LookupError):
 def exercises() -> list[Exercise]:
     """All of them in the seed's order. The topic modules import NumPy and the reference
     package, so they load on demand, not when the CLI starts."""
-    from .topics import attention, drills, inference, mlp, sharding
+    from .topics import attention, drills, inference, mlp, schedules, sharding
 
     return [
         *drills.EXERCISES,
@@ -45,6 +45,7 @@ def exercises() -> list[Exercise]:
         *attention.EXERCISES,
         *inference.EXERCISES,
         *sharding.EXERCISES,
+        *schedules.EXERCISES,
     ]
 
 

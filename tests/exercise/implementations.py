@@ -695,3 +695,8 @@ def data_parallel_forward(x_BD_ranks, w_in_DF, w_out_FD):
 from tests.exercise.impl_sharding import REFERENCE as SHARDING, WRONG as SHARDING_WRONG  # noqa: E402
 REFERENCE |= SHARDING
 WRONG |= {n: Wrong(*w) for n, w in SHARDING_WRONG.items()}
+# The pipeline and checkpointing exercises keep theirs in their own module.
+from tests.exercise import impl_schedules
+
+REFERENCE |= impl_schedules.REFERENCE
+WRONG |= {n: Wrong(*w) for n, w in impl_schedules.WRONG.items()}

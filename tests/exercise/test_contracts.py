@@ -38,9 +38,25 @@ NOT_TENSORS = {
     "rng",
     "alpha",
     "n_new",
+    # pipeline and checkpointing: counts, sizes and schedules, not arrays
+    "p",
+    "m",
+    "orders",
+    "ops",
+    "t_fwd",
+    "t_bwd",
+    "every",
+    "checkpoints",
+    "n_layers",
+    "B",
+    "D",
+    "F",
+    "itemsize",
 }
 # zero: a stage, counts and indices, dicts of named tensors, the optimizer, a byte count
 NOT_TENSORS |= {"stage", "S", "r", "t", "params", "ranks", "shapes", "tag", "adam", "n_param_bytes"}
+# A list of one array per rank, pipeline stage or layer: the suffix is the array's.
+LISTS = re.compile(r"_(ranks|stages|layers)$")
 CARRIED_OVER = {"rope", "gqa_attend"}  # pasted from an earlier exercise into a later one
 
 
@@ -84,7 +100,7 @@ def test_every_function_is_a_docstring_and_raise_not_implemented_error(exercise)
 def test_every_tensor_argument_carries_a_shape_suffix(exercise):
     for f in functions(exercise.contract):
         for a in f.args.args:
-            name = a.arg.removesuffix("_ranks")
+            name = LISTS.sub("", a.arg)
             assert a.arg in NOT_TENSORS or split_suffix(name) is not None, (f.name, a.arg)
 
 

@@ -36,6 +36,8 @@ def test_the_exercises_follow_the_seed_and_each_has_a_reference_and_a_bug():
         "speculative",
         "megatron_mlp",
         "zero",
+        "pipeline",
+        "checkpointing",
     ]
     assert set(REFERENCE) == set(WRONG) == set(NAMES)
 
