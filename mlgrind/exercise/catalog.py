@@ -37,9 +37,16 @@ class UnknownExercise(LookupError):
 def exercises() -> list[Exercise]:
     """All of them in the seed's order. The topic modules import NumPy and the reference
     package, so they load on demand, not when the CLI starts."""
-    from .topics import attention, drills, inference, mlp
+    from .topics import attention, context, drills, inference, mlp, moe
 
-    return [*drills.EXERCISES, *mlp.EXERCISES, *attention.EXERCISES, *inference.EXERCISES]
+    return [
+        *drills.EXERCISES,
+        *mlp.EXERCISES,
+        *attention.EXERCISES,
+        *inference.EXERCISES,
+        *moe.EXERCISES,
+        *context.EXERCISES,
+    ]
 
 
 def names() -> list[str]:
