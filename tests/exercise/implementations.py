@@ -302,3 +302,9 @@ def speculative_step(target, draft, context, gamma, rng):
         },
     ),
 }
+
+# moe_ep and ring_attention keep their files in impl_experts.py
+from tests.exercise import impl_experts
+
+REFERENCE |= impl_experts.REFERENCE
+WRONG |= {name: Wrong(*wrong) for name, wrong in impl_experts.WRONG.items()}

@@ -37,6 +37,7 @@ NOT_TENSORS = {
     "rng",
     "alpha",
     "n_new",
+    "k",  # top-k, a count
 }
 CARRIED_OVER = {"rope", "gqa_attend"}  # pasted from an earlier exercise into a later one
 

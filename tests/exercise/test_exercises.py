@@ -34,6 +34,8 @@ def test_the_exercises_follow_the_seed_and_each_has_a_reference_and_a_bug():
         "mla",
         "kv_cache",
         "speculative",
+        "moe_ep",
+        "ring_attention",
     ]
     assert set(REFERENCE) == set(WRONG) == set(NAMES)
 

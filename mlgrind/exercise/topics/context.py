@@ -126,35 +126,54 @@ def _ring_symptoms(q_shards, k_shards, v_shards) -> list[list[Symptom]]:
 
     def global_(s, owner):
         starts = _starts(q_shards)
-        return causal_mask_LM(starts[s] + np.arange(sizes[s]), starts[owner] + np.arange(sizes[owner]))
+        return causal_mask_LM(
+            starts[s] + np.arange(sizes[s]), starts[owner] + np.arange(sizes[owner])
+        )
 
     slips = [
         (
             _ring_without_comm(q_shards, k_shards, v_shards, local),
-            "the causal mask compares LOCAL positions (each block counted from 0): rank s's "
-            "queries and keys sit at global positions that start after the earlier blocks",
+            (
+                "the causal mask compares LOCAL positions (each block counted from 0): rank s's "
+                "queries and keys sit at global positions that start after the earlier blocks"
+            ),
         ),
         (
             _ring_without_comm(
-                q_shards, k_shards, v_shards, lambda s, o: local(s, o) if o <= s else None
+                q_shards,
+                k_shards,
+                v_shards,
+                lambda s, o: local(s, o) if o <= s else None,
             ),
-            "the diagonal block and the future ones are right, the earlier blocks are masked as "
-            "if they started at position 0: a block from an earlier rank is wholly in the past, "
-            "compare global positions",
+            (
+                "the diagonal block and the future ones are right, the earlier blocks are masked as "
+                "if they started at position 0: a block from an earlier rank is wholly in the past, "
+                "compare global positions"
+            ),
         ),
         (
             _ring_without_comm(
-                q_shards, k_shards, v_shards, lambda s, o: global_(s, o) if o == s else None
+                q_shards,
+                k_shards,
+                v_shards,
+                lambda s, o: global_(s, o) if o == s else None,
             ),
-            "it is attention to the rank's own block only: the other ranks' k and v blocks must "
-            "come round the ring and be merged in",
+            (
+                "it is attention to the rank's own block only: the other ranks' k and v blocks must "
+                "come round the ring and be merged in"
+            ),
         ),
         (
             _ring_without_comm(
-                q_shards, k_shards, v_shards, lambda s, o: np.ones((sizes[s], sizes[o]), bool)
+                q_shards,
+                k_shards,
+                v_shards,
+                lambda s, o: np.ones((sizes[s], sizes[o]), bool),
             ),
-            "it is attention without the causal mask: a query may read only keys at or before "
-            "its own global position",
+            (
+                "it is attention without the causal mask: a query may read only keys at or before "
+                "its own global position"
+            ),
         ),
     ]
     per_rank = []
@@ -164,8 +183,10 @@ def _ring_symptoms(q_shards, k_shards, v_shards) -> list[list[Symptom]]:
             + [
                 (
                     lambda got: bool(np.isnan(got).any()),
-                    "nan: a block wholly in the causal future masks every score (a softmax of "
-                    "only −inf); skip such blocks",
+                    (
+                        "nan: a block wholly in the causal future masks every score (a softmax of "
+                        "only −inf); skip such blocks"
+                    ),
                 )
             ]
         )
@@ -185,9 +206,18 @@ def _block_check(i: int) -> Check:
         over_K = ref.block_attention(q_BLHK / np.sqrt(K), k_BMHK, v_BMHK, mask_LM)[i]
         unscaled = ref.block_attention(q_BLHK * np.sqrt(K), k_BMHK, v_BMHK, mask_LM)[i]
         symptoms = [
-            (lambda got: np.allclose(got, unmasked), "the masked keys were not left out"),
-            (lambda got: np.allclose(got, over_K), "the scores are divided by K, not √K"),
-            (lambda got: np.allclose(got, unscaled), "the scores are not divided by √K"),
+            (
+                lambda got: np.allclose(got, unmasked),
+                "the masked keys were not left out",
+            ),
+            (
+                lambda got: np.allclose(got, over_K),
+                "the scores are divided by K, not √K",
+            ),
+            (
+                lambda got: np.allclose(got, unscaled),
+                "the scores are not divided by √K",
+            ),
         ]
         if name == "lse_BHL":
             scores_BHLM = np.einsum("blhk,bmhk->bhlm", q_BLHK, k_BMHK) / np.sqrt(K)
@@ -195,8 +225,10 @@ def _block_check(i: int) -> Check:
             symptoms.append(
                 (
                     lambda got: np.allclose(got, row_max),
-                    "it is each query's largest score, not the log of the sum of exp(scores): "
-                    "the max only keeps exp from overflowing, lse = max + log Σ exp(score − max)",
+                    (
+                        "it is each query's largest score, not the log of the sum of exp(scores): "
+                        "the max only keeps exp from overflowing, lse = max + log Σ exp(score − max)"
+                    ),
                 )
             )
         result = function(learner, "block_attention")(q_BLHK, k_BMHK, v_BMHK, mask_LM)
@@ -223,32 +255,41 @@ def _merge_check(learner) -> None:
         expected = ref.merge(*args)
         result = function(learner, "merge")(*args)
         got = parts(result, ("out_BLHK", "lse_BHL"), "merge")
-        weight_a = np.exp(args[1]).transpose(0, 2, 1)[..., None]
-        weight_b = np.exp(args[3]).transpose(0, 2, 1)[..., None]
+        a, lse_a, b, lse_b = args
+        exp_weighted = (
+            np.exp(lse_a).transpose(0, 2, 1)[..., None] * a
+            + np.exp(lse_b).transpose(0, 2, 1)[..., None] * b
+        )
         out_symptoms = [
             (
-                lambda g: np.allclose(g, (args[0] + args[2]) / 2),
-                "it is the average of the two parts: weight each by its share of the union's "
-                "exp-mass, exp(lse_part − lse)",
+                lambda g, a=a, b=b: np.allclose(g, (a + b) / 2),
+                (
+                    "it is the average of the two parts: weight each by its share of the union's "
+                    "exp-mass, exp(lse_part − lse)"
+                ),
             ),
             (
-                lambda g: np.allclose(g, weight_a * args[0] + weight_b * args[2]),
-                "each part is weighted by exp(lse_part) but not divided by the union's "
-                "exp(lse): the weights must sum to 1",
+                lambda g, w=exp_weighted: np.allclose(g, w),
+                (
+                    "each part is weighted by exp(lse_part) but not divided by the union's "
+                    "exp(lse): the weights must sum to 1"
+                ),
             ),
             (
                 lambda g: bool(np.isnan(g).any()),
-                "nan: with lse = −inf a part has no keys and must get weight exp(−inf) = 0; "
-                "never subtract −inf from −inf",
+                (
+                    "nan: with lse = −inf a part has no keys and must get weight exp(−inf) = 0; "
+                    "never subtract −inf from −inf"
+                ),
             ),
         ]
         lse_symptoms = [
             (
-                lambda g: np.allclose(g, np.maximum(args[1], args[3])),
+                lambda g, x=lse_a, y=lse_b: np.allclose(g, np.maximum(x, y)),
                 "it is the larger lse: the union's is log(exp(lse_a) + exp(lse_b))",
             ),
             (
-                lambda g: np.allclose(g, args[1] + args[3]),
+                lambda g, x=lse_a, y=lse_b: np.allclose(g, x + y),
                 "it is lse_a + lse_b: the exps add, inside the log",
             ),
         ]
@@ -291,7 +332,8 @@ def _comm_check(learner) -> None:
         ref.ring_attention(*shards, reference)
         function(learner, "ring_attention")(*shards, comm)
         expected, sent = reference.sent, comm.sent
-        block = shards[1][0].nbytes
+        # One hop more: rank r would also pass on the k and v it got last, rank r + 1's.
+        one_more = [e + 2 * shards[1][(r + 1) % S].nbytes for r, e in enumerate(expected)]
         head = f"ring_attention (S={S} ranks): "
         others = sorted({r.collective for r in comm.log} - {"send_recv"})
         if others:
@@ -300,7 +342,12 @@ def _comm_check(learner) -> None:
                 f"neighbour to the next, with comm.send_recv; gathering them all would hold the "
                 f"whole of K and V on every rank, which context parallelism avoids"
             )
-        far = [(t.src, t.dst) for r in comm.log for t in r.transfers if (t.dst - t.src) % S not in (1, S - 1)]
+        far = [
+            (t.src, t.dst)
+            for r in comm.log
+            for t in r.transfers
+            if (t.dst - t.src) % S not in (1, S - 1)
+        ]
         if far:
             raise Mismatch(
                 f"{head}rank {far[0][0]} sent to rank {far[0][1]}: in a ring each rank sends only "
@@ -308,10 +355,12 @@ def _comm_check(learner) -> None:
             )
         if sent == expected:
             continue
+        steps = f"{S - 1} step{'s' * (S != 2)}"
         lines = [
-            f"{head}each rank sends {', '.join(map(str, expected))} B in the reference "
-            f"({S - 1} steps of one k and one v block; rank 0's k block is {block} B), you "
-            f"sent {', '.join(map(str, sent))} B"
+            (
+                f"{head}each rank sends {', '.join(map(str, expected))} B in the reference ({steps}, "
+                f"each passing on one k and one v block); you sent {', '.join(map(str, sent))} B"
+            )
         ]
         if not comm.log:
             lines.append(
@@ -319,7 +368,7 @@ def _comm_check(learner) -> None:
                 "this simulation; on real GPUs each rank holds only its own block, so the "
                 "blocks must be passed with comm.send_recv"
             )
-        elif all(m * (S - 1) == e * S for m, e in zip(sent, expected)):
+        elif sent == one_more:
             lines.append(
                 f"  that is S = {S} steps, one too many: after S − 1 steps every rank has seen "
                 f"every block, and the last hop only brings each rank its own block back"
@@ -367,7 +416,10 @@ EXERCISES = [
             _block_check(0),
             _block_check(1),
             Check("merge: out_BLHK and lse_BHL", _merge_check),
-            Check("ring_attention: out_shards_BLHK equals full causal attention", _ring_check),
+            Check(
+                "ring_attention: out_shards_BLHK equals full causal attention",
+                _ring_check,
+            ),
             Check("ring_attention: collectives", _comm_check),
         ),
     ),

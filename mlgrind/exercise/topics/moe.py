@@ -18,7 +18,13 @@ from ..catalog import Check, Exercise
 from ..compare import Mismatch, describe, expect_array, function, parts
 from .common import COMM_DOC, RANKS
 
-B, D, F, E, TOP_K = 7, 4, 6, 5, 2  # 7 tokens and 5 experts split unevenly over 2 and 3 ranks
+B, D, F, E, TOP_K = (
+    7,
+    4,
+    6,
+    5,
+    2,
+)  # 7 tokens and 5 experts split unevenly over 2 and 3 ranks
 
 MOE_CONTRACT = f'''"""Mixture of experts with expert parallelism: top-k routing and the two all-to-alls.
 
@@ -170,7 +176,9 @@ def _per_rank(name: str, S: int, got: object, expected: list, symptoms=lambda s:
     """expect_array on each rank's block, named like `y_BD_ranks[1] (S=3 ranks)`."""
     if not isinstance(got, list | tuple) or len(got) != S:
         what = f"{len(got)} entries" if isinstance(got, list | tuple) else describe(got)
-        raise Mismatch(f"{name} (S={S} ranks): expected a list of {S} arrays, one per rank; got {what}")
+        raise Mismatch(
+            f"{name} (S={S} ranks): expected a list of {S} arrays, one per rank; got {what}"
+        )
     for s, (g, e) in enumerate(zip(got, expected)):
         expect_array(f"{name}[{s}] (S={S} ranks)", g, e, symptoms(s))
 
@@ -199,8 +207,10 @@ def _route_check(learner) -> None:
         symptoms = [
             (
                 lambda got, u=unnormalised: np.allclose(got, u),
-                "it is the softmax over all E experts with the top k kept, so a token's gates "
-                "sum to less than 1: take the softmax over the k chosen logits only",
+                (
+                    "it is the softmax over all E experts with the top k kept, so a token's gates "
+                    "sum to less than 1: take the softmax over the k chosen logits only"
+                ),
             ),
             (
                 lambda got, c=chosen, e=expected: np.allclose(got[c], e[c]),
@@ -229,32 +239,45 @@ def _forward_check(learner) -> None:
             return [
                 (
                     lambda got: np.allclose(np.sort(got, axis=0), np.sort(expected[s], axis=0)),
-                    "it holds the right rows in another order: each output must go back to "
-                    "the row of the token it came from (keep the token index of every "
-                    "(token, expert) pair you dispatch)",
+                    (
+                        "it holds the right rows in another order: each output must go back to "
+                        "the row of the token it came from (keep the token index of every "
+                        "(token, expert) pair you dispatch)"
+                    ),
                 ),
                 (
                     lambda got: np.allclose(got, ungated[s]),
-                    "it is the plain sum of each token's k expert outputs: weight each by its "
-                    "gate",
+                    (
+                        "it is the plain sum of each token's k expert outputs: weight each by its "
+                        "gate"
+                    ),
                 ),
                 (
                     lambda got: np.allclose(got, unnormalised[s]),
-                    "its gates are the softmax over all E experts cut to the top k: renormalise "
-                    "over the k chosen (see the route check)",
+                    (
+                        "its gates are the softmax over all E experts cut to the top k: renormalise "
+                        "over the k chosen (see the route check)"
+                    ),
                 ),
                 (
                     lambda got: bool(np.any(np.all(got == 0, axis=1))),
-                    "some tokens' outputs are all zero: no token is dropped here (no capacity "
-                    "limit), and every expert output must come back to its token",
+                    (
+                        "some tokens' outputs are all zero: no token is dropped here (no capacity "
+                        "limit), and every expert output must come back to its token"
+                    ),
                 ),
             ]
 
         result = function(learner, "expert_parallel_forward")(
-            Comm(S), shard(x_BD, S), w_router_DE, shard(w_in_EDF, S), shard(w_out_EFD, S), TOP_K
+            Comm(S),
+            shard(x_BD, S),
+            w_router_DE,
+            shard(w_in_EDF, S),
+            shard(w_out_EFD, S),
+            TOP_K,
         )
-        got, _ = parts(result, ("y_BD_ranks", "saved"), "expert_parallel_forward")
-        _per_rank("y_BD_ranks", S, got, expected, symptoms)
+        mine, _ = parts(result, ("y_BD_ranks", "saved"), "expert_parallel_forward")
+        _per_rank("y_BD_ranks", S, mine, expected, symptoms)
 
 
 def _grad_check(i: int) -> Check:
@@ -268,13 +291,19 @@ def _grad_check(i: int) -> Check:
             _, _, grads, _ = _run(lambda n: function(learner, n), S)
             if name == "d_w_router_DE":
                 rank_0 = _router_part(
-                    shard(x_BD, S)[0], w_router_DE, w_in_EDF, w_out_EFD, shard(d_y_BD, S)[0]
+                    shard(x_BD, S)[0],
+                    w_router_DE,
+                    w_in_EDF,
+                    w_out_EFD,
+                    shard(d_y_BD, S)[0],
                 )[1]
                 symptoms = [
                     (
                         lambda got, r=rank_0: np.allclose(got, r),
-                        "it is rank 0's part alone: every rank's tokens went through the "
-                        "replicated router, so the ranks' parts must be summed",
+                        (
+                            "it is rank 0's part alone: every rank's tokens went through the "
+                            "replicated router, so the ranks' parts must be summed"
+                        ),
                     )
                 ]
                 expect_array(f"d_w_router_DE (S={S} ranks)", grads[i], expected, symptoms)
@@ -289,8 +318,10 @@ def _grad_check(i: int) -> Check:
                 return [
                     (
                         lambda got: np.allclose(got, no_router[s]),
-                        "it lacks the router's part: the gates depend on x through "
-                        "logits_BE = x_BD · w_router_DE, so d_logits_BE flows back to d_x too",
+                        (
+                            "it lacks the router's part: the gates depend on x through "
+                            "logits_BE = x_BD · w_router_DE, so d_logits_BE flows back to d_x too"
+                        ),
                     )
                 ]
 
@@ -380,7 +411,10 @@ def _comm_check(backward: bool) -> Check:
                     ("y_BD_ranks", "saved"),
                     what,
                 )
-            theirs, mine = _data_calls(ref_backward if backward else ref_forward), _data_calls(comm)
+            theirs, mine = (
+                _data_calls(ref_backward if backward else ref_forward),
+                _data_calls(comm),
+            )
 
             def key(r: Record):
                 return (r.collective, r.sent, r.received)
@@ -388,8 +422,10 @@ def _comm_check(backward: bool) -> Check:
             if sorted(map(key, mine)) == sorted(map(key, theirs)):
                 continue
             lines = [
-                f"{what}: collectives of float data (S={S} ranks, k={TOP_K}): the reference "
-                f"makes {len(theirs)}:",
+                (
+                    f"{what}: collectives of float data (S={S} ranks, k={TOP_K}): the reference "
+                    f"makes {len(theirs)}:"
+                ),
                 *_listing(theirs),
             ]
             if mine:
