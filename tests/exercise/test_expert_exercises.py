@@ -18,7 +18,9 @@ def graded(tmp_path, name, source):
 
 
 @pytest.mark.parametrize(
-    ("name", "source"), [("moe_ep", MOE_SOLUTION), ("ring_attention", RING_SOLUTION)]
+    ("name", "source"),
+    [("moe_ep", MOE_SOLUTION), ("ring_attention", RING_SOLUTION)],
+    ids=["moe_ep", "ring_attention"],
 )
 def test_a_solution_written_without_the_reference_passes(tmp_path, name, source):
     assert "mlgrind" not in source

@@ -101,18 +101,24 @@ def _starts(shards) -> np.ndarray:
     return np.cumsum([0] + [s.shape[1] for s in shards[:-1]])
 
 
-def _ring_without_comm(q_shards, k_shards, v_shards, mask):
-    """Each rank's merged attention over the blocks `mask(s, owner)` admits (None: skipped),
-    with the reference's block_attention and merge: how the mistaken rings come out."""
+def _average(out_a, lse_a, out_b, lse_b):
+    """The slip merge: a plain average of the two parts."""
+    return (out_a + out_b) / 2, np.logaddexp(lse_a, lse_b)
+
+
+def _ring_without_comm(q_shards, k_shards, v_shards, mask, merge=ref.merge, start=None):
+    """Each rank's attention merged over the blocks `mask(s, owner)` admits (None: skipped),
+    with the reference's block_attention: how the mistaken rings come out. `start`, when given,
+    is the running (out, lse) every rank begins from (else its first block)."""
     outs = []
     for s, q_BLHK in enumerate(q_shards):
-        out = lse = None
+        out, lse = start(q_BLHK) if start else (None, None)
         for owner, (k_BMHK, v_BMHK) in enumerate(zip(k_shards, v_shards)):
             mask_LM = mask(s, owner)
             if mask_LM is None or not mask_LM.any():
                 continue
             block = ref.block_attention(q_BLHK, k_BMHK, v_BMHK, mask_LM)
-            out, lse = block if out is None else ref.merge(out, lse, *block)
+            out, lse = block if out is None else merge(out, lse, *block)
         outs.append(out)
     return outs
 
@@ -120,77 +126,72 @@ def _ring_without_comm(q_shards, k_shards, v_shards, mask):
 def _ring_symptoms(q_shards, k_shards, v_shards) -> list[list[Symptom]]:
     """Per rank: the rings that a known slip computes, and the sentence naming the slip."""
     sizes = [q.shape[1] for q in q_shards]
+    starts = _starts(q_shards)
 
     def local(s, owner):
         return causal_mask_LM(np.arange(sizes[s]), np.arange(sizes[owner]))
 
     def global_(s, owner):
-        starts = _starts(q_shards)
         return causal_mask_LM(
             starts[s] + np.arange(sizes[s]), starts[owner] + np.arange(sizes[owner])
         )
 
-    slips = [
+    def empty(q_BLHK):
+        B, L, H, _ = q_BLHK.shape
+        return np.zeros_like(q_BLHK), np.full((B, H, L), -np.inf)
+
+    def past(mask):
+        return lambda s, o: mask(s, o) if o <= s else None
+
+    qkv = (q_shards, k_shards, v_shards)
+    local_mask = (
+        "the causal mask compares LOCAL positions (each block counted from 0): rank s's queries "
+        "and keys sit at global positions that start after the earlier blocks, so a block from "
+        "an earlier rank is wholly in the past"
+    )
+    averaged = (
+        "the blocks' results are averaged: merge each by its share of the exp-mass, "
+        "exp(lse_part − lse) (see the merge check)"
+    )
+    slips = [  # (the rings one slip can give, the sentence that names it)
+        ([_ring_without_comm(*qkv, local), _ring_without_comm(*qkv, past(local))], local_mask),
         (
-            _ring_without_comm(q_shards, k_shards, v_shards, local),
-            (
-                "the causal mask compares LOCAL positions (each block counted from 0): rank s's "
-                "queries and keys sit at global positions that start after the earlier blocks"
-            ),
+            [
+                _ring_without_comm(*qkv, past(global_), _average),
+                _ring_without_comm(*qkv, past(global_), _average, empty),
+            ],
+            averaged,
         ),
         (
-            _ring_without_comm(
-                q_shards,
-                k_shards,
-                v_shards,
-                lambda s, o: local(s, o) if o <= s else None,
-            ),
-            (
-                "the diagonal block and the future ones are right, the earlier blocks are masked as "
-                "if they started at position 0: a block from an earlier rank is wholly in the past, "
-                "compare global positions"
-            ),
-        ),
-        (
-            _ring_without_comm(
-                q_shards,
-                k_shards,
-                v_shards,
-                lambda s, o: global_(s, o) if o == s else None,
-            ),
+            [_ring_without_comm(*qkv, lambda s, o: global_(s, o) if o == s else None)],
             (
                 "it is attention to the rank's own block only: the other ranks' k and v blocks must "
                 "come round the ring and be merged in"
             ),
         ),
         (
-            _ring_without_comm(
-                q_shards,
-                k_shards,
-                v_shards,
-                lambda s, o: np.ones((sizes[s], sizes[o]), bool),
-            ),
+            [_ring_without_comm(*qkv, lambda s, o: np.ones((sizes[s], sizes[o]), bool))],
             (
                 "it is attention without the causal mask: a query may read only keys at or before "
                 "its own global position"
             ),
         ),
     ]
-    per_rank = []
-    for s in range(len(q_shards)):
-        per_rank.append(
-            [(lambda got, w=wrong[s]: np.allclose(got, w), sentence) for wrong, sentence in slips]
-            + [
-                (
-                    lambda got: bool(np.isnan(got).any()),
-                    (
-                        "nan: a block wholly in the causal future masks every score (a softmax of "
-                        "only −inf); skip such blocks"
-                    ),
-                )
-            ]
-        )
-    return per_rank
+    nan = (
+        lambda got: bool(np.isnan(got).any()),
+        (
+            "nan: a block wholly in the causal future masks every score (a softmax of only −inf); "
+            "skip such blocks"
+        ),
+    )
+    return [
+        [
+            (lambda got, w=[r[s] for r in rings]: any(np.allclose(got, x) for x in w), sentence)
+            for rings, sentence in slips
+        ]
+        + [nan]
+        for s in range(len(q_shards))
+    ]
 
 
 # ----------------------------------------------------------------- checks
@@ -358,7 +359,7 @@ def _comm_check(learner) -> None:
         steps = f"{S - 1} step{'s' * (S != 2)}"
         lines = [
             (
-                f"{head}each rank sends {', '.join(map(str, expected))} B in the reference ({steps}, "
+                f"{head}ranks 0…{S - 1} send {', '.join(map(str, expected))} B in the reference ({steps}, "
                 f"each passing on one k and one v block); you sent {', '.join(map(str, sent))} B"
             )
         ]

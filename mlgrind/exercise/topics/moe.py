@@ -340,8 +340,8 @@ def _data_calls(comm: Comm) -> list[Record]:
 
 def _listing(records: list[Record]) -> list[str]:
     return [
-        f"    {r.collective}{f' ({r.tag})' if r.tag else ''}: each rank sends "
-        f"{', '.join(map(str, r.sent))} B and receives {', '.join(map(str, r.received))} B"
+        f"    {r.collective}{f' ({r.tag})' if r.tag else ''}: ranks 0…{len(r.sent) - 1} send "
+        f"{', '.join(map(str, r.sent))} B and receive {', '.join(map(str, r.received))} B"
         for r in records
     ]
 
