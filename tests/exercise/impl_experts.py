@@ -40,8 +40,9 @@ def mlp_backward(d_y_BD, saved):
 
 def route(x_BD, w_router_DE, k):
     logits_BE = np.einsum("bd,de->be", x_BD, w_router_DE)
-    kth_B = np.sort(logits_BE, axis=1)[:, -k]
-    z_BE = np.where(logits_BE >= kth_B[:, None], np.exp(logits_BE - logits_BE.max(1, keepdims=True)), 0.0)
+    top_BE = logits_BE >= np.sort(logits_BE, axis=1)[:, -k, None]
+    z_BE = np.exp(logits_BE - logits_BE.max(axis=1, keepdims=True))
+    z_BE = np.where(top_BE, z_BE, 0.0)
     return z_BE / z_BE.sum(axis=1, keepdims=True)
 
 
@@ -174,10 +175,9 @@ MOE_BUGS = {
     "softmax over all E, then top k": (
         _slip(
             MOE_SOLUTION,
-            "np.where(logits_BE >= kth_B[:, None], np.exp(logits_BE - logits_BE.max(1, keepdims=True)), 0.0)\n"
-            "    return z_BE / z_BE.sum(axis=1, keepdims=True)",
-            "np.exp(logits_BE - logits_BE.max(1, keepdims=True))\n"
-            "    return np.where(logits_BE >= kth_B[:, None], z_BE / z_BE.sum(1, keepdims=True), 0.0)",
+            "    z_BE = np.where(top_BE, z_BE, 0.0)\n",
+            "    z_BE = np.where(top_BE, z_BE / z_BE.sum(axis=1, keepdims=True), 0.0)\n"
+            "    return z_BE\n",
         ),
         {
             "route: gates_BE": ("softmax over all E experts with the top k kept",),
@@ -250,7 +250,7 @@ RING_BUGS = {
         _slip(RING_SOLUTION, "        if step < S - 1:\n    ", "        if True:\n    "),
         {
             "ring_attention: collectives": (
-                "that is S = 2 steps, one too many",
+                "that is S = 2 passes, one too many",
                 "the last hop only brings each rank its own block back",
             )
         },
@@ -299,7 +299,8 @@ WRONG = {
             "            mask_LM = (start[src] + np.arange(lengths[src]))[None, :] <= (\n"
             "                start[s] + np.arange(lengths[s])\n"
             "            )[:, None]",
-            "            mask_LM = np.arange(lengths[src])[None, :] <= np.arange(lengths[s])[:, None]",
+            "            position = np.arange(max(lengths))  # counted within each block\n"
+            "            mask_LM = position[None, : lengths[src]] <= position[: lengths[s], None]",
         ),
         {
             "ring_attention: out_shards_BLHK equals full causal attention": (

@@ -38,11 +38,12 @@ the log-sum-exp of the query's scores in that part. Two parts a and b combine in
 
 each part weighted by its share of the union's exp-mass (an average would be wrong).
 
-The ring: every rank starts with its own k and v block. At each of S − 1 steps every rank
-attends to the block it holds, merges, and passes the block on to its right neighbour (rank r
-to rank r + 1 mod S) while receiving its left neighbour's; the block that arrives last is only
-attended to. So at step t rank s holds the block of rank (s − t) mod S. A block wholly in the
-causal future of a rank's queries is skipped: every score in it would be masked.
+The ring runs S rounds. Every rank starts with its own k and v block; in each round it attends
+to the block it holds and merges the result into its running (out, lse); after every round but
+the last it passes that block to its right neighbour (rank r to rank r + 1 mod S) and receives
+its left neighbour's. So in round t (from 0) rank s holds the block of rank (s − t) mod S, and
+S − 1 passes show every rank every block. A block wholly in the causal future of a rank's
+queries is skipped: every score in it would be masked.
 
 `comm` simulates S = comm.size ranks (it is mlgrind.ref.collectives.Comm). A per-rank value is
 a list of S arrays: q_shards_BLHK[s] is rank s's block of q. Ranks exchange data only through
@@ -51,7 +52,7 @@ a list of S arrays: q_shards_BLHK[s] is rank s's block of q. Ranks exchange data
                                   returns the list of what each rank received (one per rank)
 
 The checks compare the bytes each rank sends with the reference's: one k and one v block per
-step (separately or stacked in one array, as you like), S − 1 steps.
+pass (separately or stacked in one array, as you like), S − 1 passes.
 """
 
 import numpy as np
@@ -165,8 +166,8 @@ def _ring_symptoms(q_shards, k_shards, v_shards) -> list[list[Symptom]]:
         (
             [_ring_without_comm(*qkv, lambda s, o: global_(s, o) if o == s else None)],
             (
-                "it is attention to the rank's own block only: the other ranks' k and v blocks must "
-                "come round the ring and be merged in"
+                "it is attention to the rank's own block only: the other ranks' k and v "
+                "blocks must come round the ring and be merged in"
             ),
         ),
         (
@@ -228,7 +229,8 @@ def _block_check(i: int) -> Check:
                     lambda got: np.allclose(got, row_max),
                     (
                         "it is each query's largest score, not the log of the sum of exp(scores): "
-                        "the max only keeps exp from overflowing, lse = max + log Σ exp(score − max)"
+                        "the max only keeps exp from overflowing, "
+                        "lse = max + log Σ exp(score − max)"
                     ),
                 )
             )
@@ -356,11 +358,12 @@ def _comm_check(learner) -> None:
             )
         if sent == expected:
             continue
-        steps = f"{S - 1} step{'s' * (S != 2)}"
+        passes = f"{S - 1} pass{'es' * (S != 2)}"
         lines = [
             (
-                f"{head}ranks 0…{S - 1} send {', '.join(map(str, expected))} B in the reference ({steps}, "
-                f"each passing on one k and one v block); you sent {', '.join(map(str, sent))} B"
+                f"{head}ranks 0…{S - 1} send {', '.join(map(str, expected))} B in the "
+                f"reference ({passes} of one k and one v block each); you sent "
+                f"{', '.join(map(str, sent))} B"
             )
         ]
         if not comm.log:
@@ -371,11 +374,11 @@ def _comm_check(learner) -> None:
             )
         elif sent == one_more:
             lines.append(
-                f"  that is S = {S} steps, one too many: after S − 1 steps every rank has seen "
+                f"  that is S = {S} passes, one too many: after S − 1 every rank has seen "
                 f"every block, and the last hop only brings each rank its own block back"
             )
         elif sum(sent) > sum(expected):
-            lines.append("  more than one k and one v block per rank per step")
+            lines.append("  more than one k and one v block per rank per pass")
         else:
             lines.append(
                 "  fewer bytes than the blocks need: every rank must receive every other "
@@ -402,14 +405,14 @@ EXERCISES = [
             ),
             (
                 "Give every rank a running (out, lse): zeros and −inf, which merge turns into "
-                "weight 0. Then loop over the S steps, and over the ranks inside each step."
+                "weight 0. Then loop over the S rounds, and over the ranks inside each round."
             ),
             (
-                "At step t rank s holds the block that started on rank (s − t) mod S. Its key "
+                "In round t rank s holds the block that started on rank (s − t) mod S. Its key "
                 "positions start where that rank's block starts in the whole sequence."
             ),
             (
-                "Pass k and v on after every step but the last: S − 1 calls per tensor (or per "
+                "Pass k and v on after every round but the last: S − 1 calls per tensor (or per "
                 "stacked pair), each one moving every rank's block one rank to the right."
             ),
         ),

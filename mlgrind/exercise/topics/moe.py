@@ -39,7 +39,8 @@ w_in_EDF[e], w_out_EFD[e], and
     y_BD[b] = Σ_e gates_BE[b, e] · expert_e(x_BD[b])      (only the k chosen experts run)
 
 No capacity limit: every (token, expert) pair is computed, none is dropped (a "dropless" MoE, as
-in MegaBlocks), so the ranks exchange blocks of different sizes.
+in MegaBlocks), so the ranks exchange blocks of different sizes. (GShard and Switch instead cap
+each expert at capacity = factor · B·k / E rows and drop the overflow, for fixed-size buffers.)
 
 Expert parallel over S ranks: rank s holds its block of tokens x_BD_ranks[s] (np.array_split
 along B), the router w_router_DE (replicated), and a block of the experts, w_in_EDF_ranks[s] and
@@ -255,8 +256,8 @@ def _forward_check(learner) -> None:
                 (
                     lambda got: np.allclose(got, unnormalised[s]),
                     (
-                        "its gates are the softmax over all E experts cut to the top k: renormalise "
-                        "over the k chosen (see the route check)"
+                        "its gates are the softmax over all E experts cut to the top k: "
+                        "renormalise over the k chosen (see the route check)"
                     ),
                 ),
                 (
