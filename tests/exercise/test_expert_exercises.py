@@ -60,14 +60,14 @@ def test_moe_collectives_count_float_data_only_and_bytes_per_rank(tmp_path):
     assert "send counts or expert ids as integers" in message
 
 
-def test_ring_k_and_v_in_separate_calls_pass_like_stacked(tmp_path):
-    """The scaffold allows either: the bytes per rank are what is compared."""
+def test_ring_k_and_v_in_separate_calls_and_leftwards_pass_like_stacked_rightwards(tmp_path):
+    """The scaffold allows both: the bytes per rank are what is compared."""
     source = RING_SOLUTION.replace(
         "            kv_held = comm.send_recv(kv_held)\n",
-        "            k_held = comm.send_recv([kv[0] for kv in kv_held])\n"
-        "            v_held = comm.send_recv([kv[1] for kv in kv_held])\n"
+        "            k_held = comm.send_recv([kv[0] for kv in kv_held], shift=-1)\n"
+        "            v_held = comm.send_recv([kv[1] for kv in kv_held], shift=-1)\n"
         "            kv_held = [np.stack(pair) for pair in zip(k_held, v_held)]\n",
-    )
-    assert source != RING_SOLUTION
+    ).replace("src = (s - step) % S", "src = (s + step) % S")
+    assert source.count("shift=-1") == 2 and "(s + step)" in source
     results = graded(tmp_path, "ring_attention", source)
     assert all(r.passed for r in results.values()), results

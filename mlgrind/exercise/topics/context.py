@@ -52,7 +52,8 @@ a list of S arrays: q_shards_BLHK[s] is rank s's block of q. Ranks exchange data
                                   returns the list of what each rank received (one per rank)
 
 The checks compare the bytes each rank sends with the reference's: one k and one v block per
-pass (separately or stacked in one array, as you like), S − 1 passes.
+pass (separately or stacked in one array, as you like), S − 1 passes (to the left neighbour
+instead is fine too).
 """
 
 import numpy as np
@@ -356,7 +357,7 @@ def _comm_check(learner) -> None:
                 f"{head}rank {far[0][0]} sent to rank {far[0][1]}: in a ring each rank sends only "
                 f"to a neighbour (shift=1)"
             )
-        if sent == expected:
+        if sorted(sent) == sorted(expected):  # round the ring either way: the same loads
             continue
         passes = f"{S - 1} pass{'es' * (S != 2)}"
         lines = [
@@ -372,7 +373,7 @@ def _comm_check(learner) -> None:
                 "this simulation; on real GPUs each rank holds only its own block, so the "
                 "blocks must be passed with comm.send_recv"
             )
-        elif sent == one_more:
+        elif sorted(sent) == sorted(one_more):
             lines.append(
                 f"  that is S = {S} passes, one too many: after S − 1 every rank has seen "
                 f"every block, and the last hop only brings each rank its own block back"

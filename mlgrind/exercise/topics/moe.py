@@ -382,9 +382,10 @@ def _cause(mine: list[Record], theirs: list[Record], backward: bool) -> str:
         )
     if sent < expected:
         return (
-            "  fewer bytes than the pairs need: every (token, expert) pair whose expert lives "
-            "on another rank crosses once each way; a rank may not read another rank's rows "
-            "from the list directly"
+            "  fewer bytes than one row per (token, expert) pair each way: a token goes once "
+            "per chosen expert, even to a rank that owns two of them (sending it once is a real "
+            "optimisation, but then the gates must travel too: not this contract); and a rank "
+            "may not read another rank's rows from the list directly"
         )
     return "  the same total, shared differently between the ranks or the calls"
 
