@@ -214,6 +214,17 @@ MOE_BUGS = {
         ),
         {"backward: d_x_BD_ranks": ("lacks the router's part",)},
     ),
+    "experts sent d_y, not gate · d_y": (
+        _slip(
+            MOE_SOLUTION,
+            "d_out.append([gates[s][b, e, None] * d_y_BD[b] for b, e in pairs[s]])",
+            "d_out.append([d_y_BD[b] for b, _ in pairs[s]])",
+        ),
+        {
+            f"backward: {g}": ("the gradient of expert e's output is gate · d_y",)
+            for g in ("d_x_BD_ranks", "d_w_in_EDF_ranks", "d_w_out_EFD_ranks")
+        },
+    ),
     "router gradient not summed over ranks": (
         _slip(
             MOE_SOLUTION,

@@ -281,52 +281,65 @@ def _forward_check(learner) -> None:
         _per_rank("y_BD_ranks", S, mine, expected, symptoms)
 
 
+def _ungated_backward(x_BD, w_router_DE, w_in_EDF, w_out_EFD, d_y_BD):
+    """(d_x_BD, d_w_in_EDF, d_w_out_EFD) when each expert is sent d_y instead of gate · d_y."""
+    chosen_BE = ref.route(x_BD, w_router_DE, TOP_K) > 0
+    d_x_BD = _router_part(x_BD, w_router_DE, w_in_EDF, w_out_EFD, d_y_BD)[0]
+    d_w_in, d_w_out = [], []
+    for e, (wi, wo) in enumerate(zip(w_in_EDF, w_out_EFD)):
+        b = np.flatnonzero(chosen_BE[:, e])
+        d_x_part, d_wi, d_wo = ref_mlp.mlp_backward(
+            d_y_BD[b], ref_mlp.mlp_forward(x_BD[b], wi, wo)[1]
+        )
+        d_x_BD[b] += d_x_part
+        d_w_in.append(d_wi)
+        d_w_out.append(d_wo)
+    return d_x_BD, np.stack(d_w_in), np.stack(d_w_out)
+
+
+UNGATED = (
+    "each expert was sent d_y: y = Σ_e gate · expert_e(x), so the gradient of expert e's "
+    "output is gate · d_y"
+)
+NO_ROUTER = (
+    "it lacks the router's part: the gates depend on x through logits_BE = x_BD · w_router_DE, "
+    "so d_logits_BE flows back to d_x too"
+)
+RANK_0 = (
+    "it is rank 0's part alone: every rank's tokens went through the replicated router, so the "
+    "ranks' parts must be summed"
+)
+
+
 def _grad_check(i: int) -> Check:
     name = GRADS[i]
 
     def run(learner) -> None:
         for S in RANKS:
-            x_BD, w_router_DE, w_in_EDF, w_out_EFD, d_y_BD = _inputs(S)
+            x_BD, w_router_DE, w_in_EDF, w_out_EFD, d_y_BD = inputs = _inputs(S)
             _, saved = ref.moe_forward(x_BD, w_router_DE, w_in_EDF, w_out_EFD, TOP_K)
             expected = ref.moe_backward(d_y_BD, saved)[i]
             _, _, grads, _ = _run(lambda n: function(learner, n), S)
             if name == "d_w_router_DE":
-                rank_0 = _router_part(
-                    shard(x_BD, S)[0],
-                    w_router_DE,
-                    w_in_EDF,
-                    w_out_EFD,
-                    shard(d_y_BD, S)[0],
-                )[1]
-                symptoms = [
-                    (
-                        lambda got, r=rank_0: np.allclose(got, r),
-                        (
-                            "it is rank 0's part alone: every rank's tokens went through the "
-                            "replicated router, so the ranks' parts must be summed"
-                        ),
-                    )
-                ]
+                x_0, d_y_0 = shard(x_BD, S)[0], shard(d_y_BD, S)[0]
+                rank_0 = _router_part(x_0, w_router_DE, w_in_EDF, w_out_EFD, d_y_0)[1]
+                symptoms = [(lambda got, r=rank_0: np.allclose(got, r), RANK_0)]
                 expect_array(f"d_w_router_DE (S={S} ranks)", grads[i], expected, symptoms)
                 continue
-            if name != "d_x_BD_ranks":
-                _per_rank(name, S, grads[i], shard(expected, S))
-                continue
-            router_d_x = _router_part(x_BD, w_router_DE, w_in_EDF, w_out_EFD, d_y_BD)[0]
-            no_router = shard(expected - router_d_x, S)
-
-            def symptoms(s: int, no_router=no_router):
-                return [
-                    (
-                        lambda got: np.allclose(got, no_router[s]),
-                        (
-                            "it lacks the router's part: the gates depend on x through "
-                            "logits_BE = x_BD · w_router_DE, so d_logits_BE flows back to d_x too"
-                        ),
-                    )
-                ]
-
-            _per_rank(name, S, grads[i], shard(expected, S), symptoms)
+            ungated = _ungated_backward(*inputs)[GRADS.index(name) - (name != "d_x_BD_ranks")]
+            slips = [(shard(ungated, S), UNGATED)]
+            if name == "d_x_BD_ranks":
+                router_d_x = _router_part(*inputs)[0]
+                slips.append((shard(expected - router_d_x, S), NO_ROUTER))
+            _per_rank(
+                name,
+                S,
+                grads[i],
+                shard(expected, S),
+                lambda s, slips=slips: [
+                    (lambda got, w=wrong[s]: np.allclose(got, w), why) for wrong, why in slips
+                ],
+            )
 
     return Check(f"backward: {name}", run)
 
@@ -347,17 +360,20 @@ def _listing(records: list[Record]) -> list[str]:
     ]
 
 
-def _cause(mine: list[Record], theirs: list[Record], backward: bool) -> str:
+def _cause(mine: list[Record], theirs: list[Record]) -> str:
     """The likely reason the learner's float collectives differ from the reference's."""
-    count = {c: sum(r.collective == c for r in theirs) for c in ("all_to_all", "all_reduce")}
-    have = {c: sum(r.collective == c for r in mine) for c in count}
     if not mine:
         return (
             "  you made none. Reading another rank's list entries in Python is free in this "
             "simulation; on real GPUs each rank holds only its own, and moving rows between "
             "ranks is an all-to-all that moves bytes: call comm.all_to_all."
         )
-    if have["all_to_all"] < count["all_to_all"]:
+    have = {r.collective: sum(m.collective == r.collective for m in mine) for r in mine}
+    count = {r.collective: sum(t.collective == r.collective for t in theirs) for r in theirs}
+    extra = sorted(set(have) - set(count))
+    if extra:
+        return f"  the reference makes no {', '.join(extra)}: see the list the scaffold gives"
+    if have.get("all_to_all", 0) < count["all_to_all"]:
         return (
             "  an all-to-all is missing: the expert outputs (their gradients, in backward) are "
             "made on the experts' ranks and must travel back to the tokens' ranks in a second "
@@ -368,17 +384,22 @@ def _cause(mine: list[Record], theirs: list[Record], backward: bool) -> str:
             "  one all-to-all per direction carries every row for every expert; integer "
             "metadata sent as floats counts as data (send counts or expert ids as integers)"
         )
-    if backward and have["all_reduce"] < count["all_reduce"]:
+    if have.get("all_reduce", 0) < count.get("all_reduce", 0):
         return (
             "  the router is replicated and every rank's tokens used it: its gradient is the sum "
             "of the ranks' parts, one all_reduce"
         )
+    if have.get("all_reduce", 0) > count.get("all_reduce", 0):
+        return (
+            "  only the replicated router's gradient is summed over ranks; each expert lives on "
+            "one rank, so its weight gradients stay there"
+        )
     sent, expected = sum(sum(r.sent) for r in mine), sum(sum(r.sent) for r in theirs)
     if sent > expected:
         return (
-            "  more bytes than the reference: send each (token, expert) pair's row x_D once, "
-            "nothing else with it (gates never travel), and nothing to a rank that owns none "
-            "of the token's experts"
+            "  more bytes than the reference: send each (token, expert) pair's row once, with "
+            "nothing else in it (gates never travel), and nothing to a rank that owns none of "
+            "the token's experts"
         )
     if sent < expected:
         return (
@@ -432,7 +453,7 @@ def _comm_check(backward: bool) -> Check:
             ]
             if mine:
                 lines += [f"  you made {len(mine)}:", *_listing(mine)]
-            lines.append(_cause(mine, theirs, backward))
+            lines.append(_cause(mine, theirs))
             raise Mismatch("\n".join(lines))
 
     return Check(f"{'backward' if backward else 'forward'}: collectives", run)
