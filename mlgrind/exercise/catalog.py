@@ -37,7 +37,7 @@ class UnknownExercise(LookupError):
 def exercises() -> list[Exercise]:
     """All of them in the seed's order. The topic modules import NumPy and the reference
     package, so they load on demand, not when the CLI starts."""
-    from .topics import attention, drills, inference, mlp, schedules, sharding
+    from .topics import attention, context, drills, inference, mlp, moe, schedules, sharding
 
     return [
         *drills.EXERCISES,
@@ -46,6 +46,8 @@ def exercises() -> list[Exercise]:
         *inference.EXERCISES,
         *sharding.EXERCISES,
         *schedules.EXERCISES,
+        *moe.EXERCISES,
+        *context.EXERCISES,
     ]
 
 

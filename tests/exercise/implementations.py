@@ -692,11 +692,9 @@ def data_parallel_forward(x_BD_ranks, w_in_DF, w_out_FD):
         ),
     ),
 }
-from tests.exercise.impl_sharding import REFERENCE as SHARDING, WRONG as SHARDING_WRONG  # noqa: E402
-REFERENCE |= SHARDING
-WRONG |= {n: Wrong(*w) for n, w in SHARDING_WRONG.items()}
-# The pipeline and checkpointing exercises keep theirs in their own module.
-from tests.exercise import impl_schedules
+# The systems exercises keep their solutions and slips in modules of their own.
+from tests.exercise import impl_experts, impl_schedules, impl_sharding  # noqa: E402
 
-REFERENCE |= impl_schedules.REFERENCE
-WRONG |= {n: Wrong(*w) for n, w in impl_schedules.WRONG.items()}
+for _module in (impl_sharding, impl_schedules, impl_experts):
+    REFERENCE |= _module.REFERENCE
+    WRONG |= {name: Wrong(*wrong) for name, wrong in _module.WRONG.items()}

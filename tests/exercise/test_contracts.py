@@ -52,6 +52,7 @@ NOT_TENSORS = {
     "D",
     "F",
     "itemsize",
+    "k",  # top-k, a count
 }
 # zero: a stage, counts and indices, dicts of named tensors, the optimizer, a byte count
 NOT_TENSORS |= {"stage", "S", "r", "t", "params", "ranks", "shapes", "tag", "adam", "n_param_bytes"}

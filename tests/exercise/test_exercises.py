@@ -38,6 +38,8 @@ def test_the_exercises_follow_the_seed_and_each_has_a_reference_and_a_bug():
         "zero",
         "pipeline",
         "checkpointing",
+        "moe_ep",
+        "ring_attention",
     ]
     assert set(REFERENCE) == set(WRONG) == set(NAMES)
 
