@@ -26,11 +26,16 @@ import traceback
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .catalog import Check, get
-from .compare import Mismatch
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+# NumPy (through compare) and multiprocessing load when grading starts, not with the CLI: the
+# CLI reads this module's limits for its --help.
 
 TIMEOUT = 5.0  # seconds per check; a correct solution needs milliseconds
 MEMORY_LIMIT = 4 * 2**30  # bytes of address space for the learner's code (Linux only)
@@ -158,6 +163,8 @@ _SLOW = "a check needs milliseconds, so look for a loop that never ends"
 
 def _grade(check: Check, path: Path, refuse_answer_key: bool) -> str | None:
     """None if the check passes, else the message for the learner. Runs in the child."""
+    from .compare import Mismatch
+
     try:
         check.run(load(path, refuse_answer_key))
     except (Mismatch, LoadError) as error:
@@ -214,7 +221,8 @@ def _child(
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)  # input() gets EOF rather than waiting for a keyboard
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - fd 0 belongs to the process
-        sys.stdout = sys.stderr = open(1, "w", closefd=False)  # noqa: SIM115
+        # line-buffered: what was printed before a crash or os._exit still shows
+        sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         import resource
 
         # Past the cap a write raises SIGXFSZ, which ends the child: the parent says so.
@@ -278,6 +286,8 @@ class _Child:
 
 
 def _start(checks: Sequence[Check], path: Path, timeout: float, refuse: bool, fd: int) -> _Child:
+    from multiprocessing.connection import Pipe
+
     receive, send = Pipe(duplex=False)
     sys.stdout.flush()
     sys.stderr.flush()

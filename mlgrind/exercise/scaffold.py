@@ -49,7 +49,7 @@ LEARNER = Path(__file__).with_name("{n}.py")
 
 @pytest.mark.parametrize("check", grade.checks("{n}"), ids=str)
 def test_{n}(check):
-    failure = grade.run_check(check, LEARNER)
+    failure = grade.run_check(check, LEARNER, refuse_answer_key=True)
     if failure is not None:
         pytest.fail(failure, pytrace=False)
 '''
