@@ -264,5 +264,5 @@ def _printed(output: str, lines: int = 10, width: int = 100) -> str:
     """What the learner's code printed, a few lines of it: enough to debug by, never a flood."""
     rows = output.splitlines()
     shown = [row if len(row) <= width else row[:width] + " …" for row in rows[:lines]]
-    more = f"\n      │ … ({len(rows) - lines} more lines)" if len(rows) > lines else ""
+    more = "\n      │ … (more not shown)" if len(rows) > lines else ""
     return "      printed:\n" + "\n".join(f"      │ {row}" for row in shown) + more

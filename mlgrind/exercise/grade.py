@@ -223,7 +223,10 @@ def _child(
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - fd 0 belongs to the process
         # line-buffered: what was printed before a crash or os._exit still shows
         sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        import faulthandler
         import resource
+
+        faulthandler.disable()  # pytest's would print a crash's stack to the terminal, not to us
 
         # Past the cap a write raises SIGXFSZ, which ends the child: the parent says so.
         resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, OUTPUT_LIMIT))
@@ -264,8 +267,8 @@ def _ended(status: int, timeout: float) -> str:
     if os.WIFEXITED(status):
         code = os.WEXITSTATUS(status)
         return (
-            f"the process ended (exit status {code}, as from os._exit({code})) before the check "
-            f"finished: a solution returns its results, it never ends the process"
+            f"ended the process with exit status {code} (as os._exit({code}) does) before the "
+            f"check finished: a solution returns its results, it never ends the process"
         )
     signum = os.WTERMSIG(status)
     if signum == signal.SIGXFSZ:
