@@ -19,7 +19,7 @@ from .grade import MEMORY_LIMIT, OUTPUT_LIMIT, TIMEOUT
 # `mlgrind --help` never pays for it.
 
 
-def _folder(ctx: click.Context, param: click.Parameter, folder: Path) -> Path:  # noqa: ARG001
+def _folder(ctx: click.Context, param: click.Parameter, folder: Path) -> Path:
     """--dir may not exist yet (start makes it), but it may not be, or be below, a file."""
     for p in (folder, *folder.parents):
         if p.exists():
@@ -116,7 +116,8 @@ def _status(folder: Path, name: str, record: dict | None) -> str:
     else:
         parts = [click.style(f"✗ best {score(top)}", fg="red")]
     if last is not top:
-        parts.append(f"latest {'✓' if last['passed'] else '✗'} {score(last)} {last['date'][:10]}")
+        mark = "✓" if last["passed"] else "✗"
+        parts.append(f"latest {mark} {score(last)} {last['date'][:10]}")
     elif not top["passed"]:
         parts[0] += f" {top['date'][:10]}"
     hints = record.get("hints", 0)

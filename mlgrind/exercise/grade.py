@@ -21,7 +21,6 @@ import os
 import signal
 import sys
 import tempfile
-import time
 import traceback
 import types
 from collections.abc import Sequence
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
 # CLI reads this module's limits for its --help.
 
 TIMEOUT = 5.0  # seconds per check; a correct solution needs milliseconds
-MEMORY_LIMIT = 4 * 2**30  # bytes of address space for the learner's code (Linux only)
+MEMORY_LIMIT = 4 * 2**30  # bytes of address space the learner's code may add (Linux only)
 OUTPUT_LIMIT = 2**20  # bytes a check may print; more ends it
 SHOWN = 2000  # characters of a check's printed output that come back with its result
 
@@ -76,7 +75,8 @@ class TimedOut(BaseException):
 
 
 def _answer_key(module: str) -> bool:
-    return module == ANSWER_KEY or module.startswith(ANSWER_KEY + ".")
+    """Whether importing `module` reaches the answer key (`from mlgrind import *` would too)."""
+    return module in (ANSWER_KEY, "mlgrind.*") or module.startswith(ANSWER_KEY + ".")
 
 
 def _refuse_answer_key(tree: ast.AST, path: Path) -> None:
@@ -94,7 +94,8 @@ def _refuse_answer_key(tree: ast.AST, path: Path) -> None:
             named = [f"{node.value.id}.{node.attr}"]  # `import mlgrind` then `mlgrind.ref`
         for module in named:
             if _answer_key(module):
-                raise LoadError(REFUSED.format(file=f"{path.name} line {node.lineno}", module=module))
+                where = f"{path.name} line {node.lineno}"
+                raise LoadError(REFUSED.format(file=where, module=module))
 
 
 def load(path: Path, refuse_answer_key: bool = False) -> types.ModuleType:
@@ -171,7 +172,7 @@ def _grade(check: Check, path: Path, refuse_answer_key: bool) -> str | None:
         return str(error)
     except KeyboardInterrupt:
         raise
-    except BaseException as error:  # noqa: BLE001 - their code failed: say where, not how we got there
+    except BaseException as error:  # noqa: BLE001 - their code failed: say where, not how
         return _explain(error, path)
     return None
 
@@ -193,7 +194,7 @@ def _guard_imports(folder: Path) -> None:
 
     original_import, original_import_module = builtins.__import__, importlib.import_module
 
-    def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
+    def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
         wanted = [name, *(f"{name}.{f}" for f in fromlist or ())] if not level else []
         if any(_answer_key(m) for m in wanted) and learners(2):
             raise AnswerKey(REFUSED.format(file=Path(sys._getframe(1).f_code.co_filename).name,
@@ -233,11 +234,15 @@ def _child(
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; write would fail
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash leaves no core file behind
         if _limits_memory():
-            resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+            # on top of what the grader has mapped already (NumPy, its BLAS threads' buffers)
+            with open("/proc/self/statm") as statm:
+                mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            limit = mapped + MEMORY_LIMIT
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         if refuse:
             _guard_imports(path.parent)
 
-        def time_up(signum, frame):  # noqa: ARG001
+        def time_up(signum, frame):
             raise TimedOut(timeout)
 
         signal.signal(signal.SIGALRM, time_up)

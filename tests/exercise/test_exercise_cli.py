@@ -101,7 +101,9 @@ def test_check_reports_records_and_list_shows_the_pass(tmp_path):
     assert code == 0
     # each exercise's row, and under it the learner's record when there is one
     text = out.splitlines()
-    rows = {m.group(1): i for i, line in enumerate(text) if (m := re.match(r" ?\d+  (\w+)  ", line))}
+    rows = {
+        m.group(1): i for i, line in enumerate(text) if (m := re.match(r" ?\d+  (\w+)  ", line))
+    }
     assert list(rows) == names()
     assert text[rows["mlp"] + 1].split() == (
         f"✓ passed {date.today().isoformat()} · 3 attempts · 0 hints".split()

@@ -94,7 +94,10 @@ def test_hostile_code_fails_its_check_is_recorded_and_the_other_checks_still_run
 
 
 def test_a_loop_that_swallows_the_alarm_is_still_stopped(tmp_path):
-    body = "while True:\n        try:\n            while True: pass\n        except BaseException: pass"
+    body = (
+        "while True:\n        try:\n            while True: pass\n"
+        "        except BaseException: pass"
+    )
     solution(tmp_path, body, once=False)
     began = time.monotonic()
     results = grade.run("mlp", tmp_path / "mlp.py", timeout=0.5)
@@ -160,9 +163,11 @@ def test_a_progress_file_that_is_a_folder_is_reported_and_left_alone(tmp_path, c
     solution(tmp_path)
     (tmp_path / PROGRESS).mkdir()
     (tmp_path / PROGRESS / "keep").write_text("x")
-    code, out, err = mlgrind(*command, "--dir", tmp_path)
+    code, _, err = mlgrind(*command, "--dir", tmp_path)
     assert code == 1
-    assert err.strip() == f"✗ {tmp_path / PROGRESS} is a folder, not the progress file: move it elsewhere"
+    assert err.strip() == (
+        f"✗ {tmp_path / PROGRESS} is a folder, not the progress file: move it elsewhere"
+    )
     assert (tmp_path / PROGRESS / "keep").read_text() == "x"
 
 
@@ -210,12 +215,12 @@ def test_list_shows_the_best_and_the_latest_result_attempts_and_hints(tmp_path):
     (tmp_path / "mlp_batched.py").write_text("")
     _, out, _ = mlgrind("list", "--dir", tmp_path)
     lines = out.splitlines()
-    status = lines[[i for i, s in enumerate(lines) if " mlp  " in s][0] + 1]
+    status = lines[next(i for i, s in enumerate(lines) if " mlp  " in s) + 1]
     today = time.strftime("%Y-%m-%d")
     assert status.split() == (
         f"✓ passed {today} · latest ✗ 3 of 4 checks {today} · 3 attempts · 1 hint".split()
     )
-    batched = lines[[i for i, s in enumerate(lines) if " mlp_batched  " in s][0] + 1]
+    batched = lines[next(i for i, s in enumerate(lines) if " mlp_batched  " in s) + 1]
     assert batched.strip() == "started, not checked yet"
     # mlp passed; the first exercise not passed is einsum_drills, which has no file yet
     assert out.rstrip().endswith("Next in the seed's order: mlgrind exercise start einsum_drills"
