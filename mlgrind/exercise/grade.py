@@ -267,7 +267,7 @@ def _printed(fd: int) -> str:
     return text[:SHOWN] + (" …" if len(text) > SHOWN else "")
 
 
-def _ended(status: int, timeout: float) -> str:
+def _ended(status: int) -> str:
     """What a child's wait status says about how the check ended, for the learner."""
     if os.WIFEXITED(status):
         code = os.WEXITSTATUS(status)
@@ -291,6 +291,7 @@ def _ended(status: int, timeout: float) -> str:
 class _Child:
     pid: int
     results: Connection
+    status: int | None = None  # its wait status, once it has ended
 
 
 def _start(checks: Sequence[Check], path: Path, timeout: float, refuse: bool, fd: int) -> _Child:
@@ -313,48 +314,49 @@ def _start(checks: Sequence[Check], path: Path, timeout: float, refuse: bool, fd
 
 def _stop(child: _Child) -> int:
     """End the child and its process group if still running; its wait status."""
-    try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except OSError:
-        os.kill(child.pid, signal.SIGKILL)  # not yet a group leader, or already ended
-    child.results.close()
-    return os.waitpid(child.pid, 0)[1]
+    if child.status is None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except OSError:
+            os.kill(child.pid, signal.SIGKILL)  # not yet a group leader, or already ended
+        child.results.close()
+        child.status = os.waitpid(child.pid, 0)[1]
+    return child.status
+
+
+def _collect(child: _Child, checks: Sequence[Check], timeout: float, fd: int) -> list[Result]:
+    """The child's results in order, up to and including a check it did not finish."""
+    # A grace beyond the child's own alarm, for code the alarm cannot interrupt (a long call
+    # into C) or that catches it.
+    deadline = timeout + min(1.0, timeout / 2)
+    found: list[Result] = []
+    for check in checks:
+        if not child.results.poll(deadline):
+            _stop(child)
+            message = f"timed out after {timeout:g} s: {_SLOW}"
+            return [*found, Result(check.name, False, message, _printed(fd))]
+        try:
+            message, output = child.results.recv()
+        except EOFError:  # it ended without a result: how it ended is the message
+            return [*found, Result(check.name, False, _ended(_stop(child)), _printed(fd))]
+        found.append(Result(check.name, message is None, message or "", output))
+    return found
 
 
 def _protected(
     checks: Sequence[Check], path: Path, timeout: float, refuse: bool
 ) -> list[Result]:
     results: list[Result] = []
-    # A grace beyond the child's own alarm, for code the alarm cannot interrupt (a long call
-    # into C) or that catches it.
-    grace = min(1.0, timeout / 2)
     with tempfile.TemporaryFile() as printed:
         fd = printed.fileno()
         while len(results) < len(checks):
-            child = _start(checks[len(results) :], path, timeout, refuse, fd)
+            # A child grades the remaining checks, until they are done or one ends it.
+            remaining = checks[len(results) :]
+            child = _start(remaining, path, timeout, refuse, fd)
             try:
-                while len(results) < len(checks):
-                    check = checks[len(results)]
-                    if not child.results.poll(timeout + grace):
-                        _stop(child)
-                        results.append(
-                            Result(check.name, False, f"timed out after {timeout:g} s: {_SLOW}",
-                                   _printed(fd))
-                        )
-                        break
-                    try:
-                        message, output = child.results.recv()
-                    except EOFError:  # it ended without a result: how it ended is the message
-                        results.append(
-                            Result(check.name, False, _ended(_stop(child), timeout), _printed(fd))
-                        )
-                        break
-                    results.append(Result(check.name, message is None, message or "", output))
-                else:
-                    _stop(child)
-            except BaseException:
+                results += _collect(child, remaining, timeout, fd)
+            finally:
                 _stop(child)
-                raise
     return results
 
 
