@@ -121,7 +121,9 @@ def load(path: Path, refuse_answer_key: bool = False) -> types.ModuleType:
         exec(compile(code, str(path), "exec"), module.__dict__)  # noqa: S102 - it is their code
     except AnswerKey as error:
         raise LoadError(str(error)) from None
-    except Exception as error:  # noqa: BLE001 - whatever their module raises is reported
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001 - whatever their module does is reported
         raise LoadError(f"{path.name} fails while loading: {_explain(error, path)}") from None
     finally:
         sys.path.remove(str(path.parent))
@@ -163,12 +165,14 @@ _SLOW = "a check needs milliseconds, so look for a loop that never ends"
 
 
 def _grade(check: Check, path: Path, refuse_answer_key: bool) -> str | None:
-    """None if the check passes, else the message for the learner. Runs in the child."""
+    """None if the check passes, else the message for the learner; LoadError when the file
+    does not load."""
     from .compare import Mismatch
 
+    module = load(path, refuse_answer_key)
     try:
-        check.run(load(path, refuse_answer_key))
-    except (Mismatch, LoadError) as error:
+        check.run(module)
+    except Mismatch as error:
         return str(error)
     except KeyboardInterrupt:
         raise
@@ -246,12 +250,15 @@ def _child(
             raise TimedOut(timeout)
 
         signal.signal(signal.SIGALRM, time_up)
+        unloadable = None  # a file that does not load fails every check alike: load it once
         for check in checks:
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
             signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
-                message = _grade(check, path, refuse)
+                message = unloadable or _grade(check, path, refuse)
+            except LoadError as error:
+                message = unloadable = str(error)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             sys.stdout.flush()
@@ -364,7 +371,10 @@ def _unprotected(checks: Sequence[Check], path: Path, refuse: bool) -> list[Resu
     """Where there is no fork (Windows), the checks run in this process, without limits."""
     found = []
     for check in checks:
-        message = _grade(check, path, refuse)
+        try:
+            message = _grade(check, path, refuse)
+        except LoadError as error:
+            message = str(error)
         found.append(Result(check.name, message is None, message or ""))
     return found
 

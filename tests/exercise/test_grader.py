@@ -93,6 +93,17 @@ def test_hostile_code_fails_its_check_is_recorded_and_the_other_checks_still_run
     ]
 
 
+def test_a_file_that_hangs_while_loading_fails_every_check_after_one_timeout(tmp_path):
+    (tmp_path / "mlp.py").write_text("import numpy as np\nwhile True:\n    pass\n")
+    began = time.monotonic()
+    code, out, _ = mlgrind("check", "mlp", "--dir", tmp_path, "--timeout", 1)
+    assert time.monotonic() - began < 3.5  # not one timeout per check: 4 checks would take 4 s
+    assert code == 1
+    assert "mlp.py fails while loading: timed out after 1 s in the module's body" in out
+    assert out.count("(the same as above)") == 3
+    assert len(attempts(tmp_path)[0]["failed"]) == 4
+
+
 def test_a_loop_that_swallows_the_alarm_is_still_stopped(tmp_path):
     body = (
         "while True:\n        try:\n            while True: pass\n"
