@@ -143,7 +143,7 @@ def list_command(folder: Path) -> None:
         if status:
             click.echo(f"    {'':{width}}  {status}")
     click.echo(
-        f"\n{len(_passed(records))} of {len(rows)} passed"
+        f"\n{len(_passed(records) & {e.name for e in rows})} of {len(rows)} passed"
         f"{'' if folder == Path('.') else f' in {folder}'}. {_next(folder, records)}"
     )
 
