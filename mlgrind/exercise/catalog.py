@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 
 
@@ -26,6 +26,8 @@ class Exercise:
     contract: str  # the scaffold's code: docstrings, signatures, NotImplementedError bodies
     hints: tuple[str, ...]  # graded: each one a smaller step towards the answer, never the answer
     checks: tuple[Check, ...]
+    # check name → index of the hint that fits its failure: --hint shows that one first
+    hint_for: dict[str, int] = field(default_factory=dict, hash=False)
 
 
 class UnknownExercise(LookupError):

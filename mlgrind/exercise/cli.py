@@ -1,7 +1,8 @@
 """`mlgrind exercise list | start | check`: the seed's slow & painful practice.
 
-Exit status: 0 success (for check: every check passes), 1 failing checks or a refused
-overwrite, 2 usage errors (an unknown exercise lists the valid ones).
+Exit status: 0 success (for check: every check passes), 1 failing checks, a refused
+overwrite or an unusable progress file, 2 usage errors (an unknown exercise lists the valid
+ones, a --dir that cannot be a folder).
 """
 
 from __future__ import annotations
@@ -12,15 +13,29 @@ from pathlib import Path
 
 import click
 
+from .grade import MEMORY_LIMIT, OUTPUT_LIMIT, TIMEOUT
+
 # The catalog (NumPy, the reference package) is imported inside the commands, so that
 # `mlgrind --help` never pays for it.
+
+
+def _folder(ctx: click.Context, param: click.Parameter, folder: Path) -> Path:
+    """--dir may not exist yet (start makes it), but it may not be, or be below, a file."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise click.BadParameter(f"{p} is a file, not a folder", ctx, param)
+            break
+    return folder
+
 
 DIR = click.option(
     "--dir",
     "folder",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=Path("."),
     show_default=True,
+    callback=_folder,
     help="Folder of your exercise files (and of .mlgrind-progress.json).",
 )
 NAME = click.argument("name", metavar="NAME")
@@ -68,32 +83,68 @@ def exercise() -> None:
     """
 
 
+def _passed(records: dict[str, dict]) -> set[str]:
+    return {n for n, r in records.items() if any(a["passed"] for a in r.get("attempts", []))}
+
+
+def _next(folder: Path, records: dict[str, dict], after: str | None = None) -> str:
+    """What to do next: the first exercise in the seed's order (after `after`, else from the
+    start) not yet passed, started or not."""
+    from .catalog import names
+
+    order = names()
+    passed = _passed(records)
+    later = order[order.index(after) + 1 :] if after else order
+    todo = [n for n in later if n not in passed] or [n for n in order if n not in passed]
+    if not todo:
+        return f"All {len(order)} exercises pass."
+    n = todo[0]
+    verb = "check" if (folder / f"{n}.py").exists() else "start"
+    return f"Next in the seed's order: mlgrind exercise {verb} {n}{_dir_option(folder)}"
+
+
+def _status(folder: Path, name: str, record: dict | None) -> str:
+    """One line about how the learner did: best and latest result, attempts, hints seen."""
+    from .progress import best, score
+
+    attempts = (record or {}).get("attempts", [])
+    if not attempts:
+        return "started, not checked yet" if (folder / f"{name}.py").exists() else ""
+    top, last = best(attempts), attempts[-1]
+    if top["passed"]:
+        parts = [click.style(f"✓ passed {top['date'][:10]}", fg="green")]
+    else:
+        parts = [click.style(f"✗ best {score(top)}", fg="red")]
+    if last is not top:
+        mark = "✓" if last["passed"] else "✗"
+        parts.append(f"latest {mark} {score(last)} {last['date'][:10]}")
+    elif not top["passed"]:
+        parts[0] += f" {top['date'][:10]}"
+    hints = record.get("hints", 0)
+    parts.append(f"{len(attempts)} attempt{'s' * (len(attempts) != 1)}")
+    parts.append(f"{hints} hint{'s' * (hints != 1)}")
+    return " · ".join(parts)
+
+
 @exercise.command("list")
 @DIR
 def list_command(folder: Path) -> None:
-    """The exercises in the seed's order, with a one-line goal and your latest result."""
+    """The exercises in the seed's order, each with its goal and how you did: the best and the
+    latest result, attempts and hints used."""
     from .catalog import exercises
-    from .progress import latest
+    from .progress import entries
 
-    done = _progress(lambda: latest(folder))
+    records = _progress(lambda: entries(folder))
     rows = exercises()
     width = max(len(e.name) for e in rows)
     for i, e in enumerate(rows, start=1):
-        attempt = done.get(e.name)
-        if attempt is None:
-            status = "started" if (folder / f"{e.name}.py").exists() else ""
-        elif attempt["passed"]:
-            status = click.style(f"✓ passed {attempt['date'][:10]}", fg="green")
-        else:
-            status = click.style(
-                f"✗ {len(attempt['failed'])} failing {attempt['date'][:10]}", fg="red"
-            )
-        click.echo(f"{i:2}  {e.name:{width}}  {e.goal}" + (f"  {status}" if status else ""))
-    passed = sum(1 for a in done.values() if a["passed"])
+        click.echo(f"{i:2}  {e.name:{width}}  {e.goal}")
+        status = _status(folder, e.name, records.get(e.name))
+        if status:
+            click.echo(f"    {'':{width}}  {status}")
     click.echo(
-        f"\n{passed} of {len(rows)} passed"
-        f"{'' if folder == Path('.') else f' in {folder}'}. "
-        f"Start one: mlgrind exercise start NAME{_dir_option(folder)}"
+        f"\n{len(_passed(records) & {e.name for e in rows})} of {len(rows)} passed"
+        f"{'' if folder == Path('.') else f' in {folder}'}. {_next(folder, records)}"
     )
 
 
@@ -116,6 +167,9 @@ def start_command(name: str, folder: Path, force: bool) -> None:
             err=True,
         )
         sys.exit(1)
+    except OSError as error:
+        click.echo(f"✗ cannot write in {folder}: {error.strerror}", err=True)
+        sys.exit(1)
     click.echo(
         f"wrote {module} and {test}\n\n{e.title}: {e.goal}\n\n"
         f"Fill in every function of {module.name} (NumPy and the standard library only),"
@@ -131,62 +185,85 @@ def start_command(name: str, folder: Path, force: bool) -> None:
 @click.option(
     "--hint",
     is_flag=True,
-    help="After the report, show the next nudge (one at a time, never the solution).",
+    help="After the report, show the next nudge (one at a time, never the solution); one that "
+    "fits a failing check comes first.",
 )
-def check_command(name: str, folder: Path, hint: bool) -> None:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help=f"How long each check may run before it fails. Your code runs in a separate process, "
+    f"with at most {MEMORY_LIMIT // 2**30} GB of memory (on Linux) and "
+    f"{OUTPUT_LIMIT // 2**20} MB of printing per check.",
+)
+def check_command(name: str, folder: Path, hint: bool, timeout: float) -> None:
     """Grade NAME.py against the reference: the checks of test_NAME.py, plus a record."""
-    from .catalog import exercises
+    from .catalog import names
     from .grade import run
-    from .progress import FILE, record, take_hint
+    from .progress import FILE, entries, record, take_hint
 
     e = _exercise(name)
     module = folder / f"{e.name}.py"
-    if not module.exists():
+    if not module.is_file():
         raise click.UsageError(
             f"no {module}: run `mlgrind exercise start {e.name}{_dir_option(folder)}` first"
         )
-    order = [x.name for x in exercises()]
+    _progress(lambda: entries(folder))  # an unusable record stops us before grading, not after
+    order = names()
     click.echo(f"{e.name}: {e.title} (exercise {order.index(e.name) + 1} of {len(order)})")
-    results = run(e.name, module)
-    shown: set[str] = set()
+    results = run(e.name, module, timeout, refuse_answer_key=True)
+    said: set[str] = set()
     for r in results:
         if r.passed:
             click.echo(click.style("  ✓ ", fg="green") + r.check)
             continue
         click.echo(click.style("  ✗ ", fg="red") + r.check)
         # Many checks fail for one cause while a function is unwritten: say it once.
-        click.echo("      (the same as above)" if r.message in shown else _indented(r.message))
-        shown.add(r.message)
+        click.echo("      (the same as above)" if r.message in said else _indented(r.message))
+        if r.output and r.output not in said:
+            click.echo(_printed(r.output))
+        said |= {r.message, r.output}
     failed = [r.check for r in results if not r.passed]
-    _progress(lambda: record(folder, e.name, failed))
+    _progress(lambda: record(folder, e.name, failed, len(results)))
     where = folder / FILE
     if failed:
         click.echo(
             f"\n{len(results) - len(failed)} of {len(results)} checks pass (recorded in {where})."
         )
     else:
-        after = order.index(e.name) + 1
-        nxt = (
-            f" Next in the seed's order: mlgrind exercise start {order[after]}{_dir_option(folder)}"
-            if after < len(order)
-            else " That was the last one."
-        )
         click.echo(
             click.style(f"\n✓ all {len(results)} checks pass", fg="green")
-            + f" (recorded in {where}).{nxt}"
+            + f" (recorded in {where}). {_next(folder, _progress(lambda: entries(folder)), e.name)}"
         )
+    fitting: dict[int, str] = {}  # hint → the first failing check it fits
+    for c in failed:
+        if c in e.hint_for:
+            fitting.setdefault(e.hint_for[c], c)
     if hint:
-        i = _progress(lambda: take_hint(folder, e.name, len(e.hints)))
+        i = _progress(lambda: take_hint(folder, e.name, len(e.hints), list(fitting)))
         if i is None:
             click.echo(
                 f"\nNo nudges left: all {len(e.hints)} were shown. Re-read the contract's "
                 f"docstrings and the first failing message above; it names the entry."
             )
         else:
-            click.echo(f"\nHint {i + 1} of {len(e.hints)}:\n" + _indented(e.hints[i], "  "))
+            about = f" (for {fitting[i]})" if i in fitting else ""
+            click.echo(
+                f"\nHint {i + 1} of {len(e.hints)}{about}:\n" + _indented(e.hints[i], "  ")
+            )
     elif failed:
         click.echo(
             f"Stuck? mlgrind exercise check {e.name}{_dir_option(folder)} --hint "
             f"gives one nudge at a time."
         )
     sys.exit(1 if failed else 0)
+
+
+def _printed(output: str, lines: int = 10, width: int = 100) -> str:
+    """What the learner's code printed, a few lines of it: enough to debug by, never a flood."""
+    rows = output.splitlines()
+    shown = [row if len(row) <= width else row[:width] + " …" for row in rows[:lines]]
+    more = "\n      │ … (more not shown)" if len(rows) > lines else ""
+    return "      printed:\n" + "\n".join(f"      │ {row}" for row in shown) + more

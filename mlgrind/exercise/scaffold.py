@@ -34,8 +34,9 @@ def test_source(exercise: Exercise) -> str:
     n = exercise.name
     return f'''"""Checks for {n}.py against mlgrind's NumPy reference (mlgrind.ref).
 
-The same checks `mlgrind exercise check {n}` runs (which also records your progress); this
-file only hands them to pytest: python -m pytest test_{n}.py
+The same checks `mlgrind exercise check {n}` runs (which also records your progress), in
+the same way: your code runs in a separate process with a time limit per check. This file
+only hands them to pytest: python -m pytest test_{n}.py
 """
 
 from pathlib import Path
@@ -49,7 +50,7 @@ LEARNER = Path(__file__).with_name("{n}.py")
 
 @pytest.mark.parametrize("check", grade.checks("{n}"), ids=str)
 def test_{n}(check):
-    failure = grade.run_check(check, LEARNER)
+    failure = grade.run_check(check, LEARNER, refuse_answer_key=True)
     if failure is not None:
         pytest.fail(failure, pytrace=False)
 '''

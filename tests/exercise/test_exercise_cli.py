@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mlgrind.cli import main
 from mlgrind.exercise import scaffold
 from mlgrind.exercise.catalog import get, names
-from tests.exercise.implementations import REFERENCE, WRONG
+from tests.exercise.test_grader import MLP_SOLUTION, solution
 
 
 def mlgrind(*args: str | Path):
@@ -70,13 +70,15 @@ def test_check_reports_records_and_list_shows_the_pass(tmp_path):
     assert out.count("mlp_forward_D() is not implemented yet") == 1  # then "the same as above"
     assert out.count("(the same as above)") == 3
 
-    (tmp_path / "mlp.py").write_text(WRONG["mlp"].source)
+    # d_w_out_FD transposed: the weight gradient built as outer(d_y, a)
+    wrong = MLP_SOLUTION.replace("np.outer(np.maximum(h_F, 0), d_y_D)", "np.outer(d_y_D, h_F)")
+    (tmp_path / "mlp.py").write_text(wrong)
     code, out, _ = mlgrind("check", "mlp", "--dir", tmp_path)
     assert code == 1
     assert "✗ backward: d_w_out_FD" in out and "✓ backward: d_x_D" in out
     assert "3 of 4 checks pass" in out
 
-    (tmp_path / "mlp.py").write_text(REFERENCE["mlp"])
+    (tmp_path / "mlp.py").write_text(MLP_SOLUTION)
     code, out, _ = mlgrind("check", "mlp", "--dir", tmp_path)
     assert code == 0
     assert "all 4 checks pass" in out and "mlgrind exercise start mlp_batched" in out
@@ -84,20 +86,29 @@ def test_check_reports_records_and_list_shows_the_pass(tmp_path):
     attempts = json.loads((tmp_path / ".mlgrind-progress.json").read_text())["exercises"]["mlp"][
         "attempts"
     ]
-    assert [(a["passed"], a["failed"]) for a in attempts] == [
-        (False, ["forward: y_D", "backward: d_x_D", "backward: d_w_in_DF", "backward: d_w_out_FD"]),
-        (False, ["backward: d_w_out_FD"]),
-        (True, []),
+    assert [(a["passed"], a["failed"], a["checks"]) for a in attempts] == [
+        (
+            False,
+            ["forward: y_D", "backward: d_x_D", "backward: d_w_in_DF", "backward: d_w_out_FD"],
+            4,
+        ),
+        (False, ["backward: d_w_out_FD"], 4),
+        (True, [], 4),
     ]
     assert attempts[-1]["date"].startswith(date.today().isoformat())
 
     code, out, _ = mlgrind("list", "--dir", tmp_path)
     assert code == 0
-    rows = [re.match(r" ?\d+  (\w+)  ", line) for line in out.splitlines()]
-    lines = {row.group(1): row.string for row in rows if row}
-    assert list(lines) == names()
-    assert f"✓ passed {date.today().isoformat()}" in lines["mlp"]
-    assert "passed" not in lines["mlp_batched"]
+    # each exercise's row, and under it the learner's record when there is one
+    text = out.splitlines()
+    rows = {
+        m.group(1): i for i, line in enumerate(text) if (m := re.match(r" ?\d+  (\w+)  ", line))
+    }
+    assert list(rows) == names()
+    assert text[rows["mlp"] + 1].split() == (
+        f"✓ passed {date.today().isoformat()} · 3 attempts · 0 hints".split()
+    )
+    assert rows["mlp_batched"] + 1 == rows["row_parallel"]  # no record: no line under it
     assert f"1 of {len(names())} passed" in out
 
 
@@ -115,12 +126,13 @@ def test_hints_come_one_at_a_time_in_order_then_run_out(tmp_path):
     assert progress["exercises"]["rope"]["hints"] == len(hints)
 
 
-def test_an_unreadable_progress_file_is_reported_not_replaced(tmp_path):
+def test_an_unreadable_progress_file_is_moved_aside_not_replaced(tmp_path):
     mlgrind("start", "mlp", "--dir", tmp_path)
     (tmp_path / ".mlgrind-progress.json").write_text("{not json")
     code, _, err = mlgrind("check", "mlp", "--dir", tmp_path)
-    assert code == 1 and "fix it or delete it" in err
-    assert (tmp_path / ".mlgrind-progress.json").read_text() == "{not json"
+    (aside,) = tmp_path.glob(".mlgrind-progress.json.damaged-*")
+    assert code == 1 and f"moved it to {aside.name}, nothing lost" in err
+    assert aside.read_text() == "{not json"
 
 
 def test_the_generated_test_file_runs_under_plain_pytest(tmp_path):
@@ -139,9 +151,13 @@ def test_the_generated_test_file_runs_under_plain_pytest(tmp_path):
     assert failing.returncode == 1
     assert "4 failed" in failing.stdout
     assert "mlp_forward_D() is not implemented yet (mlp.py line" in failing.stdout
-    (tmp_path / "mlp.py").write_text(REFERENCE["mlp"])
-    passing = pytest_run()
-    assert passing.returncode == 0 and "4 passed" in passing.stdout
+    # pytest grades in the protected runner too: a solution that ends the process in its first
+    # backward call fails that check alone, and the others pass
+    solution(tmp_path, "os._exit(0)")
+    crashing = pytest_run()
+    assert crashing.returncode == 1 and "1 failed, 3 passed" in crashing.stdout
+    assert "FAILED test_mlp.py::test_mlp[backward: d_x_D]" in crashing.stdout
+    assert "ended the process with exit status 0 (as os._exit(0) does)" in crashing.stdout
 
 
 def test_the_exercise_commands_start_without_the_build_pipeline():
