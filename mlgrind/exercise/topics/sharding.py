@@ -112,11 +112,6 @@ def _megatron_cause(log: list[Record], backward: bool) -> str:
     kinds = Counter(r.collective for r in log)
     way = "backward" if backward else "forward"
     summed = "d_x_BD" if backward else "y_BD"
-    if kinds["reduce_scatter"] and kinds["all_gather"]:
-        return (
-            "a reduce-scatter then an all-gather is the ring all-reduce done by hand: the same "
-            f"bytes, but say what you mean with one comm.all_reduce of the partial {summed}"
-        )
     if kinds["all_reduce"] >= 2:
         return (
             f"{kinds['all_reduce']} all-reduces {way}, Megatron needs one: the all-reduce of "
