@@ -89,3 +89,10 @@ def test_a_known_slip_fails_naming_its_cause_and_its_fix_passes(tmp_path, case):
     for check, words in wrong.failing.items():
         for word in words:
             assert word in failed[check], (check, failed[check])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hints_tied_to_checks_name_real_checks_and_hints(name):
+    e = get(name)
+    assert set(e.hint_for) <= {c.name for c in e.checks}
+    assert all(0 <= i < len(e.hints) for i in e.hint_for.values())

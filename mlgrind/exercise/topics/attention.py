@@ -652,6 +652,15 @@ EXERCISES = [
             ),
             "x feeds q, k and v: d_x_BLD is the sum of three terms.",
         ),
+        hint_for={
+            "forward: y_BLD": 0,
+            "causal: no position reads a later one": 1,
+            "backward: d_w_o_HKD": 2,
+            "backward: d_w_v_DHK": 2,
+            "backward: d_w_q_DHK": 3,
+            "backward: d_w_k_DHK": 3,
+            "backward: d_x_BLD": 4,
+        },
         checks=(
             *Pair(
                 ref,

@@ -417,6 +417,12 @@ EXERCISES = [
                 "stacked pair), each one moving every rank's block one rank to the right."
             ),
         ),
+        hint_for={
+            "block_attention: lse_BHL": 0,
+            "merge: out_BLHK and lse_BHL": 1,
+            "ring_attention: out_shards_BLHK equals full causal attention": 3,
+            "ring_attention: collectives": 4,
+        },
         checks=(
             _block_check(0),
             _block_check(1),

@@ -291,6 +291,12 @@ EXERCISES = [
                 "it is not a matmul."
             ),
         ),
+        hint_for={
+            "forward: y_D": 0,
+            "backward: d_w_out_FD": 1,
+            "backward: d_x_D": 2,
+            "backward: d_w_in_DF": 3,
+        },
         checks=Pair(
             ref,
             "mlp_forward_D",

@@ -498,6 +498,13 @@ EXERCISES = [
                 "dispatch route and is added to the token's row, plus the router's part."
             ),
         ),
+        hint_for={
+            "route: gates_BE": 0,
+            "forward: y_BD_ranks equals the unsharded MoE": 1,
+            "forward: collectives": 2,
+            "backward: d_x_BD_ranks": 4,
+            "backward: collectives": 4,
+        },
         checks=(
             Check("mlp_forward, mlp_backward (carried over)", _mlp_check),
             Check("route: gates_BE", _route_check),

@@ -1178,6 +1178,15 @@ EXERCISES = [
                 "each stage's saved activations keyed by micro-batch; a backward pops them."
             ),
         ),
+        hint_for={
+            "gpipe_order: every op once, forwards first, the bubble": 0,
+            "simulate: start and end of every op": 1,
+            "one_f_one_b_order: at most p − s in flight, GPipe's bubble": 2,
+            "peak_in_flight": 3,
+            "run: peaks, the activations each stage held": 3,
+            "run: weight gradients equal the unpipelined ones": 4,
+            "run: sends between stages": 4,
+        },
         checks=(
             Check(
                 "gpipe_order: every op once, forwards first, the bubble",

@@ -757,6 +757,15 @@ EXERCISES = [
                 "from each rank; an all-reduce is one of each. Count the passes per stage."
             ),
         ),
+        hint_for={
+            "zero-0 (plain DP): what each rank keeps": 0,
+            "zero-1: what each rank keeps": 1,
+            "zero-1: collectives and bytes per rank": 1,
+            "zero-2: what each rank keeps": 2,
+            "zero-3: what each rank keeps": 2,
+            "zero-3: collectives and bytes per rank": 2,
+            "zero_bytes_per_rank: against plain DP": 3,
+        },
         checks=_zero_checks(),
     ),
 ]
