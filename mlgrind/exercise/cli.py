@@ -185,8 +185,8 @@ def start_command(name: str, folder: Path, force: bool) -> None:
 @click.option(
     "--hint",
     is_flag=True,
-    help="After the report, show the next nudge (one at a time, never the solution); one that "
-    "fits a failing check comes first.",
+    help="After the report, show the next nudge not yet seen (one at a time, never the "
+    "solution): one tied to a failing check when there is one, else the next in order.",
 )
 @click.option(
     "--timeout",

@@ -328,8 +328,15 @@ def expect_collectives(
         return
     n = len(reference.log)
     you = f"you send {_bytes_per_rank(comm)}, the reference sends {_bytes_per_rank(reference)}"
+    dtypes = {r.dtype for r in comm.log} - {r.dtype for r in reference.log}
     if not comm.log:
         why = f"you made no collective call. {OUTSIDE_COMM}"
+    elif dtypes and not same_sequence:
+        why = (
+            f"{you}: your arrays are {', '.join(sorted(dtypes))}, the reference's "
+            f"{', '.join(sorted({r.dtype for r in reference.log}))}; a collective moves elements "
+            f"× the dtype's size: keep the inputs' dtype."
+        )
     elif same_sequence:
         why = f"{you}; the scaffold asks for the reference's sequence of collectives, in order."
     elif mine > theirs:

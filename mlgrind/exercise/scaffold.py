@@ -25,8 +25,11 @@ def module_source(exercise: Exercise) -> str:
         f"# Goal: {exercise.goal}\n"
         f"# Fill in every function with NumPy and the standard library only.\n"
         f"# Check:  mlgrind exercise check {n}   (or: python -m pytest test_{n}.py)\n"
-        f"# Nudge:  mlgrind exercise check {n} --hint\n\n"
+        f"# Nudge:  mlgrind exercise check {n} --hint\n"
     )
+    if any(c.name.startswith("backward:") for c in exercise.checks):
+        header += "# The backward checks run your forward first: its `saved` feeds your backward.\n"
+    header += "\n"
     return header + exercise.contract
 
 

@@ -79,7 +79,8 @@ class Comm:
 
     def _begin(self, collective: str, algorithm: str, arrays: list[np.ndarray], tag: str) -> Record:
         if len(arrays) != self.size:
-            raise ValueError(f"{collective} needs one array per rank: {len(arrays)} != {self.size}")
+            raise ValueError(f"{collective} needs one array per rank: got {len(arrays)}, "
+                             f"comm.size is {self.size}")
         shapes = [a.shape for a in arrays]
         record = Record(
             collective,

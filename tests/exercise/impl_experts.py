@@ -255,6 +255,7 @@ RING_BUGS = {
                 "out_shards_BLHK[1] (S=2 ranks",
                 "the blocks' results are averaged",
             ),
+            "ring_attention: large scores, no overflow": ("the blocks' results are averaged",),
         },
     ),
     "S hops instead of S − 1": (
@@ -272,6 +273,34 @@ RING_BUGS = {
             "block_attention: out_BLHK": ("divided by K, not √K",),
             "block_attention: lse_BHL": ("divided by K, not √K",),
             "ring_attention: out_shards_BLHK equals full causal attention": ("entries differ",),
+            "ring_attention: large scores, no overflow": ("entries differ",),
+        },
+    ),
+    "a softmax and merge without the max": (
+        _slip(
+            _slip(
+                RING_SOLUTION,
+                "    top_BHL = scores_BHLM.max(axis=-1)\n",
+                "    top_BHL = np.zeros(scores_BHLM.shape[:-1])\n",
+            ),
+            "    top_BHL = np.maximum(lse_a_BHL, lse_b_BHL)\n",
+            "    top_BHL = np.zeros_like(lse_a_BHL)\n",
+        ),
+        {
+            "ring_attention: large scores, no overflow": (
+                "queries × 500",
+                "exp(score) overflows",
+                "np.logaddexp",
+            )
+        },
+    ),
+    "a mask that hides the diagonal": (
+        _slip(RING_SOLUTION, "[None, :] <= (", "[None, :] < ("),
+        {
+            "ring_attention: out_shards_BLHK equals full causal attention": (
+                "the mask leaves out the diagonal",
+            ),
+            "ring_attention: large scores, no overflow": ("the mask leaves out the diagonal",),
         },
     ),
     "k and v gathered whole": (
@@ -317,7 +346,9 @@ WRONG = {
             "ring_attention: out_shards_BLHK equals full causal attention": (
                 "out_shards_BLHK[1] (S=2 ranks",
                 "compares LOCAL positions",
-            )
+            ),
+            # a ring wrong at ordinary scores fails the large ones the same way
+            "ring_attention: large scores, no overflow": ("compares LOCAL positions",),
         },
     ),
 }

@@ -39,7 +39,9 @@ rank's, e.g. the result's [0]. Blocks are cut like np.array_split(x, S, axis) (t
 longer when uneven). Combine the ranks' arrays only through comm: the tests count the bytes your
 collectives send per rank against the reference's. Any sequence that sends the same bytes passes
 (a reduce_scatter then an all_gather is an all_reduce); one that sends more fails, and so does
-one that sends fewer, since then some ranks' arrays were combined outside comm."""
+one that sends fewer, since then some ranks' arrays were combined outside comm. The tests see
+bytes, not which arrays you send: a collective on some other array beside a sum in Python would
+pass them and teach nothing; S changes between checks, so use comm.size."""
 
 
 def expect(name: str, got: object, expected: object, symptoms: Sequence[Symptom] = ()) -> None:

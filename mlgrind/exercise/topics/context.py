@@ -49,11 +49,14 @@ queries is skipped: every score in it would be masked.
 a list of S arrays: q_shards_BLHK[s] is rank s's block of q. Ranks exchange data only through
 
     comm.send_recv(xs, shift=1)   rank r sends xs[r] to rank (r + shift) mod S, all at once;
-                                  returns the list of what each rank received (one per rank)
+                                  returns the arrays received: received[r] = xs[(r − shift) mod S]
 
-The checks compare the bytes each rank sends with the reference's: one k and one v block per
-pass (separately or stacked in one array, as you like), S − 1 passes (to the left neighbour
-instead is fine too).
+After round 0 a rank attends only to the blocks it received: reading k_shards_BMHK[j] of another
+rank j is free in this simulation, where every list is in one process, but no GPU could do it,
+and the checks cannot see it. They compare the number of bytes each rank sends with the
+reference's: one k and one v block per pass (separately or stacked in one array, as you like),
+S − 1 passes (to the left neighbour instead is fine too). Scores may be large: the checks also
+run queries scaled up until a naive exp overflows.
 """
 
 import numpy as np
@@ -182,8 +185,9 @@ def _ring_symptoms(q_shards, k_shards, v_shards) -> list[list[Symptom]]:
     nan = (
         lambda got: bool(np.isnan(got).any()),
         (
-            "nan: a block wholly in the causal future masks every score (a softmax of only −inf); "
-            "skip such blocks"
+            "nan: some query had no key it may read (a softmax of only −inf): either a block "
+            "wholly in the causal future was not skipped, or the mask leaves out the diagonal "
+            "(a query reads its own key: m ≤ l)"
         ),
     )
     return [
@@ -329,6 +333,35 @@ def _ring_check(learner) -> None:
             )
 
 
+def _large_scores_check(learner) -> None:
+    """Scores of several hundred: exp of one overflows float64 (past 709), so only a softmax
+    that subtracts the row's max, and a merge in log space, come through finite. A ring that is
+    wrong at ordinary scores fails here as it fails there, not with a story of overflow."""
+    _ring_check(learner)
+    S = 3
+    (q_shards, k_shards, v_shards), q, k, v = _ring_inputs(S)
+    q_shards, q = [x * 500 for x in q_shards], q * 500
+    positions = np.arange(L)
+    expected = shard(gqa_attend(q, k, v, causal_mask_LM(positions, positions))[0], S, axis=1)
+    with np.errstate(all="ignore"):  # the overflow is what this check reports, in words
+        got = function(learner, "ring_attention")(q_shards, k_shards, v_shards, Comm(S))
+    overflow = (
+        lambda got: not bool(np.isfinite(got).all()),
+        (
+            "inf or nan where the scores are large: exp(score) overflows past 709. Subtract each "
+            "row's max before exp, and merge in log space: lse = max(lse_a, lse_b) + "
+            "log(exp(lse_a − max) + exp(lse_b − max)) (np.logaddexp)"
+        ),
+    )
+    for s in range(S):
+        expect_array(
+            f"out_shards_BLHK[{s}] (S={S} ranks, queries × 500)",
+            got[s] if isinstance(got, list | tuple) and len(got) == S else got,
+            expected[s],
+            [overflow],
+        )
+
+
 def _comm_check(learner) -> None:
     for S in RANKS:
         shards, *_ = _ring_inputs(S)
@@ -431,6 +464,7 @@ EXERCISES = [
                 "ring_attention: out_shards_BLHK equals full causal attention",
                 _ring_check,
             ),
+            Check("ring_attention: large scores, no overflow", _large_scores_check),
             Check("ring_attention: collectives", _comm_check),
         ),
     ),

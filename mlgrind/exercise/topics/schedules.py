@@ -30,8 +30,9 @@ from ..compare import Mismatch, describe, dims, expect_array, function, parts
 CARRIED_MLP = '''
 
 def mlp_forward(x_BD, w_in_DF, w_out_FD):
-    """Carried over from the mlp_batched exercise: paste yours here, or replace this function
-    and the next with `from mlp_batched import mlp_forward, mlp_backward` when your
+    """y_BD = relu(x_BD · w_in_DF) · w_out_FD, no biases; `saved` is whatever your backward
+    needs. Carried over from the mlp_batched exercise: paste yours here, or replace this
+    function and the next with `from mlp_batched import mlp_forward, mlp_backward` when your
     mlp_batched.py sits in this folder. Returns (y_BD, saved)."""
     raise NotImplementedError
 
@@ -114,28 +115,31 @@ def simulate(orders, t_fwd=1.0, t_bwd=2.0):
 def bubble_fraction(ops):
     """The share of stage-time spent idle: of p stages × the span from the first op's start to
     the last op's end, the part not spent running ops. Returns a float. ops come in any order
-    (the checks give you the reference's timeline)."""
+    (the checks give you the reference's timeline); p is 1 + the largest op.stage."""
     raise NotImplementedError
 
 
 def peak_in_flight(ops):
     """For each stage, the most micro-batches in flight on it at once. Returns a list of p
-    ints. ops come in any order (the checks give you the reference's timeline)."""
+    ints. ops come in any order (the checks give you the reference's timeline); p is 1 + the
+    largest op.stage."""
     raise NotImplementedError
 '''
     + CARRIED_MLP
     + '''
 
 def run(ops, comm, x_BD, target_BD, w_in_DF_stages, w_out_FD_stages):
-    """Train on a timeline: execute its ops on real arrays, in order of start time (ops come in
-    any order; the checks give you the reference's timeline). Stage s owns w_in_DF_stages[s] and
-    w_out_FD_stages[s]. With m = 1 + the largest op.micro, micro-batch i's input is block i of
-    np.array_split(x_BD, m) and its target the same block of target_BD; the loss is
-    0.5 · Σ (y_BD − target_BD)², so on the last stage d_y_BD = y_BD − target_BD.
+    """Train on a timeline: execute its ops on real arrays, in order of start time, ties in any
+    order (ops come in any order; the checks give you the reference's timeline). Stage s owns
+    w_in_DF_stages[s] and w_out_FD_stages[s]. With m = 1 + the largest op.micro, micro-batch
+    i's input is block i of np.array_split(x_BD, m) and its target the same block of target_BD;
+    the loss is 0.5 · Σ (y_BD − target_BD)², summed over the whole batch (no mean), so on the
+    last stage d_y_BD = y_BD − target_BD.
 
     comm simulates p ranks, one per stage (mlgrind.ref.collectives.Comm). A stage hands an array
     to another only through comm.send(array, src_stage, dst_stage), which returns the copy the
-    destination receives; the checks compare your sends with the reference's.
+    destination receives; the checks compare your sends with the reference's as counts per
+    (source, destination, array shape), in any order.
 
     Returns (d_w_in_DF_stages, d_w_out_FD_stages, peaks): each stage's weight gradients summed
     over the m micro-batches (equal to the whole batch's gradients in one process), and for each

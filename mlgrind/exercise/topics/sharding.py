@@ -709,7 +709,7 @@ EXERCISES = [
     Exercise(
         name="megatron_mlp",
         title="Megatron MLP: column-parallel then row-parallel",
-        goal="Both weights split along F: one all-reduce forward, one backward, nothing between.",
+        goal="Both weights split along F: one all-reduce in the forward, one in the backward.",
         contract=MEGATRON_CONTRACT,
         hints=(
             (
