@@ -107,6 +107,16 @@ def test_fewer_bytes_or_none_mean_a_combination_outside_comm():
     assert "you made no collective call" in collectives_message(none, reference, fewer_ok=True)
 
 
+def test_the_same_calls_in_another_dtype_name_the_dtype():
+    x_ranks = [np.ones((2, 3)) for _ in range(2)]
+    reference, narrow = Comm(2), Comm(2)
+    reference.all_reduce(x_ranks)
+    narrow.all_reduce([x.astype(np.float32) for x in x_ranks])
+    text = collectives_message(narrow, reference)
+    assert "your arrays are float32, the reference's float64" in text
+    assert "keep the inputs' dtype" in text
+
+
 def test_a_per_rank_list_where_one_array_is_expected_says_take_one_rank():
     y_BD = np.arange(6.0).reshape(2, 3)
     text = message([y_BD, y_BD.copy()], y_BD, "y_BD")
