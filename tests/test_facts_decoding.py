@@ -243,7 +243,7 @@ def test_the_figure_prints_the_simulated_makespans_and_latencies() -> None:
         timeline, rep = dec.served(name, 6, 10, 4, 0)
         assert d.facts[f"{name}_makespan_ms"] == max(timeline.finish)
         assert f"{rep.latency_mean / 1000:.1f} s" in d.alt
-    for width in (520, 230):  # a span-2 panel, and about the narrowest that fits
+    for width in (520, 260):  # a span-2 panel, and about the narrowest that fits
         d = FIGURES["batching_timeline"](width=width, requests=10, slots=4, rate=6, seed=0)
         boxes = [box for _, box in d.text_boxes()]
         assert all(0 <= b[0] and b[2] <= width for b in boxes)

@@ -14,8 +14,18 @@ from dataclasses import dataclass
 
 from mlgrind.facts.decoding import SCHEDULERS, served, workload
 from mlgrind.figures import args
-from mlgrind.figures.canvas import (ASCENT, DESCENT, SMALL, Canvas, Drawing, Run, fact,
-                                    text_width, width_of)
+from mlgrind.figures.canvas import (
+    ASCENT,
+    DESCENT,
+    SMALL,
+    Canvas,
+    Drawing,
+    Run,
+    fact,
+    fact_width,
+    text_width,
+    width_of,
+)
 from mlgrind.figures.registry import figure
 from mlgrind.palette import PAPER, ROLES, RULE
 from mlgrind.ref.batching import Timeline
@@ -82,7 +92,7 @@ def batching_timeline(width: float, requests: int = 12, slots: int = 4, rate: fl
 def _draw(width: float, arrivals: list[float], runs: dict, slots: int) -> Drawing:
     left = text_width("arrivals", SMALL) + 4
     end = max(max(t.finish) for t, _ in runs.values())
-    plot = width - left - text_width("00.0 s", SMALL) / 2 - 1
+    plot = width - left - fact_width("00.0 s", SMALL) / 2 - 1  # room for the centred end tick
     if plot < 120:  # below this a short request is a sliver
         raise args.NoRoom
     unit = plot / end

@@ -22,7 +22,7 @@ from mlgrind.figures.canvas import (
     Drawing,
     fact,
     fact_width,
-    text_width,
+    width_of,
 )
 from mlgrind.figures.fmt import count, percent
 from mlgrind.figures.registry import figure
@@ -75,8 +75,9 @@ def flops_by_length(width: float, model: str = "llama-3-8b",
 
 def _draw(width: float, name: str, counting: str, star, rows) -> Drawing:
     c = Canvas(width)
-    labels = [("L* = " if s else "L = ") + count(L) for L, s, _ in rows]
-    left = max(text_width(t, SMALL) for t in labels) + 4
+    tags = [("L* = ", fact(count(L), bold=True)) if s else (f"L = {count(L)}",)
+            for L, s, _ in rows]
+    left = max(width_of(*t) for t in tags) + 4
     right = max(fact_width(percent(r[2]["core"]), SMALL) for r in rows) + 4
     bar = width - left - right
     if bar < 80:
@@ -84,10 +85,9 @@ def _draw(width: float, name: str, counting: str, star, rows) -> Drawing:
     label = 2 + ASCENT * SMALL
     y0 = label + DESCENT * SMALL + 4  # below the label's halo
     c.text(left + bar / 2, label, "core = weights", anchor="middle", halo=True)
-    for i, (L, is_star, shares) in enumerate(rows):
+    for i, ((L, is_star, shares), tag) in enumerate(zip(rows, tags, strict=True)):
         y = y0 + i * PITCH
         baseline = y + BAR / 2 + 0.36 * SMALL
-        tag = ("L* = ", fact(count(L), bold=True)) if is_star else (f"L = {count(L)}",)
         c.text(left - 3, baseline, *tag, anchor="end")
         x = left
         for part, (_, fill) in PARTS.items():
