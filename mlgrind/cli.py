@@ -77,8 +77,12 @@ def main() -> None:
                    "The deck always holds every card.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder  [default: ROOT/build]")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Render with N processes; the PDFs are the same for every N.  "
+                   "[default: the number of cores]")
 @ROOT
-def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Path) -> None:
+def build_command(paper: str, only: tuple[str, ...], out: Path | None, jobs: int | None,
+                  root: Path) -> None:
     """Write the Anki deck, the one-page PDFs and their recall editions.
 
     \b
@@ -106,7 +110,7 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
     task = progress.add_task("building", total=None, item="")
     try:
         with _sigterm_unwinds(), progress:
-            result = build(project, out_dir, papers=papers, only=list(only),
+            result = build(project, out_dir, papers=papers, only=list(only), jobs=jobs,
                            progress=lambda item: progress.update(task, item=item, advance=1))
     except ContentError as error:
         _report(error)
@@ -197,16 +201,23 @@ def _warn(changes) -> None:  # type: ignore[no-untyped-def]
 
 
 @main.command("check")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Lay out pages with N processes.  [default: the number of cores]")
 @ROOT
-def check_command(root: Path) -> None:
-    """Validate everything (schema, ids, computed values, one-page fit); write nothing."""
-    from .pipeline.build import UsageError, compile_project
+def check_command(jobs: int | None, root: Path) -> None:
+    """Validate everything (schema, ids, computed values, one-page fit); write no output.
+
+    Pages are laid out and counted, not made into PDFs. What the check learns (each page's
+    layout) goes into the build's cache, ROOT/build/.cache/, so that the next build goes
+    straight to it; pages the cache already knows to fit are not laid out again.
+    """
+    from .pipeline.build import UsageError, check
 
     project = _project(root)
     start = time.perf_counter()
     try:
         with err.status("checking…"):
-            result = compile_project(project, cache=project.root / "build" / ".cache")
+            result = check(project, project.root / "build", jobs=jobs)
     except ContentError as error:
         _report(error)
     except UsageError as error:

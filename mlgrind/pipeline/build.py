@@ -17,13 +17,11 @@ build never leaves half its outputs.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import hashlib
 import importlib.metadata
 import io
 import json
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -31,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import deck, ledger, maths
+from . import deck, ledger, maths, workers
 from .deck import AnkiNote, TypeSpec, card_notes
 from .ledger import Changes, Ledger
 from .load import Loc, Source, load_yaml
@@ -78,6 +76,7 @@ class Output:
     seconds: float
     cached: bool = False
     written: bool = False
+    key: str = ""  # a booklet's: a digest of everything its bytes depend on
 
 
 @dataclass
@@ -122,9 +121,13 @@ class Result:
 
 def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
                     only: list[str] | tuple[str, ...] = (), cache: Path | None = None,
-                    progress: Progress | None = None) -> Result:
+                    progress: Progress | None = None, jobs: int | None = None,
+                    write: bool = True) -> Result:
     """Every output in memory, or ContentError with every problem found. Reads the ledger and
-    the caches; writes nothing (`build` does)."""
+    the caches; writes nothing (`build` does). Renders with at most `jobs` processes (default:
+    one per core). Without `write` (`check`), pages are laid out and counted but no PDF is
+    made: the outputs' PDFs are empty, there are no booklets, and the cache files are the
+    layouts learnt, which a later build goes straight to."""
     now = clock()
     typeset = maths.Typeset.load(cache / "maths.json" if cache else None)
     content = load_content(project, typeset)
@@ -137,13 +140,18 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
     pages = page_html(selected, templates, dates, papers)
     by_id, assets = {entry.sheet.id: entry for entry in selected}, _assets_digest(templates.root)
     pdfs, layouts = render_pdfs(pages, project, cache, progress, lambda page, split, compact: _page(
-        by_id[page.sheet], page.edition, page.paper, templates, dates, assets, split, compact))
+        by_id[page.sheet], page.edition, page.paper, templates, dates, assets, split, compact),
+        jobs=jobs, write=write)
     outputs = [Output(page.name, pdf.data, pdf.seconds, pdf.cached) for page, pdf in pdfs]
     cache_files = [] if cache is None else [(cache / "maths.json", typeset.dumps())] + [
-        (cache / f"{page.key}.pdf", pdf.data) for page, pdf in pdfs if not pdf.cached] + [
+        (cache / f"{page.key}.pdf", pdf.data) for page, pdf in pdfs if pdf.data and not pdf.cached] + [
         (cache / f"{key}.layout", layout) for key, layout in sorted(layouts.items())]
-    if selected and not only:  # a booklet holds every sheet, in order
-        outputs += booklets(outputs, selected, papers)
+    if selected and not only and write:  # a booklet holds every sheet, in order
+        made = booklets(outputs, selected, papers, cache=cache,
+                        keys={page.name: page.key for page, _ in pdfs})
+        outputs += made
+        cache_files += [] if cache is None else [
+            (cache / f"{o.path}.key", _booklet_stamp(o)) for o in made if o.key]
     if progress:
         progress(DECK_FILE)
     deck_output, up = package_deck(content, specs, old, digests, dates, now)
@@ -257,33 +265,36 @@ Relayout = Callable[[Page, "int | None", int], Page]  # (page, split, compact) �
 
 
 def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
-                progress: Progress | None, relayout: Relayout) -> tuple[
-                    list[tuple[Page, Rendered]], dict[str, bytes]]:
+                progress: Progress | None, relayout: Relayout, *, jobs: int | None = None,
+                write: bool = True) -> tuple[list[tuple[Page, Rendered]], dict[str, bytes]]:
     """Each page's PDF, in order: cache hits are read; misses are rendered, in parallel across
-    the cores when there are several, since WeasyPrint spends about a second on each page.
+    `jobs` processes (default: the cores), since WeasyPrint spends about a second on each page.
 
     An answer key must fit one page. A recall edition that does not is laid out again on both
     sides of one sheet (`relayout`), side 2 from the first panel that ran over (or an earlier
     one, while side 1 still runs over); if side 2 runs over too, with each hidden answer's
-    room capped at two lines, then one (`compact`), measured afresh. It must then fit. Also
-    returns, by each first page's cache key, the layout it ended with (`KEY.layout` in the
-    cache): a rebuild goes straight to it."""
+    room capped at two lines, then one (`compact`), measured afresh. It must then fit. A layout
+    that runs over is never written to PDF (only laid out), nor is any without `write`.
+    Also returns, by each first page's cache key, the layout it ended with (`KEY.layout` in
+    the cache): a rebuild, or a check, goes straight to it, and a check trusts it to fit."""
     final = list(pages)
+    fitting: dict[int, int] = {}  # page → its page count, for the layouts known to fit
     for i, page in enumerate(pages):
-        known = _cached_layout(cache / f"{page.key}.layout") if cache else None
+        known = _cached_layout(cache / f"{page.key}.layout", page, relayout) if cache else None
         if known is not None:
-            final[i] = relayout(page, *known)
-    results = _rendered(final, project, cache, progress)
-    todo = [i for i in range(len(pages)) if _runs_over(final[i], results[i])]
-    while todo:
-        again = [(i, relayout(final[i], *layout)) for i in todo
-                 if (layout := _next_layout(final[i], results[i])) is not None]
-        for (i, page), rendered in zip(again, _rendered([p for _, p in again], project, cache,
-                                                         progress), strict=True):
-            final[i], results[i] = page, rendered
-        todo = [i for i, _ in again if _runs_over(final[i], results[i])]
-    layouts = {page.key: f"{done.split} {done.compact}".encode()
-               for page, done in zip(pages, final, strict=True) if done.split is not None}
+            final[i], fitting[i] = known
+    with workers.Renderer(jobs) as renderer:
+        results = _rendered(final, project, cache, progress, renderer, write,
+                            fitting if not write else {})
+        todo = [i for i in range(len(pages)) if _runs_over(final[i], results[i])]
+        while todo:
+            again = [(i, relayout(final[i], *layout)) for i in todo
+                     if (layout := _next_layout(final[i], results[i])) is not None]
+            for (i, page), rendered in zip(again, _rendered(
+                    [p for _, p in again], project, cache, progress, renderer, write, {}),
+                    strict=True):
+                final[i], results[i] = page, rendered
+            todo = [i for i, _ in again if _runs_over(final[i], results[i])]
 
     problems = Problems()
     for page, pdf in zip(final, results, strict=True):
@@ -297,7 +308,36 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
                 "edge (an unbreakable line, or a table or formula wider than its column): "
                 "shorten it, let it wrap, or span more columns", ("panels", panel, "title")))
     problems.check()
+    layouts = {page.key: _layout_line(done, pdf.pages)
+               for page, done, pdf in zip(pages, final, results, strict=True)}
     return list(zip(final, results, strict=True)), layouts
+
+
+def _sides(page: Page) -> int:
+    """The pages a layout may take: one side, or both sides of a recall edition's sheet."""
+    return 1 if page.split is None else 2
+
+
+def _layout_line(page: Page, pages: int) -> bytes:
+    """`KEY.layout`: the layout a page ended with, its page count, and the cache key of the page
+    laid out that way; written only when every page fitted, so it says: this layout fits."""
+    split = "-" if page.split is None else str(page.split)
+    return f"{split} {page.compact} {pages} {page.key}\n".encode()
+
+
+def _cached_layout(path: Path, page: Page, relayout: Relayout) -> tuple[Page, int] | None:
+    """The page in the layout it ended with last time, and its page count; None when the file
+    is missing or damaged: the key it names must be that of the page laid out as it says."""
+    try:
+        split, compact, pages, key = path.read_text(encoding="ascii").split()
+        known = (None if split == "-" else int(split)), int(compact)
+        count = int(pages)
+    except (OSError, UnicodeError, ValueError):
+        return None
+    final = page if known == (page.split, page.compact) else relayout(page, *known)
+    if final.key != key or not 1 <= count <= _sides(final):
+        return None
+    return final, count
 
 
 def _runs_over(page: Page, pdf: Rendered) -> bool:
@@ -316,29 +356,27 @@ def _next_layout(page: Page, pdf: Rendered) -> tuple[int | None, int] | None:
     return None if page.compact == 2 else (None, page.compact + 1)  # side 2 ran over
 
 
-def _cached_layout(path: Path) -> tuple[int, int] | None:
-    try:
-        split, compact = path.read_text(encoding="ascii").split()
-        return int(split), int(compact)
-    except (OSError, UnicodeError, ValueError):
-        return None
-
-
 def _rendered(pages: list[Page], project: Project, cache: Path | None,
-              progress: Progress | None) -> list[Rendered]:
-    """Each page's rendering, from the cache or WeasyPrint."""
+              progress: Progress | None, renderer: workers.Renderer, write: bool,
+              fitting: dict[int, int]) -> list[Rendered]:
+    """Each page's rendering: known to fit (`fitting`, by index, with its page count: a check
+    needs nothing more), from the cache, or from WeasyPrint."""
     results: dict[int, Rendered] = {}
     misses: list[int] = []
     for i, page in enumerate(pages):
-        cached = _cached_pdf(cache / f"{page.key}.pdf") if cache else None
-        if cached is not None:
+        if i in fitting:
+            results[i] = Rendered(b"", fitting[i], cached=True)
+        elif (cached := _cached_pdf(cache / f"{page.key}.pdf") if cache else None) is not None:
             results[i] = Rendered(cached, _page_count(cached), cached=True)
-            if progress:
-                progress(page.name)
         else:
             misses.append(i)
-    for i, rendered in _render_misses([pages[i] for i in misses], project, progress):
-        results[misses[i]] = rendered
+            continue
+        if progress:
+            progress(page.name)
+    jobs = [(pages[i].html, str(project.templates), pages[i].epoch, _sides(pages[i]), write)
+            for i in misses]
+    for n, rendered in renderer.run(jobs, progress and (lambda n: progress(pages[misses[n]].name))):
+        results[misses[n]] = rendered
     return [results[i] for i in range(len(pages))]
 
 
@@ -373,75 +411,69 @@ def _cached_pdf(path: Path) -> bytes | None:
     return data if data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF") else None
 
 
-def _render_misses(pages: list[Page], project: Project,
-                   progress: Progress | None) -> list[tuple[int, Rendered]]:
-    """(index, PDF) for each page, rendered by WeasyPrint."""
-    if not pages:
-        return []
-    from . import pdf  # WeasyPrint takes most of a second to import: only on a cache miss
-
-    jobs = [(page.html, str(project.templates), page.epoch) for page in pages]
-    workers = min(len(jobs), os.cpu_count() or 1)
-    done: list[tuple[int, Rendered]] = []
-    if workers > 1:
-        # A fork server imports WeasyPrint once and forks each worker from it; forking this
-        # process instead would copy rich's progress thread mid-flight.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["mlgrind.pipeline.pdf"])
-        # Only this process holds `held`: the workers exit once it closes, when this process
-        # stops early or is killed; the fork server and its resource tracker then exit too.
-        lifeline, held = context.Pipe(duplex=False)
-        pool = concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=context, initializer=pdf.exit_with, initargs=(lifeline,))
-        try:
-            futures = {pool.submit(pdf.render_job, *job): i for i, job in enumerate(jobs)}
-            for future in concurrent.futures.as_completed(futures):
-                done.append((futures[future], future.result()))
-                if progress:
-                    progress(pages[futures[future]].name)
-        except BaseException:  # Ctrl-C, SIGTERM, an error: the workers stop now, mid-page
-            held.close()
-            raise
-        finally:
-            pool.shutdown(cancel_futures=True)
-            held.close()
-            lifeline.close()
-    else:
-        for i, job in enumerate(jobs):
-            done.append((i, pdf.render_job(*job)))
-            if progress:
-                progress(pages[i].name)
-    return done
-
-
-def booklets(outputs: list[Output], selected: list[SheetContent],
-             papers: tuple[str, ...]) -> list[Output]:
+def booklets(outputs: list[Output], selected: list[SheetContent], papers: tuple[str, ...], *,
+             cache: Path | None = None, keys: dict[str, str] | None = None) -> list[Output]:
     """Per edition and paper, every sheet's pages in one PDF, in the seed's order; the same
     inputs give the same bytes. The recall booklet is for printing on both sides: each sheet
     starts on the front of a new leaf (a one-side sheet is followed by a blank back), so the
-    learner takes one leaf per sheet. The answer keys are one side each, one after the other."""
-    from pypdf import PdfReader, PdfWriter
+    learner takes one leaf per sheet. The answer keys are one side each, one after the other.
 
+    With `cache` (OUT/.cache) and each page's cache key (`keys`, by output path), a booklet whose
+    pages did not change is the one in OUT, as long as it still holds the bytes last built
+    (`.cache/booklet-…pdf.key` holds its key and digest): most rebuilds change no booklet."""
     by_name = {o.path: o.data for o in outputs}
     made = []
     for edition in EDITIONS:
         for paper in papers:
-            writer = PdfWriter()
-            for entry in selected:
-                writer.append(PdfReader(io.BytesIO(by_name[pdf_name(entry.stem, edition, paper)])))
-                if edition == "recall" and len(writer.pages) % 2:
-                    last = writer.pages[-1].mediabox
-                    writer.add_blank_page(last.width, last.height)
+            names = [pdf_name(entry.stem, edition, paper) for entry in selected]
             recall = " (recall editions)" if edition == "recall" else ""
-            writer.add_metadata({
+            metadata = {
                 "/Title": f"mlgrind: {len(selected)} sheets{recall}, {paper.upper()}",
                 "/Author": "mlgrind",
                 "/Subject": "ML systems interview prep, in the seed's order: "
-                            + ", ".join(f"{e.sheet.position:02d} {e.sheet.title}" for e in selected)})
-            out = io.BytesIO()
-            writer.write(out)
-            made.append(Output(booklet_name(edition, paper), out.getvalue(), 0.0))
+                            + ", ".join(f"{e.sheet.position:02d} {e.sheet.title}" for e in selected)}
+            name, key = booklet_name(edition, paper), ""
+            if keys is not None:
+                key = hashlib.sha256(json.dumps(
+                    [f"pypdf {_version('pypdf')}", edition, metadata, [keys[n] for n in names]],
+                    sort_keys=True).encode()).hexdigest()
+                if cache is not None and (data := _built_booklet(cache, name, key)) is not None:
+                    made.append(Output(name, data, 0.0, cached=True, key=key))
+                    continue
+            made.append(Output(name, _booklet([by_name[n] for n in names], edition, metadata),
+                               0.0, key=key))
     return made
+
+
+def _booklet(pdfs: list[bytes], edition: str, metadata: dict[str, str]) -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for data in pdfs:
+        writer.append(PdfReader(io.BytesIO(data)))
+        if edition == "recall" and len(writer.pages) % 2:
+            last = writer.pages[-1].mediabox
+            writer.add_blank_page(last.width, last.height)
+    writer.add_metadata(metadata)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _booklet_stamp(booklet: Output) -> bytes:
+    return f"{booklet.key} {hashlib.sha256(booklet.data).hexdigest()}\n".encode()
+
+
+def _built_booklet(cache: Path, name: str, key: str) -> bytes | None:
+    """The booklet `name` as the last build wrote it into OUT, if it was built from `key` and
+    still holds the bytes written then."""
+    try:
+        stamp = (cache / f"{name}.key").read_text(encoding="ascii").split()
+        data = (cache.parent / name).read_bytes()
+    except (OSError, UnicodeError):
+        return None
+    ok = stamp == [key, hashlib.sha256(data).hexdigest()]
+    return data if ok else None
 
 
 def package_deck(content: Content, specs: dict[str, TypeSpec], old: Ledger,
@@ -491,6 +523,24 @@ def page_key(html: str, epoch: int, assets: str) -> str:
     stamped into its fonts, the files it may fetch, and the renderer."""
     renderer = _version("weasyprint")
     return hashlib.sha256(f"weasyprint {renderer}\n{epoch}\n{assets}\n{html}".encode()).hexdigest()
+
+
+def check(project: Project, out: Path, **options: Any) -> Result:
+    """Compile without making PDFs: every page laid out and counted, or known to fit from the
+    cache in OUT/.cache, which then holds what this check learnt (each page's layout, the
+    typeset formulas) for the next build or check. A cache that cannot be written costs only
+    time: it is a warning."""
+    from . import write
+
+    cache = out / ".cache"
+    result = compile_project(project, cache=cache, write=False, **options)
+    try:
+        write_all(result.cache_files, out / write.JOURNAL)
+    except OSError as error:
+        result.changes.warnings.append(
+            f"cannot write the cache in {display_path(cache, project.root)} "
+            f"({error.strerror or error}): the next build lays out every page again")
+    return result
 
 
 def build(project: Project, out: Path, **options: Any) -> Result:

@@ -11,10 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import signal
-import threading
 import time
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -56,9 +53,15 @@ class _Warnings(logging.Handler):
             self.messages.append(message)
 
 
-def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> Rendered:
-    """The PDF and its page count; WeasyPrint's warnings are its error. Raises RefusedURL.
+def render_pdf(html: str, assets: Path, *, epoch: int = 0, fits: int | None = None,
+               write: bool = True) -> Rendered:
+    """The page laid out, its page count, and its PDF; WeasyPrint's warnings are its error.
+    Raises RefusedURL.
 
+    The PDF is written only when `write` and the layout takes at most `fits` pages (any number
+    when None): a layout that runs over is laid out again or reported, never printed, and
+    writing (font subsetting above all) costs as much as laying out. Without it, the data is
+    empty and the rest (page count, panel heights, too-wide panels) is the same.
     `epoch` is the time stamped into the embedded font subsets (fontTools reads it from
     SOURCE_DATE_EPOCH), so the same page gives the same bytes.
     """
@@ -71,10 +74,11 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0) -> Rendered:
         document = weasyprint.HTML(
             string=html, base_url=assets.resolve().as_uri() + "/",
             url_fetcher=AssetFetcher(assets)).render()
-        data = document.write_pdf()
+        pages = len(document.pages)
+        data = document.write_pdf() if write and (fits is None or pages <= fits) else b""
         error = "WeasyPrint: " + "; ".join(capture.messages) if capture.messages else ""
-        heights, spilled = _panel_heights(document) if len(document.pages) > 1 else ((), None)
-        return Rendered(data if not error else b"", len(document.pages), error,
+        heights, spilled = _panel_heights(document) if pages > 1 else ((), None)
+        return Rendered(data if not error else b"", pages, error,
                         panel_mm=heights, spilled=spilled, too_wide=_too_wide(document))
     finally:
         logger.removeHandler(capture)
@@ -133,27 +137,13 @@ def _too_wide(document: weasyprint.document.Document) -> tuple[tuple[int, float]
 MM_PER_PX = 25.4 / 96  # WeasyPrint lays out in CSS px
 
 
-def exit_with(lifeline: Connection) -> None:
-    """A rendering worker's initializer: exit as soon as the build that started it closes the
-    other end of `lifeline`, when it stops early or is killed (even by SIGKILL, which runs no
-    handler). An orphaned worker would wait for work forever, and keep the fork server and
-    its resource tracker alive with it. Ctrl-C reaches the whole process group: the build
-    answers it, and its workers then exit this way."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        wait([lifeline])  # readable only at its end: nothing is ever sent
-        os._exit(1)
-
-    threading.Thread(target=watch, name="lifeline", daemon=True).start()
-
-
-def render_job(html: str, assets: str, epoch: int) -> Rendered:
+def render_job(html: str, assets: str, epoch: int, fits: int | None = None,
+               write: bool = True) -> Rendered:
     """`render_pdf` for a worker process, timed, with a refused URL as the error. A warning is
     an error too: something on the page is not what the template asked for."""
     start = time.perf_counter()
     try:
-        rendered = render_pdf(html, Path(assets), epoch=epoch)
+        rendered = render_pdf(html, Path(assets), epoch=epoch, fits=fits, write=write)
     except FatalURLFetchingError as refused:  # refused, or a template's asset is missing
         cause = f": {refused.__cause__}" if refused.__cause__ else ""
         return Rendered(b"", 0, f"{refused}{cause}")
