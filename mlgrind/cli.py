@@ -269,3 +269,63 @@ def schema_command() -> None:
 
     click.echo(json.dumps(json_schema(), indent=2))
 
+
+
+@main.command("watch")
+@click.option("--paper", type=click.Choice(["a4", "letter", "both"]), default="both",
+              show_default=True, help="Paper size of the PDFs.")
+@click.option("--only", "only", multiple=True, metavar="NAME",
+              help="Render only this sheet (id, number or file stem); repeat for more.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder  [default: ROOT/build]")
+@ROOT
+def watch_command(paper: str, only: tuple[str, ...], out: Path | None, root: Path) -> None:
+    """Build, then rebuild each time a source or template is saved; Ctrl-C stops.
+
+    Each rebuild is `mlgrind build` with the same options: only what the save changed is
+    rendered again. It prints what it rebuilt and how long that took; a rebuild that fails
+    shows each problem at its file:line:col, writes nothing, and the watch goes on.
+    """
+    from .pipeline.build import PAPERS, UsageError
+    from .pipeline.watch import WATCHED, Saves, rounds
+
+    project = _project(root)
+    out_dir = out if out is not None else project.root / "build"
+    papers = PAPERS if paper == "both" else (paper,)
+    folders = ", ".join(f"{name}/" for name in WATCHED)
+    try:
+        with _sigterm_unwinds(), Saves(project, out_dir) as saved:
+            for done in rounds(project, out_dir, saved, papers=papers, only=list(only)):
+                _report_round(done, out_dir)
+                err.print(f"[dim]watching {folders} (Ctrl-C stops)[/dim]")
+    except UsageError as error:
+        raise click.UsageError(str(error)) from None
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, _Terminated):
+            sys.exit(143)
+        err.print("stopped watching")
+
+
+def _report_round(done, out_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """One rebuild: what set it off, what it rendered and wrote, or what is wrong."""
+    if done.changed:
+        err.print(f"saved {', '.join(done.changed)}", soft_wrap=True, markup=False)
+    for problem in done.problems:
+        err.print(str(problem), markup=False, soft_wrap=True)
+    if done.error:
+        err.print(done.error, markup=False, soft_wrap=True)
+    if done.result is None:
+        n = len(done.problems)
+        what = f"{n} problem{'s' * (n != 1)}" if n else "failed"
+        err.print(f"[red]✗[/red] {what} ({done.seconds:.2f} s): nothing was written; save a fix")
+        return
+    rendered = {o.path for o in done.rendered}
+    for o in done.result.outputs:
+        if o.path in rendered:
+            stdout.print(f"  rendered  {_shown(out_dir / o.path)}  [dim]{o.seconds:.2f} s[/dim]",
+                         soft_wrap=True)
+        elif o.written:
+            stdout.print(f"  written   {_shown(out_dir / o.path)}", soft_wrap=True)
+    _report_changes(done.result.changes)
+    err.print(f"[green]✓[/green] {len(rendered)} page(s) rendered, {len(done.written)} file(s) "
+              f"written in {done.seconds:.2f} s")
