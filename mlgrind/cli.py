@@ -270,7 +270,6 @@ def schema_command() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-
 @main.command("watch")
 @click.option("--paper", type=click.Choice(["a4", "letter", "both"]), default="both",
               show_default=True, help="Paper size of the PDFs.")

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import ROOT, run
+
 from mlgrind.pipeline.build import Project
 from mlgrind.pipeline.watch import Saves, rounds
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from .build import Output, Project, Result, UsageError, build
 from .problems import ContentError, Problem, display_path
@@ -90,7 +90,7 @@ class Saves:
 
         self.root = project.root
         self._stop = threading.Event()
-        self._batches: queue.Queue[set[str] | BaseException] = queue.Queue()
+        self._batches: queue.Queue[set[str] | Exception] = queue.Queue()
         folders = [self.root / name for name in WATCHED if (self.root / name).is_dir()]
 
         def watch() -> None:
@@ -99,7 +99,8 @@ class Saves:
                                               debounce=debounce_ms, stop_event=self._stop,
                                               raise_interrupt=False):
                     self._batches.put({path for _, path in batch})
-            except BaseException as error:  # a watched folder removed, too many watches, …
+            # A folder removed, too many watches…: raised again in the main thread.
+            except Exception as error:  # noqa: BLE001
                 self._batches.put(error)
 
         self._thread = threading.Thread(target=watch, name="mlgrind-watch", daemon=True)
@@ -113,7 +114,7 @@ class Saves:
                 continue
             paths: set[str] = set()
             while True:
-                if isinstance(got, BaseException):
+                if isinstance(got, Exception):
                     raise got
                 paths |= got
                 try:
@@ -126,7 +127,7 @@ class Saves:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> Saves:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
