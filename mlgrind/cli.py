@@ -299,10 +299,11 @@ def watch_command(paper: str, only: tuple[str, ...], out: Path | None, root: Pat
                 err.print(f"[dim]watching {folders} (Ctrl-C stops)[/dim]")
     except UsageError as error:
         raise click.UsageError(str(error)) from None
-    except KeyboardInterrupt as stop:
-        if isinstance(stop, _Terminated):
+    except KeyboardInterrupt as stop:  # mid-build too: a build leaves no file half-written
+        terminated = isinstance(stop, _Terminated)
+        err.print(f"stopped watching{' (SIGTERM)' * terminated}")
+        if terminated:
             sys.exit(143)
-        err.print("stopped watching")
 
 
 def _report_round(done, out_dir: Path) -> None:  # type: ignore[no-untyped-def]
