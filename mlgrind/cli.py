@@ -8,6 +8,7 @@ errors. A user's mistake never shows a traceback.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import signal
 import sys
@@ -17,19 +18,56 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .calc.cli import calc
 from .pipeline.problems import ContentError, display_path
-from .exercise.cli import exercise
-from .routine.cli import mark, morning, progress
 
 # The pipeline (pydantic, Jinja, Markdown, and WeasyPrint on a cache miss) is imported inside
-# the commands that build, so that commands which don't (`--help`, `calc`) start at once.
+# the commands that build, rich when something is printed through it, and the other command
+# groups when they are called (`_Commands`), so that a command starts with only what it uses:
+# `mlgrind calc` imports neither rich nor the pipeline (`python -X importtime` shows it).
 
-err = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False)
+
+class _Console:
+    """rich's Console, made on first use (rich takes ~30 ms to import); rich's progress display
+    also enters it as a context."""
+
+    def __init__(self, **options: object) -> None:
+        self._options, self._console = options, None
+
+    def __getattr__(self, name: str) -> object:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+    def __enter__(self) -> object:
+        return self.__getattr__("__enter__")()
+
+    def __exit__(self, *exc: object) -> None:
+        self.__getattr__("__exit__")(*exc)
+
+
+err = _Console(stderr=True, highlight=False)
+stdout = _Console(highlight=False)
+
+
+class _Commands(click.Group):
+    """A group whose commands from other modules (name → "module:attribute") are imported only
+    when one is called, or listed by --help."""
+
+    def __init__(self, *args: object, elsewhere: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.elsewhere = elsewhere
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.elsewhere])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.elsewhere and name not in self.commands:
+            module, attribute = self.elsewhere[name].split(":")
+            self.add_command(getattr(importlib.import_module(module, __package__), attribute), name)
+        return super().get_command(ctx, name)
 
 ROOT = click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
                     show_default=True, help="Project folder (holds onepagers/, cards/, templates/).")
@@ -60,7 +98,10 @@ def _size(n: int) -> str:
     return f"{n / 1024:,.0f} kB" if n >= 1024 else f"{n} B"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]},
+             elsewhere={"calc": ".calc.cli:calc", "exercise": ".exercise.cli:exercise",
+                        "morning": ".routine.cli:morning", "mark": ".routine.cli:mark",
+                        "progress": ".routine.cli:progress"})
 @click.version_option(package_name="mlgrind")
 def main() -> None:
     """mlgrind: YAML study sources → printable one-pagers (PDF) and an Anki deck.
@@ -98,6 +139,8 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, jobs: int
     were edited since), and never any other file in OUT. SOURCE_DATE_EPOCH, if set, is the
     build's clock.
     """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from .pipeline.build import PAPERS, UsageError, build
     from .pipeline.write import PartialWrite
 
@@ -238,8 +281,62 @@ def schema_command() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-main.add_command(exercise)
-main.add_command(morning)
-main.add_command(mark)
-main.add_command(progress)
-main.add_command(calc)
+@main.command("watch")
+@click.option("--paper", type=click.Choice(["a4", "letter", "both"]), default="both",
+              show_default=True, help="Paper size of the PDFs.")
+@click.option("--only", "only", multiple=True, metavar="NAME",
+              help="Render only this sheet (id, number or file stem); repeat for more.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder  [default: ROOT/build]")
+@ROOT
+def watch_command(paper: str, only: tuple[str, ...], out: Path | None, root: Path) -> None:
+    """Build, then rebuild each time a source or template is saved; Ctrl-C stops.
+
+    Each rebuild is `mlgrind build` with the same options: only what the save changed is
+    rendered again. It prints what it rebuilt and how long that took; a rebuild that fails
+    shows each problem at its file:line:col, writes nothing, and the watch goes on.
+    """
+    from .pipeline.build import PAPERS, UsageError
+    from .pipeline.watch import WATCHED, Saves, rounds
+
+    project = _project(root)
+    out_dir = out if out is not None else project.root / "build"
+    papers = PAPERS if paper == "both" else (paper,)
+    folders = ", ".join(f"{name}/" for name in WATCHED)
+    try:
+        with _sigterm_unwinds(), Saves(project, out_dir) as saved:
+            for done in rounds(project, out_dir, saved, papers=papers, only=list(only)):
+                _report_round(done, out_dir)
+                err.print(f"[dim]watching {folders} (Ctrl-C stops)[/dim]")
+    except UsageError as error:
+        raise click.UsageError(str(error)) from None
+    except KeyboardInterrupt as stop:  # mid-build too: a build leaves no file half-written
+        terminated = isinstance(stop, _Terminated)
+        err.print(f"stopped watching{' (SIGTERM)' * terminated}")
+        if terminated:
+            sys.exit(143)
+
+
+def _report_round(done, out_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """One rebuild: what set it off, what it rendered and wrote, or what is wrong."""
+    if done.changed:
+        err.print(f"saved {', '.join(done.changed)}", soft_wrap=True, markup=False)
+    for problem in done.problems:
+        err.print(str(problem), markup=False, soft_wrap=True)
+    if done.error:
+        err.print(done.error, markup=False, soft_wrap=True)
+    if done.result is None:
+        n = len(done.problems)
+        what = f"{n} problem{'s' * (n != 1)}" if n else "failed"
+        err.print(f"[red]✗[/red] {what} ({done.seconds:.2f} s): nothing was written; save a fix")
+        return
+    rendered = {o.path for o in done.rendered}
+    for o in done.result.outputs:
+        if o.path in rendered:
+            stdout.print(f"  rendered  {_shown(out_dir / o.path)}  [dim]{o.seconds:.2f} s[/dim]",
+                         soft_wrap=True)
+        elif o.written:
+            stdout.print(f"  written   {_shown(out_dir / o.path)}", soft_wrap=True)
+    _report_changes(done.result.changes)
+    err.print(f"[green]✓[/green] {len(rendered)} page(s) rendered, {len(done.written)} file(s) "
+              f"written in {done.seconds:.2f} s")
