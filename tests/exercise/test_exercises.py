@@ -6,18 +6,12 @@ import re
 
 import pytest
 
-from mlgrind.exercise import grade
 from mlgrind.exercise.catalog import exercises, get
 from mlgrind.exercise.scaffold import module_source
+from tests.exercise.grading import graded
 from tests.exercise.implementations import CAUSES, REFERENCE, WRONG
 
 NAMES = [e.name for e in exercises()]
-
-
-def graded(tmp_path, name, source):
-    path = tmp_path / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    return {r.check: r for r in grade.run(name, path)}
 
 
 def test_the_exercises_follow_the_seed_and_each_has_a_reference_and_a_bug():

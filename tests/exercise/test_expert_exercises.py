@@ -8,13 +8,8 @@ from __future__ import annotations
 import pytest
 
 from mlgrind.exercise import grade
+from tests.exercise.grading import graded
 from tests.exercise.impl_experts import MOE_BUGS, MOE_SOLUTION, RING_BUGS, RING_SOLUTION
-
-
-def graded(tmp_path, name, source):
-    path = tmp_path / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    return {r.check: r for r in grade.run(name, path)}
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlgrind.exercise import grade
 from mlgrind.ref import mlp
+from tests.exercise.grading import graded
 
 PIPELINE = '''
 from dataclasses import dataclass
@@ -219,12 +219,6 @@ def source(template: str, choices: dict[str, str], **mistake: str) -> str:
     unknown = set(mistake) - set(choices)
     assert not unknown, unknown
     return template + "\n" + "\n".join(f"{k} = {v}" for k, v in (choices | mistake).items())
-
-
-def graded(tmp_path, name: str, text: str) -> dict[str, grade.Result]:
-    path = tmp_path / f"{name}.py"
-    path.write_text(text, encoding="utf-8")
-    return {r.check: r for r in grade.run(name, path)}
 
 
 def failures(tmp_path, name: str, text: str) -> dict[str, str]:

@@ -11,9 +11,9 @@ import re
 
 import pytest
 
-from mlgrind.exercise import grade
 from mlgrind.exercise.catalog import get
 from mlgrind.exercise.scaffold import module_source
+from tests.exercise.grading import graded
 
 
 def filled(name: str, bodies: dict[str, str]) -> str:
@@ -25,12 +25,6 @@ def filled(name: str, bodies: dict[str, str]) -> str:
         source, n = pattern.subn(lambda m, body=body: m.group(1) + body, source, count=1)
         assert n == 1, function
     return source
-
-
-def graded(tmp_path, name, source):
-    path = tmp_path / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    return {r.check: r for r in grade.run(name, path)}
 
 
 # ---------------------------------------------------------------- Megatron, written from scratch
