@@ -135,6 +135,29 @@ def test_fetcher_serves_the_projects_own_assets(project: Path) -> None:
     assert b"/Image" in rendered.data
 
 
+def test_fonts_are_subset_to_the_glyphs_used_with_the_same_bytes_each_time(tmp_path: Path) -> None:
+    import io
+
+    import pypdfium2 as pdfium
+    from fontTools.ttLib import TTFont
+
+    text = "Subset me: 8 GPUs"
+    html = (f"<p style='font-family: DejaVu Sans'>{text}</p>"
+            f"<p style='font-family: DejaVu Sans Mono; font-weight: 700'>{text}</p>")
+    rendered = render_pdf(html, tmp_path)
+    assert rendered.error == "" and render_pdf(html, tmp_path).data == rendered.data
+    assert pdfium.PdfDocument(rendered.data)[0].get_textpage().get_text_range().split() == (
+        text.split() * 2)
+    embedded = [font["/DescendantFonts"][0].get_object()["/FontDescriptor"]["/FontFile2"]
+                for font in PdfReader(io.BytesIO(rendered.data)).pages[0]["/Resources"]["/Font"]
+                .values()]
+    assert len(embedded) == 2
+    for stream in embedded:
+        glyf = TTFont(io.BytesIO(stream.get_object().get_data()))["glyf"]
+        drawn = [name for name in glyf.keys() if glyf[name].numberOfContours]
+        assert len(drawn) <= len(set(text.replace(" ", ""))) + 1  # and .notdef, at most
+
+
 def test_a_failed_write_changes_nothing_and_says_why(project: Path) -> None:
     assert run("build", "--only", "90", "--paper", "a4", "--root", project).code == 0
     out = project / "build/onepagers"

@@ -520,8 +520,8 @@ def _assets_digest(templates: Path) -> str:
 
 def page_key(html: str, epoch: int, assets: str) -> str:
     """A page's cache key: everything its bytes depend on, its HTML (styles inlined), the time
-    stamped into its fonts, the files it may fetch, and the renderer."""
-    renderer = _version("weasyprint")
+    stamped into its fonts, the files it may fetch, the renderer and its font subsetter."""
+    renderer = f"{_version('weasyprint')} uharfbuzz {_version('uharfbuzz')}"
     return hashlib.sha256(f"weasyprint {renderer}\n{epoch}\n{assets}\n{html}".encode()).hexdigest()
 
 
