@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import run
-from mlgrind.pipeline.compute import ExpressionError, call, expand
+from mlgrind.pipeline.compute import ExpressionError, Values, call, expand
 from mlgrind.facts import CALC, TABLES
 from mlgrind.ref import einsum as ref_einsum
 from mlgrind.ref.einsum import count_flops, einsum
@@ -217,3 +217,25 @@ def test_schema_command_prints_a_schema_that_accepts_the_bundled_sources() -> No
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({"id": "x", "title": "t", "position": 1, "seed": "s", "panels": [],
                             "colour": "red"})
+
+
+def test_remembered_values_are_used_only_under_the_code_that_computed_them(tmp_path) -> None:
+    text, rows = "${ calc.broadcast((9, 1, 3), (4, 1)) }", "suffix_letters"
+    path = tmp_path / "values.json"
+    fresh = Values.load(None)
+    assert fresh.expand(text) == expand(text) and fresh.rows(rows) == call(rows, TABLES, "table")
+    path.write_bytes(fresh.dumps())
+    assert set(Values.load(path).known) == {f"plain {text}", f"rows {rows}"}
+    stored = json.loads(path.read_text())
+    # What the cache says is what a build prints: it is the cache's job to be right ...
+    stored["values"] = {f"plain {text}": "remembered", f"rows {rows}": [["a", "b"]]}
+    path.write_text(json.dumps(stored))
+    assert Values.load(path).expand(text) == "remembered"
+    assert Values.load(path).rows(rows) == [["a", "b"]]
+    # ... so after any change to the code, or in a value's type, nothing of it is trusted.
+    path.write_text(json.dumps(stored | {"code": "0" * 64}))
+    assert Values.load(path).expand(text) == expand(text)
+    stored["values"] = {f"plain {text}": ["remembered"], f"rows {rows}": [["a", 1]]}
+    path.write_text(json.dumps(stored))
+    assert Values.load(path).expand(text) == expand(text)
+    assert Values.load(path).rows(rows) == call(rows, TABLES, "table")

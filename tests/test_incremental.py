@@ -3,6 +3,7 @@ holds (nothing, a check's layouts, damaged files) and whatever the number of pro
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -80,10 +81,20 @@ def test_a_damaged_or_missing_cache_file_changes_no_byte(sheet90: Path) -> None:
         key = path.read_text().split()[-1]
         path.write_text(f"2 1 2 {key}" if path.suffix == ".layout" else f"{'0' * 64} {key}")
 
+    def retyped(path: Path) -> None:
+        # Still JSON, but each typeset formula or computed value a number (the code digest kept).
+        def number(value: object, key: str = "") -> object:
+            if isinstance(value, dict):
+                return {k: number(v, k) for k, v in value.items()}
+            return value if key == "code" else 0
+        path.write_text(json.dumps(number(json.loads(path.read_text()))))
+
+    assert {p.name for p in cache.glob("*.json")} == {"maths.json", "values.json"}
+    assert json.loads((cache / "values.json").read_text())["values"]
     rounds = [
         {".pdf": Path.unlink, ".layout": lambda p: p.write_bytes(b"\xff\x00 not a layout"),
-         ".key": truncate},
-        {".pdf": truncate, ".layout": plausible, ".key": plausible},
+         ".key": truncate, ".json": truncate},
+        {".pdf": truncate, ".layout": plausible, ".key": plausible, ".json": retyped},
     ]
     for n, damage in enumerate(rounds):
         for path in sorted(cache.iterdir()):

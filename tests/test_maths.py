@@ -201,3 +201,11 @@ def test_check_places_the_refused_command(sources: Path, file: str, text: str, c
     assert re.search(rf"^{re.escape(file)}:{line}:\d+: {re.escape(command)} is not an allowed "
                      "maths command", result.err, re.MULTILINE), result.err
     assert "1 problem" in result.err, result.err  # the fine maths beside it passed
+
+
+@pytest.mark.parametrize("stored", ['{"1.0 a": 0, "1.0 b": "<svg/>"}', "[1, 2]", '"svg"', "{"])
+def test_a_damaged_formula_cache_keeps_only_typeset_svgs(tmp_path: Path, stored: str) -> None:
+    path = tmp_path / "maths.json"
+    path.write_text(stored)
+    expected = {"1.0 b": "<svg/>"} if stored.startswith('{"') else {}
+    assert maths.Typeset.load(path).svgs == expected

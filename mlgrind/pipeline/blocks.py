@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from markupsafe import Markup
 from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
-from ..facts import TABLES
 from ..figures import FIGURES
 from ..palette import ROLES, grey
 from .compute import COMPUTED, ExpressionError, call
@@ -112,7 +111,7 @@ def table_view(block: TableBlock, at: Loc, text: Texts, width: float) -> dict[st
     rows: list[list[str]] = table.rows or []
     if table.rows_from is not None:
         try:
-            rows = text.computed(table.rows_from, TABLES, "table")
+            rows = text.values.rows(table.rows_from)
         except ExpressionError as error:
             text.problem(at + ("rows_from",), str(error))
         columns = len(table.header) if table.header else None

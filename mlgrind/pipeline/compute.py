@@ -13,16 +13,19 @@ computation bounds its own arguments further (`mlgrind.facts`, `mlgrind.figures.
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.metadata
+import json
 import re
-from typing import Any
-
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..facts import CALC, int_text, shape_text
+from ..facts import CALC, TABLES, int_text, shape_text
 
 
 class ExpressionError(ValueError):
@@ -199,3 +202,66 @@ def call(text: str, registry: Mapping[str, Callable[..., Any]], what: str, **ext
         return registry[name](*args, **kwargs, **extra)
     except Exception as error:  # a registered computation rejected its arguments
         raise ExpressionError(f"{what} {name} failed: {type(error).__name__}: {error}") from None
+
+
+class Values:
+    """Computed values kept between builds in the cache: the expanded text of each `${ }` field
+    and the rows of each `rows_from` table. A value depends on nothing but its expression and
+    the code that computes it (mlgrind's own, NumPy, Jinja), whose digest keys the whole file:
+    a rebuild with unchanged code runs no reference computation again. Only what this run used
+    is written back, so the file never outgrows the content."""
+
+    def __init__(self, known: dict[str, Any]):
+        self.known, self.used = known, {}
+
+    @classmethod
+    def load(cls, path: Path | None) -> Values:
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8")) if path else {}
+        except (OSError, ValueError):
+            stored = {}  # no cache, or a damaged one: only a slower build
+        fresh = isinstance(stored, dict) and stored.get("code") == _code_digest()
+        return cls(stored["values"] if fresh and isinstance(stored.get("values"), dict) else {})
+
+    def dumps(self) -> bytes:
+        return json.dumps({"code": _code_digest(), "values": self.used}, sort_keys=True,
+                          ensure_ascii=False).encode()
+
+    def expand(self, text: str, *, marked: bool = False) -> str:
+        """`expand`, remembered."""
+        if "${" not in text:
+            return text
+        return self._remember(f"{'marked' if marked else 'plain'} {text}",
+                              lambda value: isinstance(value, str),
+                              lambda: expand(text, marked=marked))
+
+    def rows(self, text: str) -> list[list[str]]:
+        """A `rows_from` table's rows (`call` on TABLES), remembered."""
+        return self._remember(f"rows {text}", _is_rows, lambda: call(text, TABLES, "table"))
+
+    def _remember(self, key: str, valid: Callable[[Any], bool], compute: Callable[[], Any]) -> Any:
+        value = self.used.get(key, self.known.get(key))
+        if not valid(value):
+            value = compute()
+        if valid(value):
+            self.used[key] = value
+        return value
+
+
+def _is_rows(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(row, list) and all(isinstance(cell, str) for cell in row) for row in value)
+
+
+@functools.cache
+def _code_digest() -> str:
+    """Everything a computed value can depend on besides its expression: every file of the
+    mlgrind package (reference code, facts, calculator data) and the versions of NumPy and
+    Jinja (which evaluates and formats)."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256(" ".join(importlib.metadata.version(name) for name in (
+        "numpy", "jinja2")).encode())
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".yaml", ".json"):
+            digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()

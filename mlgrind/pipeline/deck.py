@@ -22,7 +22,7 @@ from markupsafe import escape
 
 from .. import palette
 from ..figures import FIGURES
-from .compute import ExpressionError
+from .compute import ExpressionError, Values
 from .load import Source
 from .problems import Problems
 from .render import Templates, Texts
@@ -104,12 +104,12 @@ class AnkiNote:
 CARD_FIGURE_WIDTH = 320
 
 
-def card_notes(cards: CardSet, sheet: Sheet | None, source: Source,
-               problems: Problems) -> tuple[list[AnkiNote], dict[str, bytes]]:
+def card_notes(cards: CardSet, sheet: Sheet | None, source: Source, problems: Problems,
+               values: Values | None = None) -> tuple[list[AnkiNote], dict[str, bytes]]:
     """The card set's notes with every field rendered, in file order, and the media files their
     figures need. Without its sheet (one that failed to load) the fields are still rendered, to
     report their problems too. A note without `source` or `panel` takes the card set's."""
-    text = Texts(source, problems, "card")
+    text = Texts(source, problems, "card", values=values)
     default_source = text(cards.source, ("source",))  # rendered once, for every note without one
     notes = []
     media: dict[str, bytes] = {}

@@ -144,9 +144,11 @@ class Typeset:
     @classmethod
     def load(cls, path: Path | None) -> Typeset:
         try:
-            return cls(json.loads(path.read_text(encoding="utf-8")) if path else {})
+            stored = json.loads(path.read_text(encoding="utf-8")) if path else {}
         except (OSError, ValueError):
-            return cls({})  # no cache, or a damaged one: only a slower build
+            stored = {}  # no cache, or a damaged one: only a slower build
+        return cls({key: svg for key, svg in stored.items() if isinstance(svg, str)}
+                   if isinstance(stored, dict) else {})
 
     def dumps(self) -> bytes:
         return json.dumps(self.svgs, sort_keys=True).encode()

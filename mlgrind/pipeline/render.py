@@ -23,7 +23,7 @@ from markupsafe import Markup
 from .. import palette
 from . import maths, numbers
 from .blocks import kind_of
-from .compute import FACT_CLOSE, FACT_OPEN, ExpressionError, call, expand
+from .compute import FACT_CLOSE, FACT_OPEN, ExpressionError, Values, call
 from .load import Loc, Source
 from .markup import MarkupError, Target, colour_suffixes, inline
 from .pages import EDITIONS
@@ -44,9 +44,11 @@ class Texts:
 
     def __init__(self, source: Source, problems: Problems, target: Target,
                  typeset: maths.Typeset | None = None, recall: bool = False,
-                 calls: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] | None = None):
+                 calls: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] | None = None,
+                 values: Values | None = None):
         self.source, self.problems, self.target, self.recall = source, problems, target, recall
         self.typeset = typeset if typeset is not None else maths.Typeset({})
+        self.values = values if values is not None else Values({})
         self.roles: set[str] = set()
         self.calls = calls if calls is not None else {}
         self.file_text: str | None = None  # read for the position of a typed number
@@ -56,7 +58,7 @@ class Texts:
 
     def computed(self, text: str, registry: Mapping[str, Callable[..., Any]], what: str,
                  **extra: Any) -> Any:
-        """A table's rows or a figure (`compute.call`), computed once for both editions."""
+        """A figure (`compute.call`), computed once for both editions."""
         key = (text, tuple(sorted(extra.items())))
         if key not in self.calls:
             self.calls[key] = call(text, registry, what, **extra)
@@ -73,7 +75,7 @@ class Texts:
         if facts and not self.recall:  # the recall edition's text is the key's: checked once
             self.check_numbers(text, loc, tex=tex)
         try:
-            expanded = expand(text, marked=self.recall and not hide)
+            expanded = self.values.expand(text, marked=self.recall and not hide)
             if self.recall:
                 expanded = maths.monochrome(expanded)
             if tex:
@@ -148,7 +150,7 @@ def panel_width(sheet: Sheet, span: int) -> float:
 
 
 def sheet_views(sheet: Sheet, source: Source, problems: Problems,
-                typeset: maths.Typeset) -> dict[str, dict[str, Any]]:
+                typeset: maths.Typeset, values: Values | None = None) -> dict[str, dict[str, Any]]:
     """What the page template sees, per edition. The recall edition keeps titles, labels,
     table headers and inputs, and blanks the facts. It is rendered only when the answer key
     rendered cleanly: its problems would be the key's again."""
@@ -156,7 +158,7 @@ def sheet_views(sheet: Sheet, source: Source, problems: Problems,
     views = {}
     for edition in EDITIONS:
         before = len(problems)
-        text = Texts(source, problems, "sheet", typeset, edition == "recall", calls)
+        text = Texts(source, problems, "sheet", typeset, edition == "recall", calls, values)
         views[edition] = _sheet_view(sheet, text)
         if len(problems) > before:
             break
