@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pypdfium2 as pdfium
@@ -15,8 +16,10 @@ from pypdf import PdfReader
 
 from mlgrind import palette
 from mlgrind.pipeline import build
+from mlgrind.pipeline.pages import Rendered
+from mlgrind.pipeline.pdf import render_pdf
 from mlgrind.pipeline.problems import Problems
-from mlgrind.pipeline.render import writing_lines
+from mlgrind.pipeline.render import Templates, writing_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 SHEETS = ("01", "13", "90")
@@ -219,3 +222,31 @@ def test_a_stamp_is_printed_on_the_recall_edition_only_when_given() -> None:
     assert '<span class="stamp">2026-12-03 · K7Q2</span>' in html("recall", stamp="2026-12-03 · K7Q2")
     assert 'class="stamp"' not in html("key", stamp="2026-12-03 · K7Q2")
     assert 'class="stamp"' not in html("recall")
+
+
+@pytest.mark.parametrize("sheet,edition", [("13", "recall"), ("90", "key")])
+def test_a_measured_side_says_whether_it_fits_and_where_side_2_begins(sheet: str,
+                                                                      edition: str) -> None:
+    # A build measures each recall edition on one endless side before laying it out on its
+    # paper: the measure must give that layout's page count (one, or more: two), and a side 2
+    # that begins late enough to leave side 1 full but early enough for side 1 to fit.
+    # Sheet 13's recall runs over one side; a key fits.
+    project = build.Project.at(ROOT)
+    entry = next(e for e in build.load_content(project).sheets if e.stem.startswith(sheet))
+    templates = Templates(project.templates)
+    assets = build._assets_digest(project.templates)
+
+    def layout(**options: Any) -> Rendered:
+        page = build._page(entry, edition, "a4", templates, {entry.sheet.id: 0}, assets,
+                           **options)
+        return render_pdf(page.html, project.templates, write=False)
+
+    real, measured = layout(), layout(measure=True)
+    assert real.error == measured.error == ""
+    assert measured.pages == min(real.pages, 2)
+    if real.pages == 1:
+        return
+    split = measured.spilled
+    assert split is not None
+    assert layout(split=split).spilled in (None, split)  # side 1 holds what it was given
+    assert layout(split=split + 1).spilled is not None  # and no more would fit

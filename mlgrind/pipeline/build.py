@@ -29,11 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import deck, ledger, maths, workers
+from . import compute, deck, ledger, maths, workers
 from .deck import AnkiNote, TypeSpec, card_notes
 from .ledger import Changes, Ledger
 from .load import Loc, Source, load_yaml
-from .pages import EDITIONS, MAX_PAGES, PAPERS, Page, Rendered, booklet_name, pdf_name
+from .pages import (
+    EDITIONS,
+    MAX_PAGES,
+    PAPER_MM,
+    PAPERS,
+    Page,
+    Rendered,
+    booklet_name,
+    pdf_name,
+)
 from .problems import ContentError, Problem, Problems, display_path
 from .render import Templates, sheet_views
 from .schema import CardSet, Sheet
@@ -130,7 +139,8 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
     layouts learnt, which a later build goes straight to."""
     now = clock()
     typeset = maths.Typeset.load(cache / "maths.json" if cache else None)
-    content = load_content(project, typeset)
+    values = compute.Values.load(cache / "values.json" if cache else None)
+    content = load_content(project, typeset, values)
     templates = Templates(project.templates)
     specs = note_types(templates)
     old, recovered = read_ledger(project, content, specs, cache.parent / DECK_FILE if cache else None)
@@ -139,11 +149,12 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
     selected = select(content, only)
     pages = page_html(selected, templates, dates, papers)
     by_id, assets = {entry.sheet.id: entry for entry in selected}, _assets_digest(templates.root)
-    pdfs, layouts = render_pdfs(pages, project, cache, progress, lambda page, split, compact: _page(
-        by_id[page.sheet], page.edition, page.paper, templates, dates, assets, split, compact),
+    pdfs, layouts = render_pdfs(pages, project, cache, progress, lambda page, *layout: _page(
+        by_id[page.sheet], page.edition, page.paper, templates, dates, assets, *layout),
         jobs=jobs, write=write)
     outputs = [Output(page.name, pdf.data, pdf.seconds, pdf.cached) for page, pdf in pdfs]
-    cache_files = [] if cache is None else [(cache / "maths.json", typeset.dumps())] + [
+    cache_files = [] if cache is None else [(cache / "maths.json", typeset.dumps()),
+                                            (cache / "values.json", values.dumps())] + [
         (cache / f"{page.key}.pdf", pdf.data) for page, pdf in pdfs if pdf.data and not pdf.cached] + [
         (cache / f"{key}.layout", layout) for key, layout in sorted(layouts.items())]
     if selected and not only and write:  # a booklet holds every sheet, in order
@@ -162,10 +173,12 @@ def compile_project(project: Project, *, papers: tuple[str, ...] = PAPERS,
     return Result([*outputs, deck_output], up.ledger.dumps(), up.changes, cache_files)
 
 
-def load_content(project: Project, typeset: maths.Typeset | None = None) -> Content:
+def load_content(project: Project, typeset: maths.Typeset | None = None,
+                 values: compute.Values | None = None) -> Content:
     """Every source loaded, validated and rendered to views and notes; ContentError if any
-    problem. `typeset` keeps typeset formulas between builds."""
+    problem. `typeset` keeps typeset formulas between builds, `values` computed values."""
     typeset = typeset if typeset is not None else maths.Typeset.load(None)
+    values = values if values is not None else compute.Values({})
     problems = Problems()
     sheets: list[tuple[Source, Sheet]] = []
     cardsets: list[tuple[Source, CardSet]] = []
@@ -182,11 +195,11 @@ def load_content(project: Project, typeset: maths.Typeset | None = None) -> Cont
     content = Content()
     for source, sheet in sorted(sheets, key=lambda s: s[1].position):
         content.sheets.append(SheetContent(source, sheet, sheet_views(sheet, source, problems,
-                                                                      typeset)))
+                                                                      typeset, values)))
     by_id = {sheet.id: sheet for _, sheet in sheets}
     for source, cards in sorted(cardsets, key=lambda c: by_id[c[1].sheet].position
                                 if c[1].sheet in by_id else 0):
-        notes, media = card_notes(cards, by_id.get(cards.sheet), source, problems)
+        notes, media = card_notes(cards, by_id.get(cards.sheet), source, problems, values)
         content.notes += notes
         content.media |= media
         content.note_locations |= {note.id: (source, ("notes", n, "type"))
@@ -240,28 +253,31 @@ def page_html(selected: list[SheetContent], templates: Templates, dates: dict[st
     """Each selected sheet's page, per edition and paper, from the page template. A template
     that fails, fails the same way on every page: it is reported once."""
     assets = _assets_digest(templates.root)
-    return [_page(entry, edition, paper, templates, dates, assets)
+    return [_page(entry, edition, paper, templates, dates, assets, measure=edition == "recall")
             for entry in selected for edition in EDITIONS for paper in papers]
 
 
 def _page(entry: SheetContent, edition: str, paper: str, templates: Templates,
           dates: dict[str, int], assets: str, split: int | None = None,
-          compact: int = 0) -> Page:
+          compact: int = 0, measure: bool = False) -> Page:
     """One page's HTML; a recall edition with `split` on both sides of the sheet, side 2 from
-    that panel on, and with `compact` its hidden answers' room capped (1: two lines, 2: one)."""
+    that panel on, and with `compact` its hidden answers' room capped (1: two lines, 2: one);
+    to `measure`, one side as tall as its content (`render_pdfs`)."""
     problems = Problems()
     epoch = dates[entry.sheet.id]
     colophon = {"version": _version("mlgrind"), "digest": entry.digest[:10],
                 "date": time.strftime("%Y-%m-%d", time.gmtime(epoch))}
+    width, height = PAPER_MM[paper][::-1 if entry.sheet.orientation == "landscape" else 1]
     html = templates.render("sheet.html.j2", problems, sheet=entry.views[edition], paper=paper,
-                            colophon=colophon, split=split, compact=compact)
+                            colophon=colophon, split=split, compact=compact,
+                            measure={"width": width, "height": height} if measure else None)
     problems.check()
     key = page_key(html, epoch, assets)  # type: ignore[arg-type]
     return Page(entry.sheet.id, entry.stem, entry.source, edition, paper, html,  # type: ignore[arg-type]
-                epoch, key, split, compact)
+                epoch, key, split, compact, measure)
 
 
-Relayout = Callable[[Page, "int | None", int], Page]  # (page, split, compact) → page
+Relayout = Callable[[Page, "int | None", int, bool], Page]  # (page, split, compact, measure)
 
 
 def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
@@ -270,11 +286,14 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
     """Each page's PDF, in order: cache hits are read; misses are rendered, in parallel across
     `jobs` processes (default: the cores), since WeasyPrint spends about a second on each page.
 
-    An answer key must fit one page. A recall edition that does not is laid out again on both
-    sides of one sheet (`relayout`), side 2 from the first panel that ran over (or an earlier
-    one, while side 1 still runs over); if side 2 runs over too, with each hidden answer's
-    room capped at two lines, then one (`compact`), measured afresh. It must then fit. A layout
-    that runs over is never written to PDF (only laid out), nor is any without `write`.
+    An answer key must fit one page. A recall edition is first measured: laid out on one
+    endless side (`measure`), at about half the cost of a layout that runs over its paper
+    (most do), to see whether it fits one side. If not, it is laid out on both sides of one
+    sheet (`relayout`), side 2 from the first panel that ends below what side 1 holds (or an
+    earlier one, while side 1 still runs over); if side 2 runs over too, with each hidden
+    answer's room capped at two lines, then one (`compact`), measured afresh. It must then
+    fit. A layout that runs over is never written to PDF (only laid out), nor is any
+    without `write`.
     Also returns, by each first page's cache key, the layout it ended with (`KEY.layout` in
     the cache): a rebuild, or a check, goes straight to it, and a check trusts it to fit."""
     final = list(pages)
@@ -284,8 +303,7 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
         if known is not None:
             final[i], fitting[i] = known
     with workers.Renderer(jobs) as renderer:
-        results = _rendered(final, project, cache, progress, renderer, write,
-                            fitting if not write else {})
+        results = _rendered(final, project, cache, progress, renderer, write, fitting)
         todo = [i for i in range(len(pages)) if _runs_over(final[i], results[i])]
         while todo:
             again = [(i, relayout(final[i], *layout)) for i in todo
@@ -334,47 +352,52 @@ def _cached_layout(path: Path, page: Page, relayout: Relayout) -> tuple[Page, in
         count = int(pages)
     except (OSError, UnicodeError, ValueError):
         return None
-    final = page if known == (page.split, page.compact) else relayout(page, *known)
+    final = (page if known == (page.split, page.compact) and not page.measure
+             else relayout(page, *known, False))
     if final.key != key or not 1 <= count <= _sides(final):
         return None
     return final, count
 
 
 def _runs_over(page: Page, pdf: Rendered) -> bool:
-    """A recall edition with more pages than its sides."""
+    """A recall edition measured (never final), or with more pages than its sides."""
     return (page.edition == "recall" and not pdf.error
-            and pdf.pages > (1 if page.split is None else 2))
+            and (page.measure or pdf.pages > _sides(page)))
 
 
-def _next_layout(page: Page, pdf: Rendered) -> tuple[int | None, int] | None:
-    """The layout to try after `page` ran over, or None when none is left."""
+def _next_layout(page: Page, pdf: Rendered) -> tuple[int | None, int, bool] | None:
+    """The layout to try after `page` was measured or ran over, or None when none is left."""
+    if page.measure and pdf.pages == 1:  # it fits one side
+        return None, page.compact, False
     if page.split is None:  # one side: side 2 begins at the first panel that ran over
         spilled = pdf.spilled if pdf.spilled is not None else len(pdf.panel_mm) - 1
-        return max(1, spilled), page.compact
+        return max(1, spilled), page.compact, False
     if pdf.spilled is not None and pdf.spilled < page.split and page.split > 1:
-        return pdf.spilled, page.compact  # side 1 still ran over
-    return None if page.compact == 2 else (None, page.compact + 1)  # side 2 ran over
+        return pdf.spilled, page.compact, False  # side 1 still ran over
+    return None if page.compact == 2 else (None, page.compact + 1, True)  # side 2 ran over
 
 
 def _rendered(pages: list[Page], project: Project, cache: Path | None,
               progress: Progress | None, renderer: workers.Renderer, write: bool,
               fitting: dict[int, int]) -> list[Rendered]:
     """Each page's rendering: known to fit (`fitting`, by index, with its page count: a check
-    needs nothing more), from the cache, or from WeasyPrint."""
+    needs nothing more), from the cache, or from WeasyPrint. A cached PDF's page count is its
+    layout's, when known: reading it from the PDF costs more than reading the PDF."""
     results: dict[int, Rendered] = {}
     misses: list[int] = []
     for i, page in enumerate(pages):
-        if i in fitting:
+        if i in fitting and not write:
             results[i] = Rendered(b"", fitting[i], cached=True)
         elif (cached := _cached_pdf(cache / f"{page.key}.pdf") if cache else None) is not None:
-            results[i] = Rendered(cached, _page_count(cached), cached=True)
+            count = fitting[i] if i in fitting else _page_count(cached)
+            results[i] = Rendered(cached, count, cached=True)
         else:
             misses.append(i)
             continue
         if progress:
             progress(page.name)
-    jobs = [(pages[i].html, str(project.templates), pages[i].epoch, _sides(pages[i]), write)
-            for i in misses]
+    jobs = [(pages[i].html, str(project.templates), pages[i].epoch, _sides(pages[i]),
+             write and not pages[i].measure) for i in misses]
     for n, rendered in renderer.run(jobs, progress and (lambda n: progress(pages[misses[n]].name))):
         results[misses[n]] = rendered
     return [results[i] for i in range(len(pages))]

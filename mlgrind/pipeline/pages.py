@@ -12,6 +12,7 @@ from .load import Source
 from .problems import Problem
 
 PAPERS = ("a4", "letter")
+PAPER_MM = {"a4": (210, 297), "letter": (215.9, 279.4)}  # portrait width, height
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Page:
     key: str  # for the cache: a digest of everything the PDF's bytes depend on
     split: int | None = None  # a recall edition on both sides: the first panel of side 2
     compact: int = 0  # a recall edition with each hidden answer's room capped: 1 at 2 lines, 2 at 1
+    measure: bool = False  # laid out on one endless side, only to measure it (never printed)
 
     @property
     def name(self) -> str:

@@ -108,9 +108,11 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0, fits: int | None = No
         document = weasyprint.HTML(
             string=html, base_url=assets.resolve().as_uri() + "/",
             url_fetcher=AssetFetcher(assets)).render()
+        error = "WeasyPrint: " + "; ".join(capture.messages) if capture.messages else ""
+        if (measured := _measured(document)) is not None:
+            return dataclasses.replace(measured, error=error, too_wide=_too_wide(document))
         pages = len(document.pages)
         data = document.write_pdf() if write and (fits is None or pages <= fits) else b""
-        error = "WeasyPrint: " + "; ".join(capture.messages) if capture.messages else ""
         heights, spilled = _panel_heights(document) if pages > 1 else ((), None)
         return Rendered(data if not error else b"", pages, error,
                         panel_mm=heights, spilled=spilled, too_wide=_too_wide(document))
@@ -120,6 +122,29 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0, fits: int | None = No
             del os.environ["SOURCE_DATE_EPOCH"]
         else:
             os.environ["SOURCE_DATE_EPOCH"] = saved
+
+
+def _measured(document: weasyprint.document.Document) -> Rendered | None:
+    """Of a side laid out to be measured (`measure` in the page template: one page, as tall as
+    its content), what laying it out on its paper would give, without the page breaks that
+    make an overflowing layout cost twice a fitting one: one page or more (two), and each
+    panel's content height. The panel that "spilled" is the first that ends below the room a
+    first side of two has (its paper less its footer): where side 2 should begin. None for a
+    page that is not measured."""
+    page = document.pages[0]._page_box
+    body = next(box for box in page.descendants() if box.element_tag == "body")
+    height = body.element.get("data-page-height")
+    if height is None:
+        return None
+    last_line = float(height) / MM_PER_PX - page.margin_bottom
+    side = next(box for box in body.descendants() if box.element_tag == "div"
+                and "side" in (box.element.get("class") or "").split())
+    footer = next(box for box in side.descendants() if box.element_tag == "footer")
+    past = [index for _, index, box in _panel_boxes(document)
+            if box.position_y + box.margin_height() > last_line - footer.margin_height()]
+    heights, _ = _panel_heights(document)
+    return Rendered(b"", 1 if side.position_y + side.margin_height() <= last_line else 2,
+                    panel_mm=heights, spilled=min(past, default=None))
 
 
 def _panel_boxes(document: weasyprint.document.Document):  # type: ignore[no-untyped-def]
