@@ -46,7 +46,6 @@ class AssetFetcher(URLFetcher):
         return super().fetch(url, headers)
 
 
-SUBSETTER = f"uharfbuzz {uharfbuzz.__version__} (HarfBuzz {uharfbuzz.version_string()})"
 _DROPPED_TABLES = (b"BASE", b"DSIG", b"EBDT", b"EBLC", b"EBSC", b"GPOS", b"GSUB", b"JSTF",
                    b"LTSH", b"PCLT", b"SVG ")
 
@@ -108,11 +107,14 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0, fits: int | None = No
         document = weasyprint.HTML(
             string=html, base_url=assets.resolve().as_uri() + "/",
             url_fetcher=AssetFetcher(assets)).render()
-        error = "WeasyPrint: " + "; ".join(capture.messages) if capture.messages else ""
-        if (measured := _measured(document)) is not None:
-            return dataclasses.replace(measured, error=error, too_wide=_too_wide(document))
+        measured = _measured(document)
         pages = len(document.pages)
-        data = document.write_pdf() if write and (fits is None or pages <= fits) else b""
+        data = (document.write_pdf() if measured is None and write and (fits is None or
+                                                                         pages <= fits) else b"")
+        # After writing: subsetting a font may warn too.
+        error = "WeasyPrint: " + "; ".join(capture.messages) if capture.messages else ""
+        if measured is not None:
+            return dataclasses.replace(measured, error=error, too_wide=_too_wide(document))
         heights, spilled = _panel_heights(document) if pages > 1 else ((), None)
         return Rendered(data if not error else b"", pages, error,
                         panel_mm=heights, spilled=spilled, too_wide=_too_wide(document))
