@@ -297,25 +297,44 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
     Also returns, by each first page's cache key, the layout it ended with (`KEY.layout` in
     the cache): a rebuild, or a check, goes straight to it, and a check trusts it to fit."""
     final = list(pages)
-    fitting: dict[int, int] = {}  # page → its page count, for the layouts known to fit
+    results: dict[int, Rendered] = {}
+    todo = []
     for i, page in enumerate(pages):
         known = _cached_layout(cache / f"{page.key}.layout", page, relayout) if cache else None
         if known is not None:
-            final[i], fitting[i] = known
+            final[i] = known[0]
+        hit = _from_cache(final[i], cache, write, known[1] if known else None)
+        if hit is None:
+            todo.append(i)
+            continue
+        results[i] = hit
+        if progress:
+            progress(page.name)
+
+    def then(i: int, rendered: Rendered) -> workers.Job | None:
+        """After a page's layout: the next one it needs, unless that is cached or none is."""
+        if progress:
+            progress(final[i].name)
+        results[i] = rendered
+        layout = _next_layout(final[i], rendered) if _runs_over(final[i], rendered) else None
+        if layout is None:
+            return None
+        final[i] = relayout(final[i], *layout)
+        if (hit := _from_cache(final[i], cache, write)) is None:
+            return _job(final[i], project, write)
+        results[i] = hit
+        return None
+
+    # Measures first, as they lead to more layouts, then the longest pages: the last to
+    # finish are short ones.
+    todo.sort(key=lambda i: (not final[i].measure, -len(final[i].html)))
     with workers.Renderer(jobs) as renderer:
-        results = _rendered(final, project, cache, progress, renderer, write, fitting)
-        todo = [i for i in range(len(pages)) if _runs_over(final[i], results[i])]
-        while todo:
-            again = [(i, relayout(final[i], *layout)) for i in todo
-                     if (layout := _next_layout(final[i], results[i])) is not None]
-            for (i, page), rendered in zip(again, _rendered(
-                    [p for _, p in again], project, cache, progress, renderer, write, {}),
-                    strict=True):
-                final[i], results[i] = page, rendered
-            todo = [i for i, _ in again if _runs_over(final[i], results[i])]
+        renderer.run([_job(final[i], project, write) for i in todo],
+                     lambda n, rendered: then(todo[n], rendered))
 
     problems = Problems()
-    for page, pdf in zip(final, results, strict=True):
+    rendered = [results[i] for i in range(len(pages))]
+    for page, pdf in zip(final, rendered, strict=True):
         if pdf.error:
             problems.add(page.problem(f"on {page.paper}: {pdf.error}"))
         elif pdf.pages > MAX_PAGES[page.edition]:
@@ -327,8 +346,8 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
                 "shorten it, let it wrap, or span more columns", ("panels", panel, "title")))
     problems.check()
     layouts = {page.key: _layout_line(done, pdf.pages)
-               for page, done, pdf in zip(pages, final, results, strict=True)}
-    return list(zip(final, results, strict=True)), layouts
+               for page, done, pdf in zip(pages, final, rendered, strict=True)}
+    return list(zip(final, rendered, strict=True)), layouts
 
 
 def _sides(page: Page) -> int:
@@ -377,30 +396,22 @@ def _next_layout(page: Page, pdf: Rendered) -> tuple[int | None, int, bool] | No
     return None if page.compact == 2 else (None, page.compact + 1, True)  # side 2 ran over
 
 
-def _rendered(pages: list[Page], project: Project, cache: Path | None,
-              progress: Progress | None, renderer: workers.Renderer, write: bool,
-              fitting: dict[int, int]) -> list[Rendered]:
-    """Each page's rendering: known to fit (`fitting`, by index, with its page count: a check
-    needs nothing more), from the cache, or from WeasyPrint. A cached PDF's page count is its
-    layout's, when known: reading it from the PDF costs more than reading the PDF."""
-    results: dict[int, Rendered] = {}
-    misses: list[int] = []
-    for i, page in enumerate(pages):
-        if i in fitting and not write:
-            results[i] = Rendered(b"", fitting[i], cached=True)
-        elif (cached := _cached_pdf(cache / f"{page.key}.pdf") if cache else None) is not None:
-            count = fitting[i] if i in fitting else _page_count(cached)
-            results[i] = Rendered(cached, count, cached=True)
-        else:
-            misses.append(i)
-            continue
-        if progress:
-            progress(page.name)
-    jobs = [(pages[i].html, str(project.templates), pages[i].epoch, _sides(pages[i]),
-             write and not pages[i].measure) for i in misses]
-    for n, rendered in renderer.run(jobs, progress and (lambda n: progress(pages[misses[n]].name))):
-        results[misses[n]] = rendered
-    return [results[i] for i in range(len(pages))]
+def _from_cache(page: Page, cache: Path | None, write: bool, count: int | None = None
+                ) -> Rendered | None:
+    """A page's rendering without WeasyPrint, if the cache has it: known to fit (`count`, its
+    page count from its layout: a check needs nothing more), or its PDF. A cached PDF's page
+    count is its layout's, when known: reading it from the PDF costs more than reading the PDF."""
+    if count is not None and not write:
+        return Rendered(b"", count, cached=True)
+    data = _cached_pdf(cache / f"{page.key}.pdf") if cache else None
+    if data is None:
+        return None
+    return Rendered(data, count if count is not None else _page_count(data), cached=True)
+
+
+def _job(page: Page, project: Project, write: bool) -> workers.Job:
+    return (page.html, str(project.templates), page.epoch, _sides(page),
+            write and not page.measure)
 
 
 def _page_count(pdf: bytes) -> int:

@@ -3,18 +3,20 @@ processes when there are several and cores to spare, in this process otherwise.
 
 This module imports no WeasyPrint (it takes most of a second): the build's own process never
 does when it renders in parallel, only the workers, forked from a fork server that imports it
-once. The pool starts at the first page that must be rendered, not before, and serves every
-round of a build (a recall edition laid out again is a second round).
+once. The pool starts at the first page that must be rendered, not before, and serves the
+whole build: a page laid out again (a recall edition) is sent as soon as its last layout
+comes back.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any, Self
 
@@ -65,26 +67,33 @@ class Renderer:
     def __exit__(self, kind: object, error: object, trace: object) -> None:
         self.close()
 
-    def run(self, jobs: list[Job], done: Callable[[int], None] | None = None) -> Iterator[
-            tuple[int, Rendered]]:
-        """(index, rendering) for each job, in the order they finish; `done(index)` after each."""
-        if not jobs:
-            return
+    def run(self, jobs: list[Job], then: Callable[[int, Rendered], Job | None]) -> None:
+        """Renders each job, handing each rendering to `then(index, rendering)`, which may give
+        a next job for the same index (a page laid out again): it runs before any job not yet
+        started, so that no page's last layout is left alone at the end while the other
+        processes wait. Jobs start in the order given."""
+        queue = collections.deque(enumerate(jobs))
         if self.jobs == 1:  # one process: this one
             from . import pdf
 
-            for i, args in enumerate(jobs):
-                yield i, pdf.render_job(*args)
-                if done:
-                    done(i)
+            while queue:
+                index, args = queue.popleft()
+                if (follow := then(index, pdf.render_job(*args))) is not None:
+                    queue.appendleft((index, follow))
             return
         pool = self._start()
+        running: dict[concurrent.futures.Future[Rendered], int] = {}
         try:
-            futures = {pool.submit(job, *args): i for i, args in enumerate(jobs)}
-            for future in concurrent.futures.as_completed(futures):
-                yield futures[future], future.result()
-                if done:
-                    done(futures[future])
+            while queue or running:
+                while queue and len(running) < self.jobs:  # the rest wait here, not in the pool
+                    index, args = queue.popleft()
+                    running[pool.submit(job, *args)] = index
+                finished, _ = concurrent.futures.wait(
+                    running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    index = running.pop(future)
+                    if (follow := then(index, future.result())) is not None:
+                        queue.appendleft((index, follow))
         except BaseException:  # Ctrl-C, SIGTERM, an error: the workers stop now, mid-page
             self.close(abort=True)
             raise
