@@ -225,13 +225,15 @@ def test_a_stamp_is_printed_on_the_recall_edition_only_when_given() -> None:
     assert 'class="stamp"' not in html("recall")
 
 
-@pytest.mark.parametrize("sheet,edition", [("13", "recall"), ("90", "key")])
-def test_a_measured_side_says_whether_it_fits_and_where_side_2_begins(sheet: str,
-                                                                      edition: str) -> None:
+@pytest.mark.parametrize("sheet,edition,compact", [("13", "recall", 0), ("13", "recall", 1),
+                                                   ("90", "key", 0)])
+def test_a_measured_side_says_whether_it_fits_and_where_side_2_begins(
+        sheet: str, edition: str, compact: int) -> None:
     # A build measures each recall edition on one endless side before laying it out on its
     # paper: the measure must give that layout's page count (one, or more: two), and a side 2
-    # that begins late enough to leave side 1 full but early enough for side 1 to fit.
-    # Sheet 13's recall runs over one side; a key fits.
+    # that begins late enough to leave side 1 full but early enough for side 1 to fit, and
+    # whether side 2 then holds the rest. Sheet 13's recall runs over one side, and its side
+    # 2 over its paper until compacted once; a key fits.
     project = build.Project.at(ROOT)
     entry = next(e for e in build.load_content(project).sheets if e.stem.startswith(sheet))
     templates = Templates(project.templates)
@@ -239,18 +241,20 @@ def test_a_measured_side_says_whether_it_fits_and_where_side_2_begins(sheet: str
 
     def layout(**options: Any) -> Rendered:
         page = build._page(entry, edition, "a4", templates, {entry.sheet.id: 0}, assets,
-                           **options)
+                           compact=compact, **options)
         return render_pdf(page.html, project.templates, write=False)
 
     real, measured = layout(), layout(measure=True)
     assert real.error == measured.error == ""
-    assert measured.pages == min(real.pages, 2)
+    assert (measured.pages == 1) == (real.pages == 1)
     if real.pages == 1:
         return
     split = measured.spilled
     assert split is not None
-    assert layout(split=split).spilled in (None, split)  # side 1 holds what it was given
+    both = layout(split=split)
+    assert both.spilled in (None, split)  # side 1 holds what it was given
     assert layout(split=split + 1).spilled is not None  # and no more would fit
+    assert (both.pages > 2) == (measured.pages > 2)  # side 2 runs over as the measure said
 
 
 def test_a_side_that_runs_onto_its_footer_runs_over_though_it_breaks_no_page() -> None:

@@ -290,9 +290,9 @@ def render_pdfs(pages: list[Page], project: Project, cache: Path | None,
     endless side (`measure`), at about half the cost of a layout that runs over its paper
     (most do), to see whether it fits one side. If not, it is laid out on both sides of one
     sheet (`relayout`), side 2 from the first panel that ends below what side 1 holds (or an
-    earlier one, while side 1 still runs over); if side 2 runs over too, with each hidden
-    answer's room capped at two lines, then one (`compact`), measured afresh. It must then
-    fit. A layout that runs over is never written to PDF (only laid out), nor is any
+    earlier one, while side 1 still runs over); if side 2 runs over too, or the measure says
+    it would, with each hidden answer's room capped at two lines, then one (`compact`),
+    measured afresh. It must then fit. A layout that runs over is never written to PDF (only laid out), nor is any
     without `write`.
     Also returns, by each first page's cache key, the layout it ended with (`KEY.layout` in
     the cache): a rebuild, or a check, goes straight to it, and a check trusts it to fit."""
@@ -388,6 +388,8 @@ def _next_layout(page: Page, pdf: Rendered) -> tuple[int | None, int, bool] | No
     """The layout to try after `page` was measured or ran over, or None when none is left."""
     if page.measure and pdf.pages == 1:  # it fits one side
         return None, page.compact, False
+    if page.measure and pdf.pages > 2 and page.compact < 2:  # side 2 would run over
+        return None, page.compact + 1, True
     if page.split is None:  # one side: side 2 begins at the first panel that ran over
         spilled = pdf.spilled if pdf.spilled is not None else len(pdf.panel_mm) - 1
         return max(1, spilled), page.compact, False

@@ -129,9 +129,12 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0, fits: int | None = No
 def _measured(document: weasyprint.document.Document) -> Rendered | None:
     """Of a side laid out to be measured (`measure` in the page template: one page, as tall as
     its content), what laying it out on its paper would give, without the page breaks that
-    make an overflowing layout cost twice a fitting one: one page or more (two), and each
-    panel's content height. The panel that "spilled" is the first that ends below the room a
-    first side of two has (its paper less its footer): where side 2 should begin. None for a
+    make an overflowing layout cost twice a fitting one, and each panel's content height.
+    The panel that "spilled" is the first that ends below the room a first side of two has
+    (its paper less its footer): where side 2 should begin. Pages: one when the side fits its
+    paper; else two when the panels from the spilled one on, as they lie here, fit the room a
+    second side has (its paper less header, sources and footer), and three when they do not
+    (side 2 would run over: build.py compacts before it lays out both sides). None for a
     page that is not measured."""
     page = document.pages[0]._page_box
     body = next(box for box in page.descendants() if box.element_tag == "body")
@@ -141,12 +144,21 @@ def _measured(document: weasyprint.document.Document) -> Rendered | None:
     last_line = float(height) / MM_PER_PX - page.margin_bottom
     side = next(box for box in body.descendants() if box.element_tag == "div"
                 and "side" in (box.element.get("class") or "").split())
-    footer = next(box for box in side.descendants() if box.element_tag == "footer")
-    past = [index for _, index, box in _panel_boxes(document)
-            if box.position_y + box.margin_height() > last_line - footer.margin_height()]
+    parts = {box.element_tag: box.margin_height() for box in side.children
+             if box.element_tag in ("header", "p", "footer")}  # p: the sources
+    panels = {index: box for _, index, box in _panel_boxes(document)}
+    spilled = min((index for index, box in panels.items()
+                   if box.position_y + box.margin_height() > last_line - parts["footer"]),
+                  default=None)
     heights, _ = _panel_heights(document)
-    return Rendered(b"", 1 if side.position_y + side.margin_height() <= last_line else 2,
-                    panel_mm=heights, spilled=min(past, default=None))
+    if side.position_y + side.margin_height() <= last_line:
+        return Rendered(b"", 1, panel_mm=heights, spilled=spilled)
+    first = max(1, spilled if spilled is not None else len(panels) - 1)  # as build.py splits
+    rest = [box for index, box in panels.items() if index >= first]
+    room = last_line - side.position_y - sum(parts.values())
+    taller = (max(box.position_y + box.margin_height() for box in rest)
+              - min(box.position_y for box in rest)) > room
+    return Rendered(b"", 3 if taller else 2, panel_mm=heights, spilled=spilled)
 
 
 def _pages(document: weasyprint.document.Document) -> int:
