@@ -167,16 +167,16 @@ print(json.dumps(times))
 def raw_renders(project: Path, scratch: Path) -> dict[str, float]:
     """Seconds WeasyPrint takes for each page's HTML (first layout), one process, one core."""
     sys.path.insert(0, str(ROOT))
-    from mlgrind.pipeline import build, ledger, maths
+    from mlgrind.pipeline import compiler, ledger, maths
     from mlgrind.pipeline.render import Templates
 
-    proj = build.Project.at(project)
-    content = build.load_content(proj, maths.Typeset.load(None))
+    proj = compiler.Project.at(project)
+    content = compiler.load_content(proj, maths.Typeset.load(None))
     templates = Templates(proj.templates)
-    old, _ = build.read_ledger(proj, content, build.note_types(templates), None)
+    old, _ = compiler.read_ledger(proj, content, compiler.note_types(templates), None)
     digests = {e.sheet.id: e.digest for e in content.sheets}
-    dates = ledger.sheet_dates(old, digests, build.clock())
-    pages = build.page_html(content.sheets, templates, dates, build.PAPERS)
+    dates = ledger.sheet_dates(old, digests, compiler.clock())
+    pages = compiler.page_html(content.sheets, templates, dates, compiler.PAPERS)
     scratch.mkdir(parents=True, exist_ok=True)
     files = []
     for page in pages:
