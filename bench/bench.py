@@ -170,22 +170,22 @@ def raw_renders(project: Path, scratch: Path) -> dict[str, float]:
     """Seconds WeasyPrint takes for each page's HTML, in its printed layout (read from the
     cache of the full build just made in `project`), one process, one core."""
     sys.path.insert(0, str(ROOT))
-    from mlgrind.pipeline import build, ledger, maths
+    from mlgrind.pipeline import compiler, ledger, maths
     from mlgrind.pipeline.render import Templates
 
-    proj = build.Project.at(project)
-    content = build.load_content(proj, maths.Typeset.load(None))
+    proj = compiler.Project.at(project)
+    content = compiler.load_content(proj, maths.Typeset.load(None))
     templates = Templates(proj.templates)
-    old, _ = build.read_ledger(proj, content, build.note_types(templates), None)
+    old, _ = compiler.read_ledger(proj, content, compiler.note_types(templates), None)
     digests = {e.sheet.id: e.digest for e in content.sheets}
-    dates = ledger.sheet_dates(old, digests, build.clock())
-    by_id, assets = {e.sheet.id: e for e in content.sheets}, build._assets_digest(proj.templates)
+    dates = ledger.sheet_dates(old, digests, compiler.clock())
+    by_id, assets = {e.sheet.id: e for e in content.sheets}, compiler._assets_digest(proj.templates)
     cache = project / "build" / ".cache"
     scratch.mkdir(parents=True, exist_ok=True)
     files = []
-    for first in build.page_html(content.sheets, templates, dates, build.PAPERS):
-        known = build._cached_layout(cache / f"{first.key}.layout", first, lambda page, *layout: (
-            build._page(by_id[page.sheet], page.edition, page.paper, templates, dates, assets,
+    for first in compiler.page_html(content.sheets, templates, dates, compiler.PAPERS):
+        known = compiler._cached_layout(cache / f"{first.key}.layout", first, lambda page, *layout: (
+            compiler._page(by_id[page.sheet], page.edition, page.paper, templates, dates, assets,
                         *layout)))
         if known is None:
             sys.exit(f"bench: the full build left no layout for {first.name}")

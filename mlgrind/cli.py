@@ -136,8 +136,10 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, jobs: int
     Nothing is written unless everything builds; files whose bytes did not change are left
     untouched, and unchanged sheets come from a cache in OUT/.cache/. OUT/.mlgrind-manifest.json
     lists what mlgrind wrote: a full build removes those files it no longer makes (unless they
-    were edited since), and never any other file in OUT. SOURCE_DATE_EPOCH, if set, is the
-    build's clock.
+    were edited since), and never any other file in OUT. It also records what the build read
+    (sources, templates, ledger, papers, mlgrind's code and dependencies' versions,
+    SOURCE_DATE_EPOCH): a full build that finds all of it unchanged, and every output intact,
+    says "up to date" and does nothing. SOURCE_DATE_EPOCH, if set, is the build's clock.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -170,11 +172,15 @@ def build_command(paper: str, only: tuple[str, ...], out: Path | None, jobs: int
         err.print(f"[red]✗[/red] stopped by {name}: no file is left half-written", soft_wrap=True)
         sys.exit(code)
     outputs = result.outputs
-    for o in outputs:
-        state = "written" if o.written else "unchanged"
-        how = "cached" if o.cached else f"{o.seconds:.2f} s"
-        stdout.print(f"  {state:9} {_shown(out_dir / o.path)}  [dim]{_size(len(o.data))}, {how}[/dim]",
-                     soft_wrap=True)
+    if result.up_to_date:  # one line, not one per file: none was even compiled
+        stdout.print(f"  up to date: nothing changed since the last build ({len(outputs)} files "
+                     "checked)")
+    else:
+        for o in outputs:
+            state = "written" if o.written else "unchanged"
+            how = "cached" if o.cached else f"{o.seconds:.2f} s"
+            stdout.print(f"  {state:9} {_shown(out_dir / o.path)}  "
+                         f"[dim]{_size(len(o.data))}, {how}[/dim]", soft_wrap=True)
     for path in result.removed:
         stdout.print(f"  removed   {_shown(path)}  [dim](no longer built)[/dim]", soft_wrap=True)
     _report_changes(result.changes)

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import ROOT, run
 from mlgrind.pipeline.blocks import KINDS
-from mlgrind.pipeline.build import Project, load_content, page_html
+from mlgrind.pipeline.compiler import Project, load_content, page_html
 from mlgrind.pipeline.fields import Strict
 from mlgrind.pipeline.problems import ContentError
 from mlgrind.pipeline.render import Templates
@@ -204,13 +204,13 @@ def test_bad_table_arguments_are_reported_at_rows_from(sources: Path, rows_from:
 
 def test_a_note_role_is_in_the_legend(sources: Path) -> None:
     """Sheet 03's pitfalls are notes marked with the pitfall glyph: the legend says what it means."""
-    from mlgrind.pipeline import build
+    from mlgrind.pipeline import compiler
 
     project = Project.at(sources)
     content = load_content(project)
     [entry] = [e for e in content.sheets if e.sheet.id == "parallel-mlp"]
     assert any(getattr(b, "role", None) == "pitfall" for p in entry.sheet.panels for b in p.blocks)
-    [page] = build.page_html([entry], build.Templates(project.templates), {entry.sheet.id: 0},
+    [page] = compiler.page_html([entry], compiler.Templates(project.templates), {entry.sheet.id: 0},
                              ("a4",))[:1]
     legend = page.html.split('class="legend"')[1].split("</footer>")[0]
     assert "common mistake" in legend

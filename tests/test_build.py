@@ -57,7 +57,7 @@ def test_rebuild_with_no_change_rewrites_no_pdf(built: Path) -> None:
     before = {p: p.stat().st_mtime_ns for p in (built / "build/onepagers").glob("*.pdf")}
     result = run("build", "--root", built)
     assert result.code == 0
-    assert "cached" in result.out
+    assert "up to date" in result.out
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
 

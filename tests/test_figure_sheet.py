@@ -85,7 +85,7 @@ def test_figures_fit_their_panels_without_pushing_the_grid(sample: Path, paper: 
     must keep its equal share of the grid, on both papers."""
     import weasyprint
 
-    from mlgrind.pipeline.build import Project, load_content, page_html
+    from mlgrind.pipeline.compiler import Project, load_content, page_html
     from mlgrind.pipeline.render import Templates
 
     project = Project.at(sample.parent.parent)

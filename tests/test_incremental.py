@@ -100,6 +100,8 @@ def test_a_damaged_or_missing_cache_file_changes_no_byte(sheet90: Path) -> None:
         for path in sorted(cache.iterdir()):
             if path.suffix in damage:
                 damage[path.suffix](path)
+        # Without its manifest the build compiles: up to date, it would read no cache file.
+        (out / ".mlgrind-manifest.json").unlink()
         assert build(sheet90, out) == clean, n
     # A booklet edited in place is rebuilt, not kept for its cache stamp.
     booklet = out / "booklet-a4.pdf"
@@ -123,3 +125,117 @@ def test_check_lays_out_without_writing_and_a_build_after_it_gives_the_same_byte
     assert build(sheet90, out) == clean
     again = run("check", "--root", sheet90)  # after a build: from the cache
     assert again.code == 0 and "all good" in again.err, again.err
+
+
+# Up to date: a full build that finds its inputs unchanged does nothing ---------------------------
+
+
+def stamps(root: Path) -> dict[str, int]:
+    """Every file of the project, outputs, cache and ledger included, by its modification time."""
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def up_to_date(root: Path, out: Path, *options: str) -> bool:
+    result = run("build", "--root", root, "--out", out, *options)
+    assert result.code == 0, result.err
+    if "up to date" not in result.out:
+        assert "unchanged" in result.out or "written" in result.out, result.out
+        return False
+    return True
+
+
+def test_a_build_with_nothing_changed_is_up_to_date_and_writes_nothing(sheet90: Path) -> None:
+    out = sheet90 / "build"
+    built = build(sheet90, out)
+    manifest = json.loads((out / ".mlgrind-manifest.json").read_text())
+    assert set(manifest["files"]) == set(built) and manifest["inputs"]
+    before = stamps(sheet90)
+    result = run("build", "--paper", "a4", "--root", sheet90, "--out", out)
+    assert result.code == 0, result.err
+    assert f"up to date: nothing changed since the last build ({len(built)} files checked)" in result.out
+    assert "unchanged" not in result.out and "written" not in result.out
+    assert stamps(sheet90) == before
+    assert json.loads((out / ".mlgrind-manifest.json").read_text()) == manifest
+    assert outputs(out) == built
+
+
+def test_every_input_and_every_output_is_checked_and_a_rebuild_gives_a_clean_builds_bytes(
+        sheet90: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlgrind.pipeline import build as pipeline
+    from mlgrind.pipeline import fresh
+
+    out = sheet90 / "build"
+    options = ["--paper", "a4"]
+    build(sheet90, out, *options)
+    assert up_to_date(sheet90, out, *options)
+
+    def edit(relative: str, old: str, new: str) -> None:
+        path = sheet90 / relative
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new, 1))
+
+    def reformat_ledger() -> None:  # the same ledger, other bytes
+        path = sheet90 / "notes.lock.json"
+        path.write_text(json.dumps(json.loads(path.read_text()), indent=4))
+
+    def letter() -> None:
+        options[1] = "letter"
+
+    def in_process() -> None:  # the code changed: only the digest of mlgrind's code tells
+        monkeypatch.setattr(fresh, "code_digest", lambda: "another version of mlgrind")
+        result = pipeline.build(pipeline.Project.at(sheet90), out, papers=(options[1],))
+        assert not result.up_to_date and not result.changes.warnings
+        assert not any(o.written for o in result.outputs)  # compiled, to the same bytes
+
+    changes = {
+        "a source": lambda: edit(SHEET, "Adding a bias", "Adding a bias vector"),
+        "a template": lambda: edit("templates/sheet.html.j2", "<main", "{# a comment #}<main"),
+        "the ledger": reformat_ledger,
+        "a deleted output": (out / "onepagers/90-numpy-shapes-a4.pdf").unlink,
+        "an output's bytes": lambda: (out / "booklet-a4.pdf").write_bytes(b"%PDF-1.7 not mine"),
+        "the paper": letter,
+        "SOURCE_DATE_EPOCH": lambda: monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000"),
+        "an --only build": lambda: build(sheet90, out, "--only", "90", *options),
+        "mlgrind's code": in_process,
+    }
+    for n, (what, change) in enumerate(changes.items()):
+        change()
+        if what == "an --only build":
+            assert "inputs" not in json.loads((out / ".mlgrind-manifest.json").read_text())
+        clean_root = tmp_path / f"clean-{n}"  # the project as this build reads it, built afresh
+        shutil.copytree(sheet90, clean_root, ignore=shutil.ignore_patterns("build"))
+        if what != "mlgrind's code":
+            assert not up_to_date(sheet90, out, *options), what
+        assert outputs(out) == build(clean_root, clean_root / "build", *options), what
+        assert up_to_date(sheet90, out, *options), what
+
+
+def test_a_build_with_a_warning_records_no_inputs(sheet90: Path) -> None:
+    out = sheet90 / "build"
+    build(sheet90, out)
+    (sheet90 / "notes.lock.json").unlink()  # rebuilt from the deck, with a warning
+    result = run("build", "--paper", "a4", "--root", sheet90, "--out", out)
+    assert result.code == 0 and "notes.lock.json was missing" in result.err, result.err
+    assert "inputs" not in json.loads((out / ".mlgrind-manifest.json").read_text())
+    assert not up_to_date(sheet90, out, "--paper", "a4")  # compiles, now without a warning
+    assert up_to_date(sheet90, out, "--paper", "a4")
+
+
+def test_an_up_to_date_build_imports_no_stage(sheet90: Path) -> None:
+    # In a fresh interpreter, through the CLI's entry: this one has imported everything.
+    out = sheet90 / "build"
+    build(sheet90, out)
+    script = ("import sys; from mlgrind.cli import main\n"
+              "try: main(sys.argv[1:])\n"
+              "except SystemExit as stop: assert not stop.code, stop.code\n"
+              "heavy = ('numpy', 'pydantic', 'genanki', 'weasyprint', 'markdown_it', 'yaml',\n"
+              "         'mlgrind.facts', 'mlgrind.figures', 'mlgrind.ref', 'mlgrind.pipeline.compiler')\n"
+              "print(sorted(name for name in heavy if name in sys.modules), file=sys.stderr)")
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script, "build", "--paper", "a4", "--root",
+                           str(sheet90), "--out", str(out)],
+                          check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "up to date" in done.stdout, done.stdout
+    assert done.stderr.strip().endswith("[]"), done.stderr

@@ -100,13 +100,13 @@ def test_a_typed_fact_in_a_table_fails_unless_its_column_is_an_input(project: Pa
 
 
 def test_input_columns_are_shown_in_the_given_style_and_may_hold_numbers(project: Path) -> None:
-    from mlgrind.pipeline import build
+    from mlgrind.pipeline import compiler
 
-    project_ = build.Project.at(project)
-    content = build.load_content(project_)
-    html = "".join(page.html for page in build.page_html(
+    project_ = compiler.Project.at(project)
+    content = compiler.load_content(project_)
+    html = "".join(page.html for page in compiler.page_html(
         [e for e in content.sheets if e.sheet.id == "numpy-shapes"],
-        build.Templates(project_.templates), {"numpy-shapes": 0}, ("a4",)))
+        compiler.Templates(project_.templates), {"numpy-shapes": 0}, ("a4",)))
     assert re.search(r'<span class="r-given">\(5, 4\)</span>', html)
     assert "given (an input)" in html  # and the legend says what the style means
 
@@ -115,15 +115,15 @@ def test_changing_a_computation_changes_every_cell_and_card_that_shows_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing shown is a copy: patch one computation and every sheet and card that calls it
     shows the new value (that the recall edition hides values is tested on its PDF text)."""
-    from mlgrind.pipeline import build, compute
+    from mlgrind.pipeline import compiler, compute
 
     name, sentinel = "kv_bytes_per_token", "patched-value"
     patched = lambda *args, **kwargs: sentinel  # noqa: E731
     monkeypatch.setitem(compute.CALC, name, patched)
     monkeypatch.setitem(compute._MARKED, name, compute._marking(patched))
     root = Path(__file__).resolve().parent.parent
-    project = build.Project.at(root)
-    content = build.load_content(project)
+    project = compiler.Project.at(root)
+    content = compiler.load_content(project)
     calls = f"calc.{name}("
     showing = [n for n in content.notes
                if any(calls in str(v) for v in _yaml_note(root, n.id).values())]
@@ -132,7 +132,7 @@ def test_changing_a_computation_changes_every_cell_and_card_that_shows_it(
         assert any(sentinel in value for _, value in note.fields), note.id
     sheets = [e for e in content.sheets if calls in e.source.path.read_text()]
     assert sheets, "the test needs a sheet that shows the computation"
-    for page in build.page_html(sheets, build.Templates(project.templates),
+    for page in compiler.page_html(sheets, compiler.Templates(project.templates),
                                 {e.sheet.id: 0 for e in sheets}, ("a4",)):
         assert page.edition != "key" or sentinel in page.html, page.name
 

@@ -16,7 +16,7 @@ import weasyprint
 from pypdf import PdfReader
 
 from mlgrind import palette
-from mlgrind.pipeline import build
+from mlgrind.pipeline import compiler
 from mlgrind.pipeline.pages import Rendered
 from mlgrind.pipeline.pdf import AssetFetcher, render_pdf
 from mlgrind.pipeline.problems import Problems
@@ -31,7 +31,7 @@ MM = DPI / 25.4  # pixels per mm at DPI
 @pytest.fixture(scope="module")
 def pdfs() -> dict[str, bytes]:
     """Every page of the three sheets, compiled in memory (nothing written, no cache)."""
-    result = build.compile_project(build.Project.at(ROOT), only=list(SHEETS))
+    result = compiler.compile_project(compiler.Project.at(ROOT), only=list(SHEETS))
     return {o.path.removeprefix("onepagers/"): o.data for o in result.outputs
             if o.path.startswith("onepagers/")}
 
@@ -188,10 +188,10 @@ def test_legend_entries_do_not_break_and_the_footer_sits_on_the_bottom_margin(
 
 def test_booklets_carry_a_title_and_the_recall_one_starts_each_sheet_on_a_front(
         pdfs: dict[str, bytes]) -> None:
-    project = build.Project.at(ROOT)
-    selected = build.select(build.load_content(project), list(SHEETS))
-    outputs = [build.Output(f"onepagers/{name}", data, 0.0) for name, data in pdfs.items()]
-    made = {o.path: PdfReader(io.BytesIO(o.data)) for o in build.booklets(outputs, selected, ("a4",))}
+    project = compiler.Project.at(ROOT)
+    selected = compiler.select(compiler.load_content(project), list(SHEETS))
+    outputs = [compiler.Output(f"onepagers/{name}", data, 0.0) for name, data in pdfs.items()]
+    made = {o.path: PdfReader(io.BytesIO(o.data)) for o in compiler.booklets(outputs, selected, ("a4",))}
     for path, reader in made.items():
         meta = reader.metadata
         assert meta.author == "mlgrind" and "3 sheets" in meta.title, path
@@ -201,17 +201,17 @@ def test_booklets_carry_a_title_and_the_recall_one_starts_each_sheet_on_a_front(
     assert "recall" in made["booklet-recall-a4.pdf"].metadata.title
     # A recall edition on one side (sheet 01's key stands in for one) gets a blank back.
     one_side = [o if o.path != "onepagers/01-suffixes-einsum-recall-a4.pdf" else
-                build.Output(o.path, pdfs["01-suffixes-einsum-a4.pdf"], 0.0) for o in outputs]
-    [_, recall_booklet] = build.booklets(one_side, selected, ("a4",))
+                compiler.Output(o.path, pdfs["01-suffixes-einsum-a4.pdf"], 0.0) for o in outputs]
+    [_, recall_booklet] = compiler.booklets(one_side, selected, ("a4",))
     pages = PdfReader(io.BytesIO(recall_booklet.data)).pages
     assert len(pages) == 2 * len(selected)
     assert "Shape suffixes" in pages[0].extract_text() and not pages[1].extract_text().strip()
 
 
 def test_a_stamp_is_printed_on_the_recall_edition_only_when_given() -> None:
-    project = build.Project.at(ROOT)
-    [entry] = build.select(build.load_content(project), ["01"])
-    templates = build.Templates(project.templates)
+    project = compiler.Project.at(ROOT)
+    [entry] = compiler.select(compiler.load_content(project), ["01"])
+    templates = compiler.Templates(project.templates)
     colophon = {"version": "0", "digest": "0", "date": "2026-12-03"}
 
     def html(edition: str, **stamp: str) -> str:
@@ -234,13 +234,13 @@ def test_a_measured_side_says_whether_it_fits_and_where_side_2_begins(
     # that begins late enough to leave side 1 full but early enough for side 1 to fit, and
     # whether side 2 then holds the rest. Sheet 13's recall runs over one side, and its side
     # 2 over its paper until compacted once; a key fits.
-    project = build.Project.at(ROOT)
-    entry = next(e for e in build.load_content(project).sheets if e.stem.startswith(sheet))
+    project = compiler.Project.at(ROOT)
+    entry = next(e for e in compiler.load_content(project).sheets if e.stem.startswith(sheet))
     templates = Templates(project.templates)
-    assets = build._assets_digest(project.templates)
+    assets = compiler._assets_digest(project.templates)
 
     def layout(**options: Any) -> Rendered:
-        page = build._page(entry, edition, "a4", templates, {entry.sheet.id: 0}, assets,
+        page = compiler._page(entry, edition, "a4", templates, {entry.sheet.id: 0}, assets,
                            compact=compact, **options)
         return render_pdf(page.html, project.templates, write=False)
 
@@ -263,13 +263,13 @@ def test_a_side_that_runs_onto_its_footer_runs_over_though_it_breaks_no_page() -
     # instead of pushing it onto a page 2. That must still count as running over, and exactly
     # when the side, measured on an endless page with its parts stacked as blocks, is taller
     # than its paper. Sheet 90's key fits; lines are added to its last panel until it does not.
-    project = build.Project.at(ROOT)
-    entry = next(e for e in build.load_content(project).sheets if e.stem.startswith("90"))
+    project = compiler.Project.at(ROOT)
+    entry = next(e for e in compiler.load_content(project).sheets if e.stem.startswith("90"))
     templates = Templates(project.templates)
-    assets = build._assets_digest(project.templates)
+    assets = compiler._assets_digest(project.templates)
 
     def html(lines: int, measure: bool = False) -> str:
-        page = build._page(entry, "key", "a4", templates, {entry.sheet.id: 0}, assets,
+        page = compiler._page(entry, "key", "a4", templates, {entry.sheet.id: 0}, assets,
                            measure=measure).html
         end = page.rindex("</section>")
         return page[:end] + "<p>One more line of text.</p>" * lines + page[end:]

@@ -9,5 +9,7 @@
     write     views → PDFs, the .apkg and its ledger, put in place    (pdf.py, deck.py, ledger.py,
               write.py)
 
-`build.py` runs them top to bottom; `problems.py` is how every stage reports what is wrong.
+`build.py` is a build, top to bottom: when nothing changed since the last one it stops there
+(`fresh.py`), else `compiler.py` runs the stages and `write.py` puts what they made in place;
+`problems.py` is how every stage reports what is wrong.
 """

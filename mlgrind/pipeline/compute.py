@@ -13,7 +13,6 @@ computation bounds its own arguments further (`mlgrind.facts`, `mlgrind.figures.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import json
 import re
@@ -26,6 +25,7 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..facts import CALC, TABLES, int_text, shape_text
+from . import fresh
 
 
 class ExpressionError(ValueError):
@@ -220,8 +220,8 @@ class Values:
             stored = json.loads(path.read_text(encoding="utf-8")) if path else {}
         except (OSError, ValueError):
             stored = {}  # no cache, or a damaged one: only a slower build
-        fresh = isinstance(stored, dict) and stored.get("code") == _code_digest()
-        return cls(stored["values"] if fresh and isinstance(stored.get("values"), dict) else {})
+        current = isinstance(stored, dict) and stored.get("code") == _code_digest()
+        return cls(stored["values"] if current and isinstance(stored.get("values"), dict) else {})
 
     def dumps(self) -> bytes:
         return json.dumps({"code": _code_digest(), "values": self.used}, sort_keys=True,
@@ -253,15 +253,9 @@ def _is_rows(value: Any) -> bool:
         isinstance(row, list) and all(isinstance(cell, str) for cell in row) for row in value)
 
 
-@functools.cache
 def _code_digest() -> str:
     """Everything a computed value can depend on besides its expression: every file of the
-    mlgrind package (reference code, facts, calculator data) and the versions of NumPy and
-    Jinja (which evaluates and formats)."""
-    package = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256(" ".join(importlib.metadata.version(name) for name in (
-        "numpy", "jinja2")).encode())
-    for path in sorted(package.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".yaml", ".json"):
-            digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    mlgrind package (reference code, facts, calculator data: `fresh.code_digest`) and the
+    versions of NumPy and Jinja (which evaluates and formats)."""
+    versions = " ".join(f"{name} {importlib.metadata.version(name)}" for name in ("numpy", "jinja2"))
+    return f"{fresh.code_digest()} {versions}"

@@ -20,16 +20,15 @@ import json
 import sqlite3
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .build import Changes
 from .deck import NOTE_TYPES, RETIRED_TAG, AnkiNote, TypeSpec, note_guid
 from .problems import Problem, Problems
-
-LEDGER_FILE = "notes.lock.json"
 
 
 class _Entry(BaseModel):
@@ -126,18 +125,6 @@ def recover(package: Path, notes: list[AnkiNote], specs: dict[str, TypeSpec]) ->
 def _first_error(error: ValidationError) -> str:
     first = error.errors()[0]
     return f"{'.'.join(map(str, first['loc'])) or 'file'}: {first['msg']}"
-
-
-@dataclass
-class Changes:
-    """What this build does to the learner's collection, for the build to report."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    retired: list[str] = field(default_factory=list)  # newly retired in this build
-    retyped: list[str] = field(default_factory=list)  # Anki refuses these: an error
-    moved: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (old, new deck) → ids
-    warnings: list[str] = field(default_factory=list)
 
 
 def _stamp(previous: _Entry | None, digest: str, now: int) -> int:

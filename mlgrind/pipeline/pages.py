@@ -7,9 +7,11 @@ WeasyPrint (`pdf.render_job`, in a worker process) or from the cache: one type e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .load import Source
-from .problems import Problem
+if TYPE_CHECKING:  # the build imports this module to find a build up to date: no YAML parser
+    from .load import Source
+    from .problems import Problem
 
 PAPERS = ("a4", "letter")
 PAPER_MM = {"a4": (210, 297), "letter": (215.9, 279.4)}  # portrait width, height

@@ -10,7 +10,9 @@ in between is completed by the next one (`recover`). A rename that fails says wh
 replaced and which were not (`PartialWrite`).
 
 The manifest in the output folder lists what mlgrind wrote there, with each file's sha256: a
-build removes only files it lists, never a user's own files that share the folder.
+build removes only files it lists, never a user's own files that share the folder. After a full
+build it also holds the digest of that build's inputs, to find the next one up to date
+(`fresh.py`).
 """
 
 from __future__ import annotations
@@ -167,8 +169,21 @@ def read_manifest(folder: Path) -> dict[str, str]:
         return {}
 
 
-def manifest(files: dict[str, str]) -> bytes:
-    return (json.dumps({"files": files}, indent=1, sort_keys=True) + "\n").encode()
+def read_inputs(folder: Path) -> str:
+    """The digest of the inputs of the last full build into `folder` (`fresh.py`), or "" if
+    it recorded none."""
+    try:
+        inputs = json.loads((folder / MANIFEST).read_bytes()).get("inputs", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return inputs if isinstance(inputs, str) else ""
+
+
+def manifest(files: dict[str, str], inputs: str = "") -> bytes:
+    """The manifest: the files written, and the digest of the inputs they were built from, if
+    they are every output of a full build that had no warning."""
+    content: dict[str, object] = {"files": files} | ({"inputs": inputs} if inputs else {})
+    return (json.dumps(content, indent=1, sort_keys=True) + "\n").encode()
 
 
 def remove_stale(folder: Path, owned: dict[str, str],
