@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 import pypdfium2 as pdfium
 import pytest
-import weasyprint
 from pypdf import PdfReader
 
 from mlgrind import palette
 from mlgrind.pipeline import compiler
 from mlgrind.pipeline.pages import Rendered
-from mlgrind.pipeline.pdf import AssetFetcher, render_pdf
+from mlgrind.pipeline.pdf import render_pdf
 from mlgrind.pipeline.problems import Problems
 from mlgrind.pipeline.render import Templates, writing_lines
 
@@ -256,33 +255,3 @@ def test_a_measured_side_says_whether_it_fits_and_where_side_2_begins(
     assert layout(split=split + 1).spilled is not None  # and no more would fit
     assert (both.pages > 2) == (measured.pages > 2)  # side 2 runs over as the measure said
 
-
-def test_a_side_that_runs_onto_its_footer_runs_over_though_it_breaks_no_page() -> None:
-    # The grid of panels takes the room the header, sources and footer leave, sized without
-    # its content (sheet.css: a faster layout), so panels a line too tall overlap the footer
-    # instead of pushing it onto a page 2. That must still count as running over, and exactly
-    # when the side, measured on an endless page with its parts stacked as blocks, is taller
-    # than its paper. Sheet 90's key fits; lines are added to its last panel until it does not.
-    project = compiler.Project.at(ROOT)
-    entry = next(e for e in compiler.load_content(project).sheets if e.stem.startswith("90"))
-    templates = Templates(project.templates)
-    assets = compiler._assets_digest(project.templates)
-
-    def html(lines: int, measure: bool = False) -> str:
-        page = compiler._page(entry, "key", "a4", templates, {entry.sheet.id: 0}, assets,
-                           measure=measure).html
-        end = page.rindex("</section>")
-        return page[:end] + "<p>One more line of text.</p>" * lines + page[end:]
-
-    low, high = 0, 128  # the measure fits with `low` lines, not with `high`
-    while high - low > 1:
-        mid = (low + high) // 2
-        fits = render_pdf(html(mid, measure=True), project.templates, write=False).pages == 1
-        low, high = (mid, high) if fits else (low, mid)
-    assert low > 0
-    assert render_pdf(html(low), project.templates).pages == 1
-    over = render_pdf(html(high), project.templates, fits=1)
-    assert over.pages == 2 and over.data == b"" and over.spilled == len(over.panel_mm) - 1
-    document = weasyprint.HTML(string=html(high), base_url=project.templates.as_uri() + "/",
-                               url_fetcher=AssetFetcher(project.templates)).render()
-    assert len(document.pages) == 1  # the case a page count alone would miss

@@ -108,7 +108,7 @@ def render_pdf(html: str, assets: Path, *, epoch: int = 0, fits: int | None = No
             string=html, base_url=assets.resolve().as_uri() + "/",
             url_fetcher=AssetFetcher(assets)).render()
         measured = _measured(document)
-        pages = _pages(document)
+        pages = len(document.pages)
         data = (document.write_pdf() if measured is None and write and (fits is None or
                                                                          pages <= fits) else b"")
         # After writing: subsetting a font may warn too.
@@ -161,37 +161,6 @@ def _measured(document: weasyprint.document.Document) -> Rendered | None:
     return Rendered(b"", 3 if taller else 2, panel_mm=heights, spilled=spilled)
 
 
-def _pages(document: weasyprint.document.Document) -> int:
-    """The pages a layout takes, counting one more when a panel runs past the foot of its
-    side's grid of panels (sheet.css: that grid's row is sized without its content, so content
-    taller than the room left by the header, sources and footer overlaps them, unless it
-    reaches the page's own foot and breaks to a new page)."""
-    count = len(document.pages)
-    if not _overrun(document):
-        return count
-    return max(count, len({id(main.element) for main in _mains(document)}) + 1)
-
-
-def _mains(document: weasyprint.document.Document) -> list:  # type: ignore[type-arg]
-    """Each side's grid of panels (`main`), a box per page it is on."""
-    return [box for page in document.pages for box in page._page_box.descendants()
-            if box.element_tag == "main"]
-
-
-def _overrun(document: weasyprint.document.Document) -> list[int]:
-    """The panels that end below the foot of their side's grid of panels."""
-    past = []
-    for main in _mains(document):
-        foot = main.content_box_y() + main.height + _SLACK_PX
-        past += [int(box.element.get("data-panel")) for box in main.descendants()
-                 if box.element_tag == "section" and box.element.get("data-panel", "").isdigit()
-                 and box.position_y + box.margin_height() > foot]
-    return past
-
-
-_SLACK_PX = 0.01  # panels stretched to the grid's foot end there, give or take rounding
-
-
 def _panel_boxes(document: weasyprint.document.Document):  # type: ignore[no-untyped-def]
     """(page number, panel index, its box) for every panel fragment (`data-panel` sections).
     WeasyPrint has no public API for which element landed on which page, hence its private
@@ -205,10 +174,9 @@ def _panel_boxes(document: weasyprint.document.Document):  # type: ignore[no-unt
 
 def _panel_heights(document: weasyprint.document.Document) -> tuple[tuple[float, ...], int | None]:
     """Each panel's content height in mm (summed over the pages it spans), and the first panel
-    with content past the first page or past the foot of its side's panels: where to look
-    when a sheet overflows."""
+    with content past the first page: where to look when a sheet overflows."""
     heights: dict[int, float] = {}
-    spilled = _overrun(document)
+    spilled = []
     for number, index, box in _panel_boxes(document):
         height = sum(child.margin_height() for child in box.children
                      if not _is_room(child)) * MM_PER_PX
