@@ -161,22 +161,27 @@ def _target_name(temporary: str) -> str | None:
 def read_manifest(folder: Path) -> dict[str, str]:
     """The files an earlier build wrote into `folder` (path relative to it → sha256); none if
     there is no manifest yet, or it cannot be read."""
-    try:
-        files = json.loads((folder / MANIFEST).read_bytes())["files"]
-        return {rel: sha for rel, sha in files.items()
-                if isinstance(rel, str) and isinstance(sha, str) and _inside(rel)}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    files = _manifest_json(folder).get("files")
+    if not isinstance(files, dict):
         return {}
+    return {rel: sha for rel, sha in files.items()
+            if isinstance(rel, str) and isinstance(sha, str) and _inside(rel)}
 
 
 def read_inputs(folder: Path) -> str:
     """The digest of the inputs of the last full build into `folder` (`fresh.py`), or "" if
     it recorded none."""
-    try:
-        inputs = json.loads((folder / MANIFEST).read_bytes()).get("inputs", "")
-    except (OSError, ValueError, AttributeError):
-        return ""
+    inputs = _manifest_json(folder).get("inputs", "")
     return inputs if isinstance(inputs, str) else ""
+
+
+def _manifest_json(folder: Path) -> dict[str, object]:
+    """The manifest's JSON object; empty if there is none, or it cannot be read."""
+    try:
+        data = json.loads((folder / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def manifest(files: dict[str, str], inputs: str = "") -> bytes:
